@@ -1,0 +1,38 @@
+"""Platform adapters. `configured_adapters` picks the ones whose settings are present."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.adapter import Adapter
+from bot.config import Settings
+from bot.service import DEMO_WARNING, Service
+
+__all__ = ["configured_adapters"]
+
+
+def configured_adapters(
+    settings: Settings, service: Service, *, on_console_eof: Callable[[], None] | None = None
+) -> list[Adapter]:
+    """Every adapter whose configuration is present; the console when asked for or when nothing else is."""
+    adapters: list[Adapter] = []
+    if settings.telegram_token:
+        from adapters.telegram import TelegramAdapter
+
+        adapters.append(TelegramAdapter(settings, service.conversations))
+    if settings.slack_bot_token:
+        from adapters.slack import SlackAdapter
+
+        adapters.append(SlackAdapter(settings, service.conversations))
+    if settings.console == "on" or (settings.console == "auto" and not adapters):
+        from adapters.console import ConsoleAdapter
+
+        adapters.append(
+            ConsoleAdapter(
+                service.conversations,
+                files_dir=settings.data_dir / "exports",
+                on_eof=on_console_eof,
+                greeting=DEMO_WARNING if service.demo_model else None,
+            )
+        )
+    return adapters

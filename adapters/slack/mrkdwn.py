@@ -1,0 +1,177 @@
+"""Model Markdown -> Slack mrkdwn, and splitting long answers into messages Slack accepts.
+
+Slack's `text` field is not Markdown: bold is `*x*`, italic `_x_`, strike `~x~`, links `<url|label>`,
+no headings or tables, and `&`, `<`, `>` must be escaped everywhere (code included).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["CodeBlock", "MESSAGE_LIMIT", "code_blocks", "split_message", "to_mrkdwn", "unescape_slack"]
+
+# Slack truncates `text` at 40,000 characters but recommends staying under 4,000 for readability
+# (and long messages are collapsed by clients): keep each message well below that.
+MESSAGE_LIMIT = 3_500
+
+_FENCE = re.compile(r"^\s*```")
+_INLINE_CODE = re.compile(r"(`[^`\n]+`)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_ITALIC_STAR = re.compile(r"(?<![\*\w])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\*\w])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(?=\S)")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_BOLD_MARK = "\x00B\x00"  # placeholder so the italic pass does not touch converted bold
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape_slack(text: str) -> str:
+    """Slack message text -> plain text for the model: links and entities resolved."""
+    text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", text)
+    text = re.sub(r"<(https?://[^>]+)>", r"\1", text)
+    text = re.sub(r"<#C\w+\|([^>]+)>", r"#\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _inline(text: str) -> str:
+    """Convert one line of prose (outside code) to mrkdwn."""
+    parts = _INLINE_CODE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:  # inline code: escaped, kept verbatim
+            out.append(_escape(part))
+            continue
+        links: list[str] = []
+
+        def keep_link(m: re.Match[str]) -> str:
+            links.append(f"<{m.group(2)}|{_escape(m.group(1))}>")
+            return f"\x00L{len(links) - 1}\x00"
+
+        part = _LINK.sub(keep_link, part)
+        part = _escape(part)
+        part = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", part)
+        part = _ITALIC_STAR.sub(r"_\1_", part)
+        part = _STRIKE.sub(r"~\1~", part)
+        part = part.replace(_BOLD_MARK, "*")
+        part = re.sub(r"\x00L(\d+)\x00", lambda m: links[int(m.group(1))], part)
+        out.append(part)
+    return "".join(out)
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Convert the model's Markdown to Slack mrkdwn (also safe on a partial, still-streaming text)."""
+    lines = markdown.split("\n")
+    out: list[str] = []
+    in_code = False
+    in_table = False
+    for line in lines:
+        if _FENCE.match(line):
+            if in_table:
+                out.append("```")
+                in_table = False
+            # Slack shows a language tag as the first code line: drop it.
+            out.append("```")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(_escape(line))
+            continue
+        if _TABLE_ROW.match(line):
+            # Slack has no tables: keep them aligned in a code block.
+            if not in_table:
+                out.append("```")
+                in_table = True
+            out.append(_escape(line.strip()))
+            continue
+        if in_table:
+            out.append("```")
+            in_table = False
+        heading = _HEADING.match(line)
+        if heading:
+            out.append(f"*{_inline(heading.group(1)).strip('*')}*")
+            continue
+        line = _BULLET.sub(r"\1• ", line)
+        out.append(_inline(line))
+    if in_table:
+        out.append("```")
+    return "\n".join(out)
+
+
+def _hard_split(line: str, limit: int) -> list[str]:
+    pieces = []
+    while len(line) > limit:
+        cut = line.rfind(" ", 0, limit)
+        if cut <= limit // 2:
+            cut = limit
+            # never cut inside an escape such as "&amp;"
+            amp = line.rfind("&", max(0, cut - 5), cut)
+            if amp != -1 and ";" not in line[amp:cut]:
+                cut = amp or limit
+        pieces.append(line[:cut])
+        line = line[cut:].lstrip(" ") if line[cut:cut + 1] == " " else line[cut:]
+    pieces.append(line)
+    return pieces
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split mrkdwn into messages of at most `limit` characters, preferring paragraph and line
+    boundaries; a code block cut in two is closed and reopened so both halves render as code."""
+    if len(text) <= limit:
+        return [text]
+    fence_cost = len("\n```")
+    if limit < 2 * fence_cost + 8:
+        raise ValueError("limit too small to split code blocks")
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    in_code = False
+
+    def emit() -> None:
+        nonlocal current, size
+        body = "\n".join(current).rstrip("\n")
+        if in_code:
+            body += "\n```"
+        if body.strip() and body.strip() != "```\n```":
+            chunks.append(body)
+        current = ["```"] if in_code else []
+        size = len("```") if in_code else 0
+
+    for line in text.split("\n"):
+        reserve = fence_cost if (in_code or _FENCE.match(line)) else 0
+        room = limit - reserve
+        pieces = _hard_split(line, room - (len("```\n") if in_code else 0)) if len(line) > room - 4 else [line]
+        for piece in pieces:
+            extra = len(piece) + (1 if current else 0)
+            if current and size + extra + reserve > limit:
+                # prefer to break at the last blank line of this chunk
+                emit()
+                extra = len(piece) + (1 if current else 0)
+            current.append(piece)
+            size += extra
+        if _FENCE.match(line):
+            in_code = not in_code
+    if current:
+        body = "\n".join(current).rstrip("\n")
+        if body.strip() and body.strip() != "```":
+            chunks.append(body)
+    return chunks or [text[:limit]]
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    language: str
+    code: str
+
+
+def code_blocks(markdown: str) -> list[CodeBlock]:
+    """Fenced code blocks of the model's Markdown (before conversion), with their language tags."""
+    blocks = []
+    for m in re.finditer(r"^\s*```([\w+#.-]*)[^\n]*\n(.*?)^\s*```", markdown, flags=re.M | re.S):
+        blocks.append(CodeBlock(m.group(1).lower(), m.group(2)))
+    return blocks

@@ -1,0 +1,143 @@
+"""Every setting of vlmbot, read from the environment (and an optional `.env` file) in one place.
+
+Nothing else in the project reads `os.environ` for configuration: components receive the values
+they need from a `Settings` instance. The README's configuration table mirrors this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+def _env(name: str, default, description: str, **kw):
+    return Field(default, validation_alias=AliasChoices(name), description=description, **kw)
+
+
+IdList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True, populate_by_name=False
+    )
+
+    # --- storage ---------------------------------------------------------------------------
+    data_dir: Path = _env("VLMBOT_DATA_DIR", Path("data"), "Database, pictures and the demo model live here.")
+    database_url: str | None = _env(
+        "VLMBOT_DATABASE_URL", None, "SQLAlchemy async URL; default sqlite+aiosqlite in the data dir."
+    )
+
+    # --- model engine ----------------------------------------------------------------------
+    model: Path | None = _env(
+        "VLMBOT_MODEL", None, "Local Qwen2.5-VL / Qwen3-VL checkpoint directory; unset = tiny random demo model."
+    )
+    device: str = _env("VLMBOT_DEVICE", "auto", "auto, cpu, cuda or cuda:N.")
+    attention: Literal["auto", "flash_attention_2", "sdpa", "eager"] = _env(
+        "VLMBOT_ATTENTION", "auto", "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa."
+    )
+    max_pixels: int = _env(
+        "VLMBOT_MAX_PIXELS", 1280 * 28 * 28, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
+    )
+    min_pixels: int = _env("VLMBOT_MIN_PIXELS", 4 * 28 * 28, "Smallest picture size after resizing.")
+    max_new_tokens: int = _env("VLMBOT_MAX_NEW_TOKENS", 1024, "Upper bound on the length of one answer in tokens.")
+    context_tokens: int = _env(
+        "VLMBOT_CONTEXT_TOKENS", 16384, "Prompt budget; older turns are left out of the prompt beyond it."
+    )
+    queue_size: int = _env("VLMBOT_QUEUE_SIZE", 32, "Requests waiting or running at once; more are refused as busy.")
+    request_timeout_s: float = _env("VLMBOT_REQUEST_TIMEOUT", 300.0, "Seconds a request may take, waiting included.")
+    batch_size: int = _env("VLMBOT_BATCH_SIZE", 8, "Requests decoded together (1 disables batching).")
+    prefix_cache: bool = _env("VLMBOT_PREFIX_CACHE", True, "Reuse a session's KV cache across turns.")
+    kv_cache_bytes: int = _env("VLMBOT_KV_CACHE_BYTES", 4 * 1024**3, "Byte budget of the per-session KV store.")
+    feature_cache_bytes: int = _env(
+        "VLMBOT_FEATURE_CACHE_BYTES", 1024**3, "Byte budget of the vision-feature cache."
+    )
+    jpeg_draft: bool = _env("VLMBOT_JPEG_DRAFT", True, "Decode large JPEGs at reduced scale before resizing.")
+    engine_url: str | None = _env(
+        "VLMBOT_ENGINE_URL", None, "OpenAI-compatible server (this project's, vLLM, SGLang) instead of a local model."
+    )
+    engine_api_key: str | None = _env("VLMBOT_ENGINE_API_KEY", None, "Bearer key for VLMBOT_ENGINE_URL.")
+    engine_model: str | None = _env(
+        "VLMBOT_ENGINE_MODEL", None, "Model name to request from the remote server (default: its first model)."
+    )
+    engine_api_keys: IdList = _env(
+        "VLMBOT_SERVER_API_KEYS", (), "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth."
+    )
+
+    # --- input limits ----------------------------------------------------------------------
+    max_image_bytes: int = _env("VLMBOT_MAX_IMAGE_BYTES", 20 * 1024**2, "Largest picture file accepted.")
+    max_image_source_pixels: int = _env(
+        "VLMBOT_MAX_IMAGE_SOURCE_PIXELS", 64_000_000, "Largest picture (width x height) decoded: guards decompression bombs."
+    )
+    max_images_per_turn: int = _env("VLMBOT_MAX_IMAGES_PER_TURN", 8, "Pictures in one question.")
+
+    # --- service ---------------------------------------------------------------------------
+    shutdown_grace_s: float = _env("VLMBOT_SHUTDOWN_GRACE", 20.0, "Seconds in-flight answers may finish at shutdown.")
+    log_level: str = _env("VLMBOT_LOG_LEVEL", "INFO", "Python logging level.")
+    console: Literal["auto", "on", "off"] = _env(
+        "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."
+    )
+
+    # --- Telegram --------------------------------------------------------------------------
+    telegram_token: str | None = _env("TELEGRAM_BOT_TOKEN", None, "Enables the Telegram adapter.")
+    telegram_api_url: str = _env("TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server base URL.")
+    telegram_webhook_url: str | None = _env("TELEGRAM_WEBHOOK_URL", None, "Public URL; set = webhook mode.")
+    telegram_webhook_listen: str = _env("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0:8443", "host:port of the webhook server.")
+    telegram_webhook_secret: str | None = _env("TELEGRAM_WEBHOOK_SECRET", None, "Secret token checked on every webhook.")
+    telegram_allowed_users: IdList = _env("TELEGRAM_ALLOWED_USERS", (), "User ids allowed (comma separated).")
+    telegram_allowed_chats: IdList = _env("TELEGRAM_ALLOWED_CHATS", (), "Chat ids allowed (comma separated).")
+    telegram_allow_everyone: bool = _env(
+        "TELEGRAM_ALLOW_EVERYONE", False, "Must be true to run with both allowlists empty."
+    )
+
+    # --- Slack -----------------------------------------------------------------------------
+    slack_bot_token: str | None = _env("SLACK_BOT_TOKEN", None, "Enables the Slack adapter (xoxb-...).")
+    slack_app_token: str | None = _env("SLACK_APP_TOKEN", None, "Socket Mode token (xapp-...); the default mode.")
+    slack_signing_secret: str | None = _env("SLACK_SIGNING_SECRET", None, "HTTP Events API mode when no app token.")
+    slack_api_url: str = _env("SLACK_API_URL", "https://slack.com/api/", "Web API base URL.")
+    slack_http_listen: str = _env("SLACK_HTTP_LISTEN", "0.0.0.0:3000", "host:port of the Events API server.")
+    slack_slash_command: str = _env("SLACK_SLASH_COMMAND", "/vlmbot", "Slash command name.")
+    slack_allowed_teams: IdList = _env("SLACK_ALLOWED_TEAMS", (), "Workspace ids allowed (comma separated).")
+    slack_allowed_channels: IdList = _env("SLACK_ALLOWED_CHANNELS", (), "Channel ids allowed (comma separated).")
+    slack_allowed_users: IdList = _env("SLACK_ALLOWED_USERS", (), "User ids allowed (comma separated).")
+    slack_allow_everyone: bool = _env("SLACK_ALLOW_EVERYONE", False, "Must be true to run with all allowlists empty.")
+
+    # --- web chat --------------------------------------------------------------------------
+    web_enabled: bool = _env("VLMBOT_WEB", True, "Serve the web chat in `vlmbot run`.")
+    web_listen: str = _env("VLMBOT_WEB_LISTEN", "127.0.0.1:8080", "host:port of the web chat.")
+    web_token: str | None = _env("VLMBOT_WEB_TOKEN", None, "Access token; required when not bound to loopback.")
+    web_admin_token: str | None = _env("VLMBOT_WEB_ADMIN_TOKEN", None, "Operator token: read-only view of all sessions.")
+
+    @field_validator(
+        "engine_api_keys", "telegram_allowed_users", "telegram_allowed_chats", "slack_allowed_teams",
+        "slack_allowed_channels", "slack_allowed_users", mode="before",
+    )
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'vlmbot.db').resolve()}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def demo_model_dir(self) -> Path:
+        return self.data_dir / "tiny-model"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; keyword overrides (by field name) win, for tests and the CLI."""
+    base = Settings()
+    return base.model_copy(update=overrides) if overrides else base

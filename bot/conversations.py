@@ -1,0 +1,410 @@
+"""The conversation service every adapter talks to: questions, pictures and commands per thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from bot.commands import help_text, parse_command
+from bot.messages import (
+    Answer,
+    AnswerDelta,
+    Attachment,
+    Document,
+    Generating,
+    IncomingMessage,
+    Notice,
+    QueuePosition,
+    Reply,
+    Text,
+)
+from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
+from bot.prompt import PromptBudget, build_prompt
+from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from engine.interface import (
+    Engine,
+    EngineError,
+    GenerationLimits,
+    GenerationRequest,
+    GenerationStats,
+    Queued,
+    TextPiece,
+)
+
+__all__ = ["ConversationLimits", "Conversations"]
+
+log = logging.getLogger(__name__)
+
+ACK_PICTURES = "Got it - what would you like to know?"
+SHUTTING_DOWN = "The bot is restarting; please send your message again in a minute."
+
+
+@dataclass(frozen=True)
+class ConversationLimits:
+    max_image_bytes: int
+    max_image_source_pixels: int
+    max_images_per_turn: int
+    max_new_tokens: int
+    request_timeout_s: float
+    budget: PromptBudget
+
+
+@dataclass
+class _InFlight:
+    request_id: str
+    turn_id: int
+    done: asyncio.Event
+
+
+class Conversations:
+    """Turns incoming messages into stored turns and engine requests, one active session per thread."""
+
+    def __init__(self, store: Store, engine: Engine, pictures: PictureFiles, limits: ConversationLimits) -> None:
+        self.store = store
+        self.engine = engine
+        self.pictures = pictures
+        self.limits = limits
+        self._accepting = True
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
+        self._cancelled_turns: set[int] = set()
+
+    # --- for adapters -------------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    async def claim_delivery(self, platform: str, delivery_id: str) -> bool:
+        return await self.store.claim_delivery(platform, delivery_id)
+
+    async def has_conversation(self, platform: str, thread_key: str) -> bool:
+        """Whether the thread has an active session (e.g. a Slack thread the bot already answered in)."""
+        return bool(await self.store.list_sessions(platform=platform, thread_key=thread_key, limit=1, active_only=True))
+
+    def check_attachment_size(self, size: int | None) -> str | None:
+        if size is not None and size > self.limits.max_image_bytes:
+            limit = self.limits.max_image_bytes / 1024 / 1024
+            return f"That file is {size / 1024 / 1024:.1f} MB, over the {limit:.0f} MB limit; please send a smaller picture."
+        return None
+
+    async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
+        """Everything the user should see in answer to `message`, in order."""
+        if not self._accepting:
+            yield Text(SHUTTING_DOWN, kind="error")
+            return
+        command = parse_command(message.text)
+        if command is not None:
+            async for reply in self._command(message, *command):
+                yield reply
+            return
+        async for reply in self._question(message):
+            yield reply
+
+    # --- questions ----------------------------------------------------------------------------
+
+    async def _check_all(self, attachments: Sequence[Attachment]) -> list[CheckedPicture] | str:
+        if len(attachments) > self.limits.max_images_per_turn:
+            return f"That is {len(attachments)} pictures; I can look at {self.limits.max_images_per_turn} at a time."
+        checked: list[CheckedPicture] = []
+        for attachment in attachments:
+            try:
+                checked.append(
+                    await asyncio.to_thread(
+                        check_picture,
+                        attachment.data,
+                        max_bytes=self.limits.max_image_bytes,
+                        max_pixels=self.limits.max_image_source_pixels,
+                        name=attachment.filename,
+                    )
+                )
+            except PictureRejected as exc:
+                return exc.user_message
+        return checked
+
+    async def _question(self, message: IncomingMessage) -> AsyncIterator[Reply]:
+        checked = await self._check_all(message.attachments)
+        if isinstance(checked, str):
+            yield Text(checked, kind="error")
+            return
+        text = message.text.strip()
+        if not text and not checked:
+            yield Text("Send a picture or ask a question; /help lists what I can do.")
+            return
+        for picture in checked:
+            await self.pictures.save(picture)
+            await self.store.record_image(
+                picture.sha256,
+                mime_type=picture.mime_type,
+                width=picture.width,
+                height=picture.height,
+                size_bytes=len(picture.data),
+            )
+        session = await self.store.active_session(message.platform, message.thread_key, message.user_id)
+        hashes = [picture.sha256 for picture in checked]
+        if not text:
+            await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+            yield Text(ACK_PICTURES)
+            return
+        async with self._lock(session.id):
+            if not self._accepting:
+                yield Text(SHUTTING_DOWN, kind="error")
+                return
+            turn = await self.store.add_turn(session.id, user_id=message.user_id, text=text, image_hashes=hashes)
+            async for reply in self._answer(session, turn):
+                yield reply
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(session_id, asyncio.Lock())
+
+    async def _answer(self, session: SessionInfo, turn: TurnInfo) -> AsyncIterator[Reply]:
+        """Generate the answer to a stored pending turn; the turn always ends in a final status."""
+        history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
+        try:
+            prompt = await build_prompt(history, turn, self.limits.budget, self.pictures.load)
+        except FileNotFoundError as exc:
+            log.error("session %s: a stored picture is missing: %s", session.id, exc)
+            await self.store.finish_turn(turn.id, status="failed", error=f"missing picture: {exc}")
+            yield Text("A picture of this conversation is missing from storage; please /clear and send it again.", kind="error")
+            return
+        if prompt.left_out:
+            yield Notice(
+                f"The {prompt.left_out} oldest exchange(s) of this conversation were left out so the question fits; "
+                "/clear starts afresh."
+            )
+        request = GenerationRequest(
+            request_id=str(uuid.uuid4()),
+            session_id=session.id,
+            turns=prompt.turns,
+            limits=GenerationLimits(
+                max_new_tokens=self.limits.max_new_tokens, timeout_s=self.limits.request_timeout_s
+            ),
+        )
+        inflight = _InFlight(request.request_id, turn.id, asyncio.Event())
+        self._inflight[session.id] = inflight
+        parts: list[str] = []
+        stats: GenerationStats | None = None
+        status, error = "interrupted", None
+        log.info("session %s turn %s: request %s queued", session.id, turn.id, request.request_id)
+        try:
+            stream = self.engine.generate(request)
+            try:
+                async for event in stream:
+                    if isinstance(event, Queued):
+                        yield QueuePosition(event.position)
+                    elif isinstance(event, TextPiece):
+                        if not parts:
+                            yield Generating()
+                        parts.append(event.text)
+                        yield AnswerDelta(event.text)
+                    elif isinstance(event, GenerationStats):
+                        stats = event
+            finally:
+                await stream.aclose()
+            if stats is not None and stats.finish_reason == "cancelled":
+                status = "cancelled" if turn.id in self._cancelled_turns else "interrupted"
+            else:
+                status = "done"
+        except EngineError as exc:
+            status, error = "failed", str(exc)
+            log.warning("session %s turn %s failed: %s", session.id, turn.id, exc)
+            yield Text(exc.user_message, kind="error")
+        finally:
+            answer = "".join(parts)
+            await self.store.finish_turn(
+                turn.id,
+                status=status,
+                answer=answer if status == "done" else (answer or None),
+                error=error,
+                stats=_turn_stats(stats),
+            )
+            self._cancelled_turns.discard(turn.id)
+            if self._inflight.get(session.id) is inflight:
+                del self._inflight[session.id]
+            inflight.done.set()
+        if status == "done" and stats is not None:
+            if stats.note:
+                yield Notice(stats.note)
+            yield Answer(
+                text="".join(parts).strip() or "(The model gave an empty answer; try asking differently.)",
+                turn_id=turn.id,
+                latency_ms=round(stats.total_s * 1000),
+                output_tokens=stats.output_tokens,
+            )
+        elif status == "cancelled":
+            yield Text("Stopped: this conversation was cleared.")
+        elif status == "interrupted":
+            yield Text("The answer was interrupted; send /retry to try again.", kind="error")
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def _command(self, message: IncomingMessage, name: str, args: str) -> AsyncIterator[Reply]:
+        if name in ("start", "help"):
+            yield Text(help_text())
+        elif name == "clear":
+            yield Text(await self.clear(message.platform, message.thread_key))
+        elif name == "name":
+            yield Text(await self._rename(message, args))
+        elif name == "undo":
+            yield Text(await self._undo(message))
+        elif name == "retry":
+            async for reply in self._retry(message):
+                yield reply
+        elif name == "export":
+            yield await self._export(message)
+        elif name == "status":
+            yield Text(await self._status(message))
+        else:
+            yield Text(f"Unknown command /{name}.\n\n{help_text()}")
+
+    async def _current(self, message: IncomingMessage) -> SessionInfo:
+        return await self.store.active_session(message.platform, message.thread_key, message.user_id)
+
+    async def clear(self, platform: str, thread_key: str) -> str:
+        """Archive the thread's session, stop its request and release what the engine holds for it."""
+        sessions = await self.store.list_sessions(platform=platform, thread_key=thread_key, active_only=True, limit=1)
+        if not sessions:
+            return "Cleared. The next message starts a new conversation."
+        session = sessions[0]
+        inflight = self._inflight.get(session.id)
+        if inflight is not None:
+            self._cancelled_turns.add(inflight.turn_id)
+            await self.engine.cancel(inflight.request_id)
+        await self.store.archive_session(session.id)
+        await self.engine.release_session(session.id)
+        log.info("session %s archived by /clear", session.id)
+        return "Cleared. The next message starts a new conversation."
+
+    async def _rename(self, message: IncomingMessage, title: str) -> str:
+        title = " ".join(title.split())[:200]
+        if not title:
+            return "Usage: /name TITLE"
+        session = await self._current(message)
+        await self.store.rename_session(session.id, title)
+        return f"This conversation is now called \"{title}\"."
+
+    async def _undo(self, message: IncomingMessage) -> str:
+        session = await self._current(message)
+        turns = [t for t in await self.store.turns(session.id, in_context_only=True) if t.status != "pending"]
+        if not turns:
+            return "Nothing to undo."
+        last = turns[-1]
+        await self.store.drop_from_context(last.id)
+        what = f"\"{_clip(last.user_text)}\"" if last.user_text else "the last pictures"
+        return f"Removed {what} from the conversation."
+
+    async def _retry(self, message: IncomingMessage) -> AsyncIterator[Reply]:
+        session = await self._current(message)
+        if session.id in self._inflight:
+            yield Text("I am still answering; wait for the answer or /clear to stop it.")
+            return
+        async with self._lock(session.id):
+            turns = [t for t in await self.store.turns(session.id, in_context_only=True) if t.user_text]
+            if not turns:
+                yield Text("There is no question to retry yet.")
+                return
+            last = turns[-1]
+            await self.store.drop_from_context(last.id)
+            turn = await self.store.add_turn(
+                session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes
+            )
+            async for reply in self._answer(session, turn):
+                yield reply
+
+    async def _export(self, message: IncomingMessage) -> Document:
+        session = await self._current(message)
+        data = await self.export_session(session.id)
+        return Document(
+            filename=f"vlmbot-session-{session.id[:8]}.json",
+            data=data,
+            mime_type="application/json",
+            caption="This conversation as JSON.",
+        )
+
+    async def export_session(self, session_id: str) -> bytes:
+        session = await self.store.get_session(session_id)
+        if session is None:
+            raise KeyError(session_id)
+        turns = await self.store.turns(session_id)
+        body = {
+            "session": session.id,
+            "name": session.title,
+            "platform": session.platform,
+            "thread": session.thread_key,
+            "status": session.status,
+            "model": next((t.model for t in reversed(turns) if t.model), self.engine.model_name),
+            "created_at": session.created_at.isoformat(),
+            "turns": [
+                {
+                    "id": t.id,
+                    "timestamp": t.created_at.isoformat(),
+                    "image_hashes": list(t.image_hashes),
+                    "user_input": t.user_text,
+                    "model_output": t.answer,
+                    "status": t.status,
+                    "in_context": t.in_context,
+                    "latency_ms": t.latency_ms,
+                    "queue_wait_ms": t.queue_wait_ms,
+                    "ttft_ms": t.ttft_ms,
+                    "prompt_tokens": t.prompt_tokens,
+                    "output_tokens": t.output_tokens,
+                    "model": t.model,
+                }
+                for t in turns
+            ],
+        }
+        return json.dumps(body, indent=2, ensure_ascii=False).encode()
+
+    async def _status(self, message: IncomingMessage) -> str:
+        health = self.engine.health()
+        session = await self._current(message)
+        inflight = self._inflight.get(session.id)
+        if inflight is None:
+            mine = "You have no question waiting."
+        else:
+            position = self.engine.queue_position(inflight.request_id)
+            mine = "Your answer is being generated." if not position else f"Your question is number {position} in the queue."
+        state = "ready" if health.ok else f"unavailable ({health.detail})"
+        return (
+            f"{mine}\nModel: {health.model} on {health.device} ({health.dtype}, {health.attention}), {state}.\n"
+            f"Queue: {health.queue_depth} waiting, {health.running} generating."
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def drain(self, grace_s: float) -> None:
+        """Refuse new messages, let in-flight answers finish within `grace_s`, then interrupt the rest."""
+        self._accepting = False
+        pending = [entry.done.wait() for entry in self._inflight.values()]
+        if pending:
+            log.info("waiting up to %.0f s for %d answer(s) in flight", grace_s, len(pending))
+            done, not_done = await asyncio.wait([asyncio.ensure_future(p) for p in pending], timeout=grace_s)
+            for future in not_done:
+                future.cancel()
+        for entry in list(self._inflight.values()):
+            await self.engine.cancel(entry.request_id)
+        remaining = [entry.done.wait() for entry in self._inflight.values()]
+        if remaining:
+            await asyncio.wait([asyncio.ensure_future(r) for r in remaining], timeout=5)
+
+
+def _turn_stats(stats: GenerationStats | None) -> TurnStats:
+    if stats is None:
+        return TurnStats()
+    return TurnStats(
+        queue_wait_ms=round(stats.queue_wait_s * 1000),
+        ttft_ms=None if stats.time_to_first_token_s is None else round(stats.time_to_first_token_s * 1000),
+        latency_ms=round(stats.total_s * 1000),
+        prompt_tokens=stats.prompt_tokens,
+        output_tokens=stats.output_tokens,
+        model=stats.model,
+    )
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,91 @@
+"""Database tables (SQLAlchemy 2 declarative). Alembic migrations in `migrations/` create them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Delivery", "ImageRow", "SessionRow", "TurnRow"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    """A conversation. A thread has at most one `active` session; older ones are `archived`."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    thread_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        # Exactly one active session per thread, even with several bot replicas racing.
+        Index(
+            "uq_sessions_active_thread",
+            "platform",
+            "thread_key",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_sessions_thread", "platform", "thread_key"),
+    )
+
+
+class TurnRow(Base):
+    """One user input and the model's answer to it."""
+
+    __tablename__ = "turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    user_text: Mapped[str] = mapped_column(Text, default="")
+    image_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # pending | done | failed | cancelled | interrupted | attached (pictures kept for the next question)
+    status: Mapped[str] = mapped_column(String(16))
+    in_context: Mapped[bool] = mapped_column(default=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    queue_wait_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ImageRow(Base):
+    """A stored picture: the file is `images/<sha256[:2]>/<sha256>` under the data dir."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mime_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """A platform delivery (update id, event id) already claimed: makes handling exactly-once."""
+
+    __tablename__ = "deliveries"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,122 @@
+"""Building the long-lived parts (database, engine, conversation service) and shutting them down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings
+from bot.conversations import ConversationLimits, Conversations
+from bot.pictures import PictureFiles
+from bot.prompt import PromptBudget
+from bot.store import Store, open_store
+from engine.interface import Engine
+
+__all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
+
+log = logging.getLogger(__name__)
+
+DEMO_WARNING = (
+    "No VLMBOT_MODEL is set, so this runs a tiny random-weight demo model: its answers are random text "
+    "until VLMBOT_MODEL points at real Qwen2.5-VL or Qwen3-VL weights."
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    settings: Settings
+    store: Store
+    engine: Engine
+    conversations: Conversations
+    demo_model: bool
+
+
+async def ensure_demo_model(directory: Path) -> Path:
+    """The tiny demo checkpoint under the data dir, written on first use."""
+    if not (directory / "config.json").exists():
+        from engine.tiny import write_tiny_checkpoint
+
+        log.info("writing the tiny demo model to %s", directory)
+        await asyncio.to_thread(write_tiny_checkpoint, directory, "qwen2_5_vl", "tiny")
+    return directory
+
+
+async def build_engine(settings: Settings) -> tuple[Engine, bool]:
+    """The engine the settings ask for, not yet started; and whether it is the demo model."""
+    if settings.engine_url:
+        from engine.remote import RemoteEngine, RemoteEngineOptions
+
+        return RemoteEngine(
+            RemoteEngineOptions(
+                base_url=settings.engine_url,
+                api_key=settings.engine_api_key,
+                model=settings.engine_model,
+                min_pixels=settings.min_pixels,
+                max_pixels=settings.max_pixels,
+                queue_size=settings.queue_size,
+            )
+        ), False
+    from engine.local import LocalEngine, LocalEngineOptions
+
+    demo = settings.model is None
+    path = await ensure_demo_model(settings.demo_model_dir) if demo else settings.model
+    assert path is not None
+    return LocalEngine(
+        LocalEngineOptions(
+            model_path=path,
+            device=settings.device,
+            attention=settings.attention,
+            min_pixels=settings.min_pixels,
+            max_pixels=settings.max_pixels,
+            jpeg_draft=settings.jpeg_draft,
+            queue_size=settings.queue_size,
+        )
+    ), demo
+
+
+def conversation_limits(settings: Settings) -> ConversationLimits:
+    return ConversationLimits(
+        max_image_bytes=settings.max_image_bytes,
+        max_image_source_pixels=settings.max_image_source_pixels,
+        max_images_per_turn=settings.max_images_per_turn,
+        max_new_tokens=settings.max_new_tokens,
+        request_timeout_s=settings.request_timeout_s,
+        budget=PromptBudget(
+            context_tokens=settings.context_tokens,
+            # 28 px per visual token side is the smaller factor (Qwen2.5-VL), so an upper bound for both.
+            tokens_per_image=settings.max_pixels // (28 * 28),
+        ),
+    )
+
+
+@asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Service]:
+    """Database, engine and conversations; on exit drains answers in flight and closes everything."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_store(settings.resolved_database_url()) as store:
+        interrupted = await store.mark_interrupted()
+        if interrupted:
+            log.warning("%d answer(s) were interrupted by the last shutdown; /retry regenerates them", interrupted)
+        engine, demo = await build_engine(settings)
+        if demo:
+            log.warning(DEMO_WARNING)
+        await engine.start()
+        health = engine.health()
+        log.info(
+            "engine ready: model %s on %s (%s), attention %s (%s)",
+            health.model,
+            health.device,
+            health.dtype,
+            health.attention,
+            health.attention_reason,
+        )
+        conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings))
+        try:
+            yield Service(settings, store, engine, conversations, demo)
+        finally:
+            await conversations.drain(settings.shutdown_grace_s)
+            await engine.close()

@@ -1,0 +1,342 @@
+"""Sessions and turns in the database (SQLAlchemy 2 async); returns frozen values, never ORM rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import event, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from bot.migrate import upgrade_database
+from bot.schema import Delivery, ImageRow, SessionRow, TurnRow
+
+__all__ = ["SessionInfo", "Store", "TurnInfo", "TurnStats", "open_store"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes even for timezone=True columns; every stored time is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    platform: str
+    thread_key: str
+    status: str
+    title: str | None
+    owner_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TurnInfo:
+    id: int
+    session_id: str
+    user_id: str | None
+    user_text: str
+    image_hashes: tuple[str, ...]
+    answer: str | None
+    status: str
+    in_context: bool
+    error: str | None
+    queue_wait_ms: int | None
+    ttft_ms: int | None
+    latency_ms: int | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    model: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TurnStats:
+    queue_wait_ms: int | None = None
+    ttft_ms: int | None = None
+    latency_ms: int | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    model: str | None = None
+
+
+def _session(row: SessionRow) -> SessionInfo:
+    return SessionInfo(
+        id=row.id,
+        platform=row.platform,
+        thread_key=row.thread_key,
+        status=row.status,
+        title=row.title,
+        owner_id=row.owner_id,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+    )
+
+
+def _turn(row: TurnRow) -> TurnInfo:
+    return TurnInfo(
+        id=row.id,
+        session_id=row.session_id,
+        user_id=row.user_id,
+        user_text=row.user_text,
+        image_hashes=tuple(row.image_hashes or ()),
+        answer=row.answer,
+        status=row.status,
+        in_context=row.in_context,
+        error=row.error,
+        queue_wait_ms=row.queue_wait_ms,
+        ttft_ms=row.ttft_ms,
+        latency_ms=row.latency_ms,
+        prompt_tokens=row.prompt_tokens,
+        output_tokens=row.output_tokens,
+        model=row.model,
+        created_at=_aware(row.created_at),
+        finished_at=_aware(row.finished_at),
+    )
+
+
+class Store:
+    """All database access of the bot. Create with `open_store`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    async def active_session(self, platform: str, thread_key: str, owner_id: str | None = None) -> SessionInfo:
+        """The thread's active session, created if there is none (safe against racing replicas)."""
+        for _ in range(3):
+            async with self._sessions() as db:
+                row = await db.scalar(
+                    select(SessionRow).where(
+                        SessionRow.platform == platform,
+                        SessionRow.thread_key == thread_key,
+                        SessionRow.status == "active",
+                    )
+                )
+                if row is not None:
+                    return _session(row)
+                now = _now()
+                row = SessionRow(
+                    id=str(uuid.uuid4()),
+                    platform=platform,
+                    thread_key=thread_key,
+                    status="active",
+                    owner_id=owner_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+                db.add(row)
+                try:
+                    await db.commit()
+                except IntegrityError:
+                    await db.rollback()  # another replica created it first: read theirs
+                    continue
+                return _session(row)
+        raise RuntimeError(f"could not create a session for {platform}:{thread_key}")
+
+    async def get_session(self, session_id: str) -> SessionInfo | None:
+        async with self._sessions() as db:
+            row = await db.get(SessionRow, session_id)
+            return _session(row) if row else None
+
+    async def archive_session(self, session_id: str) -> None:
+        async with self._sessions() as db:
+            await db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(status="archived", archived_at=_now(), updated_at=_now())
+            )
+            await db.commit()
+
+    async def rename_session(self, session_id: str, title: str) -> None:
+        async with self._sessions() as db:
+            await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(title=title, updated_at=_now()))
+            await db.commit()
+
+    async def list_sessions(
+        self,
+        *,
+        platform: str | None = None,
+        owner_id: str | None = None,
+        thread_key: str | None = None,
+        search: str | None = None,
+        active_only: bool = False,
+        limit: int = 100,
+    ) -> list[SessionInfo]:
+        """Newest first. `search` matches the title and the turns' text."""
+        query = select(SessionRow).order_by(SessionRow.updated_at.desc()).limit(limit)
+        if platform is not None:
+            query = query.where(SessionRow.platform == platform)
+        if owner_id is not None:
+            query = query.where(SessionRow.owner_id == owner_id)
+        if thread_key is not None:
+            query = query.where(SessionRow.thread_key == thread_key)
+        if active_only:
+            query = query.where(SessionRow.status == "active")
+        if search:
+            pattern = f"%{search.lower()}%"
+            matching_turns = select(TurnRow.session_id).where(
+                or_(func.lower(TurnRow.user_text).like(pattern), func.lower(TurnRow.answer).like(pattern))
+            )
+            query = query.where(or_(func.lower(SessionRow.title).like(pattern), SessionRow.id.in_(matching_turns)))
+        async with self._sessions() as db:
+            return [_session(row) for row in await db.scalars(query)]
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    async def add_turn(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None,
+        text: str,
+        image_hashes: Sequence[str],
+        status: str = "pending",
+    ) -> TurnInfo:
+        now = _now()
+        async with self._sessions() as db:
+            row = TurnRow(
+                session_id=session_id,
+                user_id=user_id,
+                user_text=text,
+                image_hashes=list(image_hashes),
+                status=status,
+                in_context=True,
+                created_at=now,
+            )
+            db.add(row)
+            await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(updated_at=now))
+            await db.commit()
+            return _turn(row)
+
+    async def finish_turn(
+        self,
+        turn_id: int,
+        *,
+        status: str,
+        answer: str | None = None,
+        error: str | None = None,
+        stats: TurnStats = TurnStats(),
+    ) -> None:
+        async with self._sessions() as db:
+            await db.execute(
+                update(TurnRow)
+                .where(TurnRow.id == turn_id)
+                .values(
+                    status=status,
+                    answer=answer,
+                    error=error,
+                    queue_wait_ms=stats.queue_wait_ms,
+                    ttft_ms=stats.ttft_ms,
+                    latency_ms=stats.latency_ms,
+                    prompt_tokens=stats.prompt_tokens,
+                    output_tokens=stats.output_tokens,
+                    model=stats.model,
+                    finished_at=_now(),
+                )
+            )
+            await db.commit()
+
+    async def get_turn(self, turn_id: int) -> TurnInfo | None:
+        async with self._sessions() as db:
+            row = await db.get(TurnRow, turn_id)
+            return _turn(row) if row else None
+
+    async def turns(self, session_id: str, *, in_context_only: bool = False) -> list[TurnInfo]:
+        query = select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.id)
+        if in_context_only:
+            query = query.where(TurnRow.in_context.is_(True))
+        async with self._sessions() as db:
+            return [_turn(row) for row in await db.scalars(query)]
+
+    async def drop_from_context(self, turn_id: int) -> None:
+        async with self._sessions() as db:
+            await db.execute(update(TurnRow).where(TurnRow.id == turn_id).values(in_context=False))
+            await db.commit()
+
+    async def mark_interrupted(self) -> int:
+        """Pending turns left by a crash or kill become `interrupted`; returns how many."""
+        async with self._sessions() as db:
+            result = await db.execute(
+                update(TurnRow).where(TurnRow.status == "pending").values(status="interrupted", finished_at=_now())
+            )
+            await db.commit()
+            return result.rowcount or 0
+
+    # --- images and deliveries -----------------------------------------------------------------
+
+    async def record_image(self, sha256: str, *, mime_type: str, width: int, height: int, size_bytes: int) -> None:
+        async with self._sessions() as db:
+            if await db.get(ImageRow, sha256) is not None:
+                return
+            db.add(
+                ImageRow(
+                    sha256=sha256, mime_type=mime_type, width=width, height=height, size_bytes=size_bytes, created_at=_now()
+                )
+            )
+            try:
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()
+
+    async def image_in_session(self, sha256: str, session_id: str) -> bool:
+        """Whether any turn of the session carries the picture (for serving images to owners only)."""
+        for turn in await self.turns(session_id):
+            if sha256 in turn.image_hashes:
+                return True
+        return False
+
+    async def claim_delivery(self, platform: str, delivery_id: str) -> bool:
+        """True the first time a delivery id is claimed, False for every redelivery."""
+        async with self._sessions() as db:
+            db.add(Delivery(platform=platform, delivery_id=delivery_id, created_at=_now()))
+            try:
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()
+                return False
+            return True
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+@asynccontextmanager
+async def open_store(url: str, *, migrate: bool = True) -> AsyncIterator[Store]:
+    """Open the database, apply migrations, and dispose of the engine on exit."""
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    store = Store(engine)
+    try:
+        if migrate:
+            await upgrade_database(engine)
+        yield store
+    finally:
+        await store.close()

@@ -1,0 +1,80 @@
+"""Preparing pictures for Qwen vision encoders: orientation, RGB, and a pixel budget.
+
+Qwen2.5-VL cuts a picture into 14x14 patches and merges 2x2 of them into one visual token, so
+sides must be multiples of 28 and a picture of P pixels costs P / 784 tokens. Qwen3-VL uses 16x16
+patches: multiples of 32 and P / 1024 tokens. The default budget of 1280 x 28 x 28 = 1,003,520
+pixels (about 1000x1000) costs at most 1280 tokens on Qwen2.5-VL and 980 on Qwen3-VL, which leaves
+room for several pictures and a long conversation on a 24 GB card with a 7-8 B model in bf16.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+__all__ = ["PATCH_FACTOR", "PreparedImage", "prepare_image", "smart_resize"]
+
+PATCH_FACTOR = {"qwen2_5_vl": 28, "qwen2_vl": 28, "qwen3_vl": 32}
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    image: Image.Image
+    original_size: tuple[int, int]  # (width, height) after EXIF orientation
+    drafted: bool
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Sides rounded to multiples of `factor`, area within [min_pixels, max_pixels], aspect kept."""
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def prepare_image(
+    data: bytes, *, factor: int, min_pixels: int, max_pixels: int, draft: bool = True
+) -> PreparedImage:
+    """Decode, apply EXIF orientation, convert to RGB and resize to the budget.
+
+    With `draft`, a JPEG much larger than the target is decoded at 1/2, 1/4 or 1/8 scale by
+    libjpeg itself (Pillow's draft mode), which is several times faster than a full decode.
+    """
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    target_h, target_w = smart_resize(height, width, factor, min_pixels, max_pixels)
+    drafted = False
+    if draft and image.format == "JPEG" and (width >= 2 * target_w and height >= 2 * target_h):
+        request = (target_w, target_h) if orientation not in (5, 6, 7, 8) else (target_h, target_w)
+        image.draft("RGB", request)
+        drafted = image.size != (width, height) and image.size != (height, width)
+    image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if image.size != (target_w, target_h):
+        image = image.resize((target_w, target_h), Image.Resampling.BICUBIC)
+    return PreparedImage(image=image, original_size=(width, height), drafted=drafted)

@@ -1,0 +1,163 @@
+"""The one interface the bot core uses to talk to a model engine.
+
+Two implementations exist: the in-process transformers engine (`engine.local`) and a remote
+OpenAI-compatible engine (`engine.remote`). Everything that crosses this boundary is a frozen
+dataclass of plain values; no torch or transformers type leaves the engine package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Engine",
+    "EngineBusy",
+    "EngineError",
+    "EngineHealth",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "GenerationLimits",
+    "GenerationRequest",
+    "GenerationStats",
+    "PromptImage",
+    "PromptTurn",
+    "Queued",
+    "StreamEvent",
+    "TextPiece",
+]
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class PromptImage:
+    """A picture in the prompt: its content hash (cache key) and its original bytes."""
+
+    sha256: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PromptTurn:
+    """One message of the conversation as the model will see it, images before text."""
+
+    role: Role
+    text: str
+    images: tuple[PromptImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0 means greedy decoding
+    top_p: float = 1.0
+    timeout_s: float | None = None  # whole request, queue wait included
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    session_id: str
+    turns: tuple[PromptTurn, ...]
+    limits: GenerationLimits = GenerationLimits()
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The request waits; `position` 1 means it is next."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """The final record of a request; always the last event of a successful stream."""
+
+    queue_wait_s: float
+    time_to_first_token_s: float | None
+    total_s: float
+    prompt_tokens: int
+    output_tokens: int
+    finish_reason: Literal["stop", "length", "cancelled"]
+    model: str
+    note: str | None = None  # e.g. "retried at half resolution after running out of GPU memory"
+
+
+StreamEvent = Queued | TextPiece | GenerationStats
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    model: str
+    device: str
+    dtype: str
+    attention: str
+    attention_reason: str
+    queue_depth: int
+    running: int
+    ok: bool = True
+    detail: str = ""
+
+
+class EngineError(Exception):
+    """A request failed; `user_message` is one short sentence fit to show the user."""
+
+    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+
+
+class EngineBusy(EngineError):
+    def __init__(self) -> None:
+        super().__init__("The bot is busy right now; please try again in a moment.")
+
+
+class EngineTimeout(EngineError):
+    def __init__(self) -> None:
+        super().__init__("That took too long and was stopped; please try again or ask something shorter.")
+
+
+class EngineUnavailable(EngineError):
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__("The model server is unavailable; please try again shortly.", detail=detail)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the bot core needs from a model engine."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Stream `Queued` updates, then `TextPiece`s, then one `GenerationStats`.
+
+        Raises `EngineError` (or a subclass) for failures. Closing the iterator early cancels the
+        request and frees its place.
+        """
+        ...
+
+    async def cancel(self, request_id: str) -> bool:
+        """Cancel a queued or running request; True if it was found."""
+        ...
+
+    def queue_position(self, request_id: str) -> int | None:
+        """1-based position of a waiting request, 0 while running, None when unknown."""
+        ...
+
+    async def release_session(self, session_id: str) -> None:
+        """Forget anything held for this session (caches); called on /clear and expiry."""
+        ...
+
+    def health(self) -> EngineHealth: ...

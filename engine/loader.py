@@ -1,0 +1,93 @@
+"""Loading a Qwen2.5-VL / Qwen3-VL checkpoint from a local directory with the best attention available."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.utils import logging as hf_logging
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+from engine.images import PATCH_FACTOR
+
+# Weight-loading progress bars are noise in an operator's log.
+hf_logging.disable_progress_bar()
+
+__all__ = ["LoadedModel", "choose_attention", "load_model", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+    arch: str
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+    attention: str
+    attention_reason: str
+
+    @property
+    def patch_factor(self) -> int:
+        return PATCH_FACTOR[self.arch]
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def choose_attention(preference: str, device: torch.device) -> tuple[str, str]:
+    """The attention implementation to ask transformers for first, and why."""
+    if preference != "auto":
+        return preference, f"{preference} configured by VLMBOT_ATTENTION"
+    if device.type != "cuda":
+        return "sdpa", "no CUDA device, so flash_attention_2 is not used"
+    if importlib.util.find_spec("flash_attn") is None:
+        return "sdpa", "flash-attn is not installed (pip install 'vlmbot[gpu]')"
+    return "flash_attention_2", "CUDA and flash-attn present"
+
+
+def load_model(path: Path, *, device_setting: str = "auto", attention: str = "auto") -> LoadedModel:
+    """Blocking: call from a worker thread. Falls back to sdpa when flash_attention_2 cannot load."""
+    config = AutoConfig.from_pretrained(path)
+    arch = config.model_type
+    if arch not in PATCH_FACTOR:
+        raise ValueError(f"{path} is a {arch!r} checkpoint; vlmbot serves Qwen2.5-VL and Qwen3-VL")
+    device = resolve_device(device_setting)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    implementation, reason = choose_attention(attention, device)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=implementation)
+    except (ImportError, ValueError, RuntimeError) as exc:
+        if implementation == "sdpa":
+            raise
+        # transformers raises instead of falling back when flash-attn (or CUDA) is missing.
+        log.warning("attention %s unavailable (%s); falling back to sdpa", implementation, exc)
+        reason = f"{implementation} unavailable: {str(exc).splitlines()[0][:200]}"
+        implementation = "sdpa"
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+    model.to(device)
+    model.eval()
+    processor = AutoProcessor.from_pretrained(path)
+    processor.tokenizer.padding_side = "left"  # batched generation needs left padding
+    log.info(
+        "loaded %s (%s) on %s, %s, attention %s (%s)", path, arch, device, dtype, implementation, reason
+    )
+    return LoadedModel(
+        model=model,
+        processor=processor,
+        arch=arch,
+        name=path.name,
+        device=device,
+        dtype=dtype,
+        attention=implementation,
+        attention_reason=reason,
+    )

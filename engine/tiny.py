@@ -1,0 +1,176 @@
+"""Writing small random-weight Qwen2.5-VL / Qwen3-VL checkpoints of the real architectures.
+
+They carry a real processor (a byte-level BPE tokenizer trained here with the Qwen special tokens,
+the Qwen image and video processors and a chat template), so the engine loads them with exactly the
+code that loads real weights. Their answers are random. `size="bench"` gives a ~60 M parameter
+model for benchmarks, big enough for compute to dominate on a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers.utils import logging as hf_logging
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForImageTextToText,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLProcessor,
+    Qwen2TokenizerFast,
+    Qwen2VLImageProcessor,
+    Qwen3VLConfig,
+    Qwen3VLProcessor,
+)
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+# Weight-loading progress bars are noise in an operator's log.
+hf_logging.disable_progress_bar()
+
+__all__ = ["Arch", "Size", "write_tiny_checkpoint"]
+
+Arch = Literal["qwen2_5_vl", "qwen3_vl"]
+Size = Literal["tiny", "bench"]
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# The structure of Qwen's own template: system turn first, pictures before text in a user turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = [
+    "What does this error mean? The dialog says the disk is full and the update failed.",
+    "Read the text in this picture and keep the line breaks.",
+    "Turn the table in this screenshot into Markdown with a header row.",
+    "The serial number is printed on the label at the bottom left of the device.",
+    "Describe this picture: a chart with two lines, revenue and costs, from January to June.",
+    "Write the HTML and CSS for this mock-up: a header, a sidebar and a form with two fields.",
+    "Where is the power button? It is on the right side, next to the status light.",
+    "The invoice total is 1,234.56 EUR, due on 2026-12-01, for order 42.",
+    '{"bbox_2d": [10, 20, 110, 220], "label": "serial number"}',
+    "Yes. No. Picture 1 and Picture 2 differ in the colour of the button.",
+]
+
+
+def _tokenizer(vocab_size: int) -> Qwen2TokenizerFast:
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tokenizer = Qwen2TokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _dims(size: Size) -> dict[str, int]:
+    if size == "bench":
+        return {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 4, "ffn": 1536, "v_hidden": 256, "v_depth": 4, "v_heads": 4, "vocab": 2000}
+    return {"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "ffn": 128, "v_hidden": 32, "v_depth": 2, "v_heads": 2, "vocab": 400}
+
+
+def write_tiny_checkpoint(out: Path, arch: Arch = "qwen2_5_vl", size: Size = "tiny", seed: int = 0) -> Path:
+    """Write config, random weights and processor to `out`; returns `out`."""
+    d = _dims(size)
+    tokenizer = _tokenizer(d["vocab"])
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    head_dim = d["hidden"] // d["heads"]
+    # mrope_section splits head_dim / 2 rotary frequencies between time, height and width.
+    half = head_dim // 2
+    section = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": d["hidden"],
+        "intermediate_size": d["ffn"],
+        "num_hidden_layers": d["layers"],
+        "num_attention_heads": d["heads"],
+        "num_key_value_heads": d["kv_heads"],
+        "max_position_embeddings": 32768,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": section},
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    vision_config = {
+        "depth": d["v_depth"],
+        "hidden_size": d["v_hidden"],
+        "intermediate_size": d["v_hidden"] * 2,
+        "num_heads": d["v_heads"],
+        "out_hidden_size": d["hidden"],
+    }
+    token_ids = {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+    if arch == "qwen2_5_vl":
+        vision_config.update(patch_size=14, fullatt_block_indexes=[d["v_depth"] - 1], window_size=112)
+        text_config["bos_token_id"] = ids["<|endoftext|>"]
+        config = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config, **token_ids)
+        image_processor = Qwen2VLImageProcessor(patch_size=14, merge_size=2)
+        processor = Qwen2_5_VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2),
+            chat_template=CHAT_TEMPLATE,
+        )
+    else:
+        text_config["head_dim"] = head_dim
+        vision_config.update(
+            patch_size=16, num_position_embeddings=256, deepstack_visual_indexes=[d["v_depth"] - 1]
+        )
+        config = Qwen3VLConfig(text_config=text_config, vision_config=vision_config, **token_ids)
+        image_processor = Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        processor = Qwen3VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2),
+            chat_template=CHAT_TEMPLATE,
+        )
+    config.eos_token_id = ids["<|im_end|>"]
+    config.pad_token_id = ids["<|endoftext|>"]
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
