@@ -133,6 +133,7 @@ class LocalEngine:
             raise EngineBusy() from None
         self._jobs[request.request_id] = job
         self._publish_positions()
+        completed = False
         try:
             while True:
                 remaining = None if job.control.deadline is None else job.control.deadline - time.monotonic()
@@ -145,8 +146,11 @@ class LocalEngine:
                     raise event
                 yield event
                 if isinstance(event, GenerationStats):
+                    completed = True
                     return
         finally:
+            if not completed:  # the caller went away, timed out or failed: stop the model's work too
+                job.control.cancel.set()
             self._release(job)
 
     async def cancel(self, request_id: str) -> bool:

@@ -1,0 +1,109 @@
+"""The `vlmbot` command as an operator runs it: scripted console chat, demo model, a killed process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.adapters.test_console import Chat
+from tests.conftest import picture_bytes
+
+VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLMBOT_", "TELEGRAM_", "SLACK_"))}
+    env.update(extra)
+    return env
+
+
+def test_scripted_chat_prints_the_answer(tmp_path: Path, tiny_qwen25_dir: Path) -> None:
+    (tmp_path / "a.png").write_bytes(picture_bytes())
+    result = subprocess.run(
+        [VLMBOT, "chat", "--thread", "scripted"],
+        input="/image a.png\nWhat is this?\n/export\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(VLMBOT_DATA_DIR=str(tmp_path / "data"), VLMBOT_MODEL=str(tiny_qwen25_dir), VLMBOT_MAX_NEW_TOKENS="8"),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bot> " in result.stdout
+    assert "Saved to" in result.stdout
+    assert "random" not in result.stdout  # a real model directory: no demo warning
+    assert "attention sdpa" in result.stderr and "adapters running: console" in result.stderr
+
+
+def test_run_without_model_uses_demo_and_says_so_once(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(picture_bytes())
+    result = subprocess.run(
+        [VLMBOT, "run"],
+        input="/image a.png\nWhat colour is this?\nAnd now?\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(VLMBOT_DATA_DIR=str(tmp_path / "data"), VLMBOT_MAX_NEW_TOKENS="8"),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("answers are random") == 1
+    assert result.stdout.count("bot> ") == 2
+    assert (tmp_path / "data" / "tiny-model" / "config.json").exists()
+    assert (tmp_path / "data" / "vlmbot.db").exists()
+
+
+KILLED_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from bot.messages import IncomingMessage
+    from bot.service import running_service
+    from tests.conftest import make_settings
+
+    async def main():
+        settings = make_settings(Path(sys.argv[1]), Path(sys.argv[2]), max_new_tokens=400)
+        async with running_service(settings) as service:
+            engine = service.engine
+            def stuck(**kwargs):
+                print("GENERATING", flush=True)
+                time.sleep(600)
+            engine.generate_hook = stuck
+            async for _ in service.conversations.handle(IncomingMessage("console", "main", "u", "Will I be lost?")):
+                pass
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_killed_process_leaves_interrupted_turn_that_retry_completes(
+    tmp_path: Path, tiny_qwen25_dir: Path, service_factory
+) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WORKER, str(data), str(tiny_qwen25_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        env=clean_env(),
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "GENERATING", proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        session = await service.store.active_session("console", "main")
+        assert [t.status for t in await service.store.turns(session.id)] == ["interrupted"]
+        out = await chat.send("/retry")
+        assert "bot> " in out
+        turns = await service.store.turns(session.id)
+        assert [(t.user_text, t.status) for t in turns] == [("Will I be lost?", "interrupted"), ("Will I be lost?", "done")]

@@ -1,0 +1,52 @@
+"""The store on SQLite: one active session per thread, turns, deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.store import open_store
+
+
+async def test_racing_messages_create_one_session(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    async with open_store(url) as first, open_store(url, migrate=False) as second:
+        results = await asyncio.gather(
+            *[(first if i % 2 else second).active_session("telegram", "chat:1") for i in range(10)]
+        )
+        assert len({s.id for s in results}) == 1
+        assert len(await first.list_sessions(platform="telegram")) == 1
+
+
+async def test_archive_makes_room_for_a_new_session(tmp_path: Path) -> None:
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as store:
+        old = await store.active_session("console", "main")
+        await store.archive_session(old.id)
+        new = await store.active_session("console", "main")
+        assert new.id != old.id
+        assert (await store.get_session(old.id)).status == "archived"
+
+
+async def test_delivery_claimed_once(tmp_path: Path) -> None:
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as store:
+        assert await store.claim_delivery("telegram", "100")
+        assert not await store.claim_delivery("telegram", "100")
+        assert await store.claim_delivery("slack", "100")
+
+
+async def test_pending_turns_become_interrupted(tmp_path: Path) -> None:
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as store:
+        session = await store.active_session("console", "main")
+        turn = await store.add_turn(session.id, user_id="u", text="q", image_hashes=["a" * 64])
+        assert await store.mark_interrupted() == 1
+        again = await store.get_turn(turn.id)
+        assert again.status == "interrupted" and again.image_hashes == ("a" * 64,)
+
+
+async def test_search_sessions_by_turn_text(tmp_path: Path) -> None:
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as store:
+        a = await store.active_session("console", "a")
+        b = await store.active_session("console", "b")
+        await store.add_turn(a.id, user_id="u", text="printer error E42", image_hashes=[])
+        await store.add_turn(b.id, user_id="u", text="invoice", image_hashes=[])
+        assert [s.id for s in await store.list_sessions(search="e42")] == [a.id]

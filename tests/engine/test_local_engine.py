@@ -1,0 +1,296 @@
+"""The in-process engine on tiny Qwen2.5-VL and Qwen3-VL checkpoints: real generate, queue behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from engine.interface import (
+    EngineBusy,
+    EngineError,
+    EngineTimeout,
+    GenerationLimits,
+    GenerationRequest,
+    GenerationStats,
+    PromptImage,
+    PromptTurn,
+    Queued,
+    TextPiece,
+)
+from engine.local import LocalEngine, LocalEngineOptions
+from tests.conftest import picture_bytes
+
+SMALL = 64 * 28 * 28
+
+
+def _image(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> PromptImage:
+    import hashlib
+
+    data = picture_bytes(size=size, color=color)
+    return PromptImage(hashlib.sha256(data).hexdigest(), data)
+
+
+def request(
+    rid: str,
+    session: str = "s1",
+    images: tuple[PromptImage, ...] = (),
+    text: str = "What is in the picture?",
+    max_new_tokens: int = 8,
+    timeout_s: float | None = 60,
+) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=rid,
+        session_id=session,
+        turns=(PromptTurn("system", "You are helpful."), PromptTurn("user", text, images)),
+        limits=GenerationLimits(max_new_tokens=max_new_tokens, timeout_s=timeout_s),
+    )
+
+
+async def collect(engine: LocalEngine, req: GenerationRequest) -> list[Any]:
+    return [event async for event in engine.generate(req)]
+
+
+class _Slow(LogitsProcessor):
+    """Makes each decoding step take a while and never end early, so tests can act mid-generation."""
+
+    def __init__(self, delay: float, started: threading.Event | None = None) -> None:
+        self.delay = delay
+        self.started = started
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.started is not None:
+            self.started.set()
+        time.sleep(self.delay)
+        return scores
+
+
+def slow_hook(engine: LocalEngine, delay: float = 0.05, started: threading.Event | None = None, log: list | None = None):
+    def generate(**kwargs: Any) -> Any:
+        if log is not None:
+            log.append(kwargs)
+        kwargs["logits_processor"] = LogitsProcessorList([_Slow(delay, started)])
+        kwargs["min_new_tokens"] = kwargs["max_new_tokens"]
+        return engine.loaded.model.generate(**kwargs)
+
+    return generate
+
+
+@pytest.fixture
+async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
+    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, queue_size=6))
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+async def test_generates_with_one_image_and_streams(engine: LocalEngine) -> None:
+    events = await collect(engine, request("r1", images=(_image((250, 0, 0)),), max_new_tokens=10))
+    pieces = [e for e in events if isinstance(e, TextPiece)]
+    stats = events[-1]
+    assert isinstance(stats, GenerationStats)
+    assert isinstance(events[0], Queued)
+    assert stats.output_tokens >= 1 and stats.output_tokens <= 10
+    assert stats.prompt_tokens > 20  # the picture's visual tokens are in the prompt
+    assert stats.finish_reason in ("stop", "length")
+    assert stats.total_s >= stats.queue_wait_s >= 0
+    if stats.finish_reason == "length":
+        assert pieces, "ten tokens without an end must produce text"
+    health = engine.health()
+    assert health.attention == "sdpa" and health.device == "cpu" and health.dtype == "float32"
+    assert health.queue_depth == 0 and health.running == 0
+
+
+async def test_two_images_are_both_in_the_prompt(engine: LocalEngine) -> None:
+    seen: list[dict] = []
+    engine.generate_hook = slow_hook(engine, delay=0, log=seen)
+    one = await collect(engine, request("a", images=(_image((250, 0, 0)),), max_new_tokens=2))
+    two = await collect(engine, request("b", images=(_image((250, 0, 0)), _image((0, 0, 250), (64, 128))), max_new_tokens=2))
+    image_token = engine.loaded.model.config.image_token_id
+    counts = [int((kw["input_ids"] == image_token).sum()) for kw in seen]
+    grids = [kw["image_grid_thw"].shape[0] for kw in seen]
+    assert grids == [1, 2]
+    assert counts[1] > counts[0] > 0
+    assert one[-1].prompt_tokens < two[-1].prompt_tokens
+
+
+async def test_cancel_running_request_stops_and_frees_slot(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
+    events: list[Any] = []
+
+    async def consume() -> None:
+        async for event in engine.generate(request("long", max_new_tokens=400)):
+            events.append(event)
+
+    task = asyncio.create_task(consume())
+    await asyncio.to_thread(started.wait, 10)
+    assert engine.queue_position("long") == 0
+    t0 = time.monotonic()
+    assert await engine.cancel("long")
+    assert engine.health().running == 0  # the slot is free at once
+    await asyncio.wait_for(task, 10)
+    assert time.monotonic() - t0 < 2
+    stats = events[-1]
+    assert isinstance(stats, GenerationStats) and stats.finish_reason == "cancelled"
+    assert stats.output_tokens < 400
+
+
+async def test_cancel_queued_request(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
+    first = asyncio.create_task(collect(engine, request("first", max_new_tokens=40)))
+    await asyncio.to_thread(started.wait, 10)
+    waiting: list[Any] = []
+
+    async def consume() -> None:
+        async for event in engine.generate(request("second", session="s2")):
+            waiting.append(event)
+
+    second = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    assert engine.queue_position("second") == 1
+    assert await engine.cancel("second")
+    await asyncio.wait_for(second, 5)
+    assert waiting[0] == Queued(1)
+    assert isinstance(waiting[-1], GenerationStats) and waiting[-1].finish_reason == "cancelled"
+    assert not any(isinstance(e, TextPiece) for e in waiting)
+    assert engine.health().queue_depth == 0
+    await first
+
+
+async def test_closing_the_stream_cancels_the_request(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
+    stream = engine.generate(request("gone", max_new_tokens=400))
+    async for event in stream:
+        if isinstance(event, TextPiece):
+            break
+    await stream.aclose()
+    assert engine.queue_position("gone") is None
+    assert engine.health().running == 0
+    # The worker is free again soon: a new request completes.
+    engine.generate_hook = None
+    events = await asyncio.wait_for(collect(engine, request("next", max_new_tokens=2)), 10)
+    assert isinstance(events[-1], GenerationStats)
+
+
+async def test_fair_across_sessions(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.01, started=started)
+    order: list[str] = []
+
+    async def run(rid: str, session: str, tokens: int = 2) -> None:
+        async for event in engine.generate(request(rid, session=session, max_new_tokens=tokens)):
+            if isinstance(event, TextPiece) and rid not in order:
+                order.append(rid)
+
+    blocker = asyncio.create_task(run("block", "busy", tokens=40))
+    await asyncio.to_thread(started.wait, 10)
+    tasks = [asyncio.create_task(run(f"a{i}", "alice")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(run("b0", "bob")))
+    await asyncio.sleep(0.05)
+    assert engine.queue_position("b0") == 2  # after alice's first, before her second
+    assert engine.queue_position("a2") == 4
+    await asyncio.gather(blocker, *tasks)
+    assert order[1:] == ["a0", "b0", "a1", "a2"]
+
+
+async def test_queue_full_is_refused_clearly(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
+    tasks = [asyncio.create_task(collect(engine, request(f"r{i}", session=f"s{i}", max_new_tokens=20))) for i in range(6)]
+    await asyncio.to_thread(started.wait, 10)
+    await asyncio.sleep(0.05)
+    with pytest.raises(EngineBusy) as info:
+        await collect(engine, request("extra", session="s9"))
+    assert "busy" in info.value.user_message
+    for rid in [f"r{i}" for i in range(6)]:
+        await engine.cancel(rid)
+    await asyncio.gather(*tasks)
+
+
+async def test_timeout_while_running(engine: LocalEngine) -> None:
+    engine.generate_hook = slow_hook(engine, delay=0.05)
+    with pytest.raises(EngineTimeout):
+        await collect(engine, request("slow", max_new_tokens=400, timeout_s=0.5))
+    assert engine.health().running == 0
+
+
+async def test_timeout_while_queued(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
+    blocker = asyncio.create_task(collect(engine, request("block", max_new_tokens=60)))
+    await asyncio.to_thread(started.wait, 10)
+    with pytest.raises(EngineTimeout):
+        await collect(engine, request("waits", session="s2", timeout_s=0.2))
+    assert engine.queue_position("waits") is None
+    await engine.cancel("block")
+    await blocker
+
+
+async def test_worker_survives_a_failing_request(engine: LocalEngine) -> None:
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    engine.generate_hook = broken
+    with pytest.raises(EngineError) as info:
+        await collect(engine, request("bad"))
+    assert "try again" in info.value.user_message
+    engine.generate_hook = None
+    events = await collect(engine, request("good", max_new_tokens=2))
+    assert isinstance(events[-1], GenerationStats)
+    assert engine.health().ok
+
+
+async def test_out_of_memory_retries_at_half_budget(engine: LocalEngine) -> None:
+    seen: list[int] = []
+
+    def oom_once(**kwargs: Any) -> Any:
+        seen.append(int(kwargs["pixel_values"].shape[0]))
+        if len(seen) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return engine.loaded.model.generate(**kwargs)
+
+    engine.generate_hook = oom_once
+    big = _image((10, 200, 10), size=(640, 480))
+    events = await collect(engine, request("oom", images=(big,), max_new_tokens=2))
+    stats = events[-1]
+    assert isinstance(stats, GenerationStats)
+    assert stats.note and "reduced resolution" in stats.note
+    assert len(seen) == 2 and seen[1] < seen[0]  # fewer patches the second time
+
+
+async def test_out_of_memory_twice_is_a_clear_error(engine: LocalEngine) -> None:
+    def oom(**kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    engine.generate_hook = oom
+    with pytest.raises(EngineError) as info:
+        await collect(engine, request("oom", images=(_image((1, 2, 3), (640, 480)),)))
+    assert "smaller" in info.value.user_message
+    engine.generate_hook = None
+    assert isinstance((await collect(engine, request("after", max_new_tokens=1)))[-1], GenerationStats)
+
+
+async def test_flash_attention_request_falls_back_to_sdpa(tiny_qwen25_dir: Path) -> None:
+    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, attention="flash_attention_2", max_pixels=SMALL))
+    await eng.start()
+    try:
+        health = eng.health()
+        assert health.attention == "sdpa"
+        assert "flash_attention_2 unavailable" in health.attention_reason
+        events = await collect(eng, request("fa", max_new_tokens=2))
+        assert isinstance(events[-1], GenerationStats)
+    finally:
+        await eng.close()
