@@ -89,6 +89,11 @@ class LocalEngine:
         return self._options.model_path.name
 
     @property
+    def arch(self) -> str | None:
+        """"qwen2_5_vl" or "qwen3_vl" once loaded: grounding answers differ in coordinate system."""
+        return self._loaded.arch if self._loaded else None
+
+    @property
     def loaded(self) -> LoadedModel:
         if self._loaded is None:
             raise RuntimeError("engine not started")
