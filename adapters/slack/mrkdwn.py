@@ -18,6 +18,7 @@ MESSAGE_LIMIT = 3_500
 _FENCE = re.compile(r"^\s*```")
 _INLINE_CODE = re.compile(r"(`[^`\n]+`)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+_BOLD_ITALIC = re.compile(r"\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC_STAR = re.compile(r"(?<![\*\w])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
@@ -55,6 +56,7 @@ def _inline(text: str) -> str:
 
         part = _LINK.sub(keep_link, part)
         part = _escape(part)
+        part = _BOLD_ITALIC.sub(lambda m: f"{_BOLD_MARK}_{m.group(1)}_{_BOLD_MARK}", part)
         part = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", part)
         part = _ITALIC_STAR.sub(r"_\1_", part)
         part = _STRIKE.sub(r"~\1~", part)
@@ -120,47 +122,40 @@ def _hard_split(line: str, limit: int) -> list[str]:
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split mrkdwn into messages of at most `limit` characters, preferring paragraph and line
-    boundaries; a code block cut in two is closed and reopened so both halves render as code."""
+    """Split mrkdwn into messages of at most `limit` characters at line boundaries; a code block
+    cut in two is closed and reopened so both halves still render as code."""
     if len(text) <= limit:
         return [text]
-    fence_cost = len("\n```")
-    if limit < 2 * fence_cost + 8:
+    if limit < 16:
         raise ValueError("limit too small to split code blocks")
     chunks: list[str] = []
     current: list[str] = []
-    size = 0
     in_code = False
 
-    def emit() -> None:
-        nonlocal current, size
-        body = "\n".join(current).rstrip("\n")
-        if in_code:
-            body += "\n```"
-        if body.strip() and body.strip() != "```\n```":
+    def flush() -> None:
+        nonlocal current
+        body = "\n".join(current) + ("\n```" if in_code else "")
+        if any(line.strip() and not _FENCE.match(line) for line in current):
             chunks.append(body)
         current = ["```"] if in_code else []
-        size = len("```") if in_code else 0
 
     for line in text.split("\n"):
-        reserve = fence_cost if (in_code or _FENCE.match(line)) else 0
-        room = limit - reserve
-        pieces = _hard_split(line, room - (len("```\n") if in_code else 0)) if len(line) > room - 4 else [line]
-        for piece in pieces:
-            extra = len(piece) + (1 if current else 0)
-            if current and size + extra + reserve > limit:
-                # prefer to break at the last blank line of this chunk
-                emit()
-                extra = len(piece) + (1 if current else 0)
+        is_fence = bool(_FENCE.match(line))
+        room = limit - len("```\n") - len("\n```")
+        pieces = _hard_split(line, room) if len(line) > room else [line]
+        for i, piece in enumerate(pieces):
+            code_after = in_code != is_fence
+            needed = len("\n".join([*current, piece])) + (len("\n```") if code_after else 0)
+            if current and needed > limit:
+                flush()
             current.append(piece)
-            size += extra
-        if _FENCE.match(line):
-            in_code = not in_code
+            if i < len(pieces) - 1:
+                flush()  # a cut inside a line: the next piece starts the next message
+        in_code = in_code != is_fence
     if current:
-        body = "\n".join(current).rstrip("\n")
-        if body.strip() and body.strip() != "```":
-            chunks.append(body)
-    return chunks or [text[:limit]]
+        in_code = False  # an unclosed fence at the very end stays as the model wrote it
+        flush()
+    return chunks
 
 
 @dataclass(frozen=True)

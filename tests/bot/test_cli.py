@@ -107,3 +107,18 @@ async def test_killed_process_leaves_interrupted_turn_that_retry_completes(
         assert "bot> " in out
         turns = await service.store.turns(session.id)
         assert [(t.user_text, t.status) for t in turns] == [("Will I be lost?", "interrupted"), ("Will I be lost?", "done")]
+
+
+def test_model_tiny_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
+    from transformers import AutoConfig, AutoProcessor
+
+    from bot.cli import main
+
+    assert main(["model", "tiny", "--arch", "qwen3_vl", "--out", str(tmp_path / "m")]) == 0
+    config = AutoConfig.from_pretrained(tmp_path / "m")
+    processor = AutoProcessor.from_pretrained(tmp_path / "m")
+    assert config.model_type == "qwen3_vl"
+    assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") == config.image_token_id
+    assert "<|im_start|>assistant" in processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], add_generation_prompt=True, tokenize=False
+    )

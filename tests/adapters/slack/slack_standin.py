@@ -110,6 +110,7 @@ class SlackStandIn:
         self.messages: list[_Message] = []
         self.uploads: list[Upload] = []
         self.acks: dict[str, dict[str, Any]] = {}
+        self.responses: list[dict[str, Any]] = []  # what was posted to slash commands' response_url
         self.failures: dict[str, Failure] = {}
         self._hosted: dict[str, tuple[bytes, str, str]] = {}
         self._pending_uploads: dict[str, tuple[str, bytes | None]] = {}
@@ -129,6 +130,7 @@ class SlackStandIn:
         app.router.add_get("/files/{file_id}/{name}", self._download)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link", self._socket)
+        app.router.add_post("/response/{trigger}", self._response_url)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -284,6 +286,13 @@ class SlackStandIn:
         message.text = text
         return web.json_response({"ok": True, "channel": message.channel, "ts": message.ts, "text": text})
 
+    async def _m_chat_delete(self, params: dict[str, Any]) -> web.Response:
+        message = self._find(params.get("channel"), params.get("ts"))
+        if message is None or message.bot_id != self.bot_id:
+            return web.json_response({"ok": False, "error": "message_not_found"})
+        self.messages.remove(message)
+        return web.json_response({"ok": True, "channel": message.channel, "ts": message.ts})
+
     async def _m_conversations_replies(self, params: dict[str, Any]) -> web.Response:
         channel, ts = params.get("channel"), params.get("ts")
         thread = [m.as_dict() for m in self.messages if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
@@ -341,6 +350,13 @@ class SlackStandIn:
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
         data, _name, mimetype = hosted
         return web.Response(body=data, content_type=mimetype)
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        await self._record("/response", body, request.headers)
+        self.responses.append(body)
+        await self._notify()
+        return web.Response(text="ok")
 
     # --- Socket Mode -------------------------------------------------------------------------
 
@@ -427,11 +443,12 @@ class SlackStandIn:
         return event
 
     def command_payload(self, command: str, text: str, *, channel: str, user: str = "U0ALICE") -> dict[str, str]:
+        trigger = f"{next(self._ids)}.{uuid.uuid4().hex[:8]}"
         return {
             "token": "legacy-verification-token", "team_id": self.team_id, "team_domain": "standin",
             "channel_id": channel, "channel_name": "helpdesk", "user_id": user, "user_name": "alice",
             "command": command, "text": text, "api_app_id": "A0APP",
-            "response_url": f"{self.base_url}/api/response_url", "trigger_id": "1.2.3",
+            "response_url": f"{self.base_url}/response/{trigger}", "trigger_id": trigger,
         }
 
     # --- internals ---------------------------------------------------------------------------

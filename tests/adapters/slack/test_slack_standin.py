@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from slack_standin import LOGIN_PAGE, EventsSender, SlackStandIn
+from tests.adapters.slack.slack_standin import LOGIN_PAGE, EventsSender, SlackStandIn
 
 
 def client_for(slack: SlackStandIn, token: str | None = None) -> AsyncWebClient:
