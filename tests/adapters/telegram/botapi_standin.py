@@ -55,7 +55,6 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
     entities: list[dict[str, Any]] = []
     stack: list[tuple[str, int, dict[str, str]]] = []  # (tag, utf16 offset, attributes)
     pos = 0
-    raw = source.encode("utf-8")
 
     def byte_offset(i: int) -> int:
         return len(source[:i].encode("utf-8"))
@@ -131,7 +130,6 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
         pos = end + 1
     if stack:
         raise HtmlParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"')
-    del raw
     return "".join(out), sorted(entities, key=lambda e: (e["offset"], -e["length"]))
 
 
@@ -255,6 +253,10 @@ class BotApiStandIn:
         self._failures.setdefault(method, []).extend(
             [(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})] * count
         )
+
+    def reject_next(self, method: str, description: str, count: int = 1, *, code: int = 400) -> None:
+        """Answer the next `count` calls of `method` with an error, e.g. "Bad Request: can't parse entities"."""
+        self._failures.setdefault(method, []).extend([(code, description, None)] * count)
 
     def calls(self, method: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method]
@@ -501,11 +503,13 @@ class BotApiStandIn:
         limit = int(p.get("limit") or 100)
         deadline = time.monotonic() + timeout
         async with self._new_update:
+            # Like Telegram: a request's offset confirms (drops) older updates when it arrives.
+            if offset:
+                self._pending = [u for u in self._pending if u["update_id"] >= offset]
             while True:
-                if offset:
-                    self._pending = [u for u in self._pending if u["update_id"] >= offset]
-                if self._pending:
-                    return self._pending[:limit]
+                ready = [u for u in self._pending if u["update_id"] >= offset]
+                if ready:
+                    return ready[:limit]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.telegram.render import LIMIT, code_blocks, render, split, visible_length
-from botapi_standin import HtmlParseError, parse_html
+from tests.adapters.telegram.botapi_standin import HtmlParseError, parse_html
 
 
 def test_escapes_html_special_characters():

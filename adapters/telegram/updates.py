@@ -1,0 +1,133 @@
+"""A Telegram update -> the plain facts the adapter acts on (no network, no side effects)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from telegram import Message, Update
+
+__all__ = ["Inbound", "MediaRef", "parse_update", "thread_key"]
+
+UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A picture to download: the file id and the size Telegram reports (None when unknown)."""
+
+    file_id: str
+    file_size: int | None
+    filename: str | None
+    mime_type: str | None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One user message, addressed-ness and media resolved, nothing downloaded yet."""
+
+    update_id: int
+    chat_id: int
+    chat_type: str
+    topic_id: int | None
+    thread_key: str
+    user_id: int
+    user_name: str | None
+    message_id: int
+    text: str
+    media: tuple[MediaRef, ...]
+    unsupported: str | None  # a kind of content the bot cannot read (sticker, voice, document ...)
+    addressed: bool  # private chat, or mentioned / replied to / given a command in a group
+    media_group_id: str | None
+
+    @property
+    def private(self) -> bool:
+        return self.chat_type == "private"
+
+
+def thread_key(chat_id: int, topic_id: int | None) -> str:
+    return f"chat:{chat_id}/topic:{topic_id}" if topic_id is not None else f"chat:{chat_id}"
+
+
+def _topic(message: Message) -> int | None:
+    # message_thread_id is also set on replies in ordinary groups; only forum topics are sessions.
+    if message.is_topic_message and message.message_thread_id:
+        return message.message_thread_id
+    return None
+
+
+def _picture(message: Message) -> tuple[tuple[MediaRef, ...], str | None]:
+    if message.photo:
+        largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+        return (MediaRef(largest.file_id, largest.file_size, None, "image/jpeg"),), None
+    if doc := message.document:
+        if (doc.mime_type or "").startswith("image/"):
+            return (MediaRef(doc.file_id, doc.file_size, doc.file_name, doc.mime_type),), None
+        return (), "document"
+    for kind in UNSUPPORTED_KINDS:
+        if getattr(message, kind, None):
+            return (), kind
+    return (), None
+
+
+def _strip_command(text: str, username: str) -> tuple[str, bool | None]:
+    """'/clear@bot x' -> ('/clear x', True); a command for another bot -> (text, False); no command -> None."""
+    if not text.startswith("/"):
+        return text, None
+    head, sep, rest = text.partition(" ")
+    name, at, target = head.partition("@")
+    if at and target.lower() != username.lower():
+        return text, False
+    return f"{name}{sep}{rest}", True
+
+
+def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | None:
+    """None for updates that carry no user message (edits, service messages, channel posts...)."""
+    message = update.message
+    if message is None or message.from_user is None or message.from_user.is_bot:
+        return None
+    chat = message.chat
+    raw = message.text or message.caption or ""
+    entities = message.entities if message.text else message.caption_entities
+    mention = f"@{username}".lower()
+    parse = message.parse_entity if message.text else message.parse_caption_entity
+    mentioned = False
+    for entity in entities or ():
+        if entity.type == "mention" and parse(entity).lower() == mention:
+            mentioned = True
+        elif entity.type == "text_mention" and entity.user and entity.user.id == bot_id:
+            mentioned = True
+    text = re.sub(rf"(?i)(?<!\w)@{re.escape(username)}\b", "", raw).strip() if mentioned else raw
+    text, command = _strip_command(text.strip(), username)
+    reply = message.reply_to_message
+    # In forums every message "replies" to the topic's creation message; that is not a reply to us.
+    replied_to_bot = bool(
+        reply and reply.forum_topic_created is None and reply.from_user and reply.from_user.id == bot_id
+    )
+    private = chat.type == "private"
+    addressed = private or mentioned or replied_to_bot or command is True
+    if command is False:  # "/cmd@otherbot"
+        addressed = private
+    media, unsupported = _picture(message)
+    if not media and reply and not private and addressed and reply.forum_topic_created is None:
+        # "@bot what is this?" as a reply to someone's photo asks about that photo.
+        media, _ = _picture(reply)
+    if message.new_chat_members or message.left_chat_member or (not raw and not media and not unsupported):
+        return None
+    user = message.from_user
+    topic = _topic(message)
+    return Inbound(
+        update_id=update.update_id,
+        chat_id=chat.id,
+        chat_type=chat.type,
+        topic_id=topic,
+        thread_key=thread_key(chat.id, topic),
+        user_id=user.id,
+        user_name=user.full_name or user.username,
+        message_id=message.message_id,
+        text=text,
+        media=media,
+        unsupported=unsupported,
+        addressed=addressed,
+        media_group_id=message.media_group_id,
+    )
