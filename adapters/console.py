@@ -130,6 +130,7 @@ class ConsoleAdapter:
 
     async def _render(self, message: IncomingMessage) -> None:
         streaming = False
+        streamed: list[str] = []
         async for reply in self._conversations.handle(message):
             if isinstance(reply, QueuePosition):
                 if reply.position > 1:
@@ -138,12 +139,14 @@ class ConsoleAdapter:
                 self._out.write("bot> ")
                 streaming = True
             elif isinstance(reply, AnswerDelta):
+                streamed.append(reply.text)
                 self._out.write(reply.text)
                 self._out.flush()
             elif isinstance(reply, Answer):
                 if streaming:
                     self._out.write("\n")
-                else:
+                if not streaming or reply.text != "".join(streamed).strip():
+                    # The final answer differs from the stream (e.g. /find's list of boxes): show it too.
                     self._say(f"bot> {reply.text}")
                 self._out.flush()
                 streaming = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.presets import PRESETS
+
 __all__ = ["COMMANDS", "CommandSpec", "help_text", "parse_command"]
 
 
@@ -23,6 +25,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "Answer the last question again"),
     CommandSpec("export", "Download this conversation as JSON"),
     CommandSpec("status", "Queue position and model state"),
+    *(CommandSpec(preset.name, preset.description, preset.usage) for preset in PRESETS),
 )
 
 EXAMPLES = (
@@ -32,6 +35,7 @@ EXAMPLES = (
     "Describe this picture.",
     "Write the HTML and CSS for this mock-up.",
     "Where is the serial number in this photo?",
+    *(preset.example for preset in PRESETS if preset.usage),
 )
 
 
@@ -39,6 +43,8 @@ def help_text() -> str:
     lines = [
         "Send me a photo or screenshot and ask about it. Follow-up questions can refer to earlier pictures;",
         "send several pictures in one message to compare them.",
+        "The presets (/ocr, /table, /code, /describe, /find) work on the picture sent with the command,",
+        "or else on the last picture of this conversation.",
         "",
         "Commands:",
     ]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.commands import help_text, parse_command
@@ -23,7 +23,8 @@ from bot.messages import (
     Text,
 )
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
-from bot.prompt import PromptBudget, build_prompt
+from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
+from bot.prompt import PromptBudget, build_prompt, pending_pictures
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from engine.interface import (
     Engine,
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 ACK_PICTURES = "Got it - what would you like to know?"
 SHUTTING_DOWN = "The bot is restarting; please send your message again in a minute."
+NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."
+
+# Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
+Presenter = Callable[[Answer, GenerationStats], AsyncIterator[Reply]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,18 @@ class ConversationLimits:
     max_new_tokens: int
     request_timeout_s: float
     budget: PromptBudget
+    # The engine's resize budget, needed to map Qwen2.5-VL grounding answers (pixels of the resized
+    # picture) back to the original; None derives it from `budget` (max) and the default (min).
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
+        """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
+        max_pixels = self.max_pixels if self.max_pixels is not None else self.budget.tokens_per_image * 28 * 28
+        min_pixels = self.min_pixels if self.min_pixels is not None else 4 * 28 * 28
+        if halved:
+            return min(min_pixels, max_pixels // 2), max_pixels // 2
+        return min_pixels, max_pixels
 
 
 @dataclass
@@ -135,15 +152,7 @@ class Conversations:
         if not text and not checked:
             yield Text("Send a picture or ask a question; /help lists what I can do.")
             return
-        for picture in checked:
-            await self.pictures.save(picture)
-            await self.store.record_image(
-                picture.sha256,
-                mime_type=picture.mime_type,
-                width=picture.width,
-                height=picture.height,
-                size_bytes=len(picture.data),
-            )
+        await self._keep(checked)
         session = await self.store.active_session(message.platform, message.thread_key, message.user_id)
         hashes = [picture.sha256 for picture in checked]
         if not text:
@@ -158,11 +167,28 @@ class Conversations:
             async for reply in self._answer(session, turn):
                 yield reply
 
+    async def _keep(self, checked: Sequence[CheckedPicture]) -> None:
+        for picture in checked:
+            await self.pictures.save(picture)
+            await self.store.record_image(
+                picture.sha256,
+                mime_type=picture.mime_type,
+                width=picture.width,
+                height=picture.height,
+                size_bytes=len(picture.data),
+            )
+
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
-    async def _answer(self, session: SessionInfo, turn: TurnInfo) -> AsyncIterator[Reply]:
-        """Generate the answer to a stored pending turn; the turn always ends in a final status."""
+    async def _answer(
+        self, session: SessionInfo, turn: TurnInfo, present: Presenter | None = None
+    ) -> AsyncIterator[Reply]:
+        """Generate the answer to a stored pending turn; the turn always ends in a final status.
+
+        `present`, when given, turns the final Answer into the replies the user sees (a preset's files
+        or picture); the stored answer stays the model's own text.
+        """
         history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
         try:
             prompt = await build_prompt(history, turn, self.limits.budget, self.pictures.load)
@@ -229,12 +255,17 @@ class Conversations:
         if status == "done" and stats is not None:
             if stats.note:
                 yield Notice(stats.note)
-            yield Answer(
+            answer = Answer(
                 text="".join(parts).strip() or "(The model gave an empty answer; try asking differently.)",
                 turn_id=turn.id,
                 latency_ms=round(stats.total_s * 1000),
                 output_tokens=stats.output_tokens,
             )
+            if present is None:
+                yield answer
+            else:
+                async for reply in present(answer, stats):
+                    yield reply
         elif status == "cancelled":
             yield Text("Stopped: this conversation was cleared.")
         elif status == "interrupted":
@@ -258,8 +289,92 @@ class Conversations:
             yield await self._export(message)
         elif name == "status":
             yield Text(await self._status(message))
+        elif (preset := preset_named(name)) is not None:
+            async for reply in self._preset(message, preset, args):
+                yield reply
         else:
             yield Text(f"Unknown command /{name}.\n\n{help_text()}")
+
+    # --- presets --------------------------------------------------------------------------------
+
+    async def _preset(self, message: IncomingMessage, preset: Preset, argument: str) -> AsyncIterator[Reply]:
+        """A preset question on the picture sent with the command, else the session's last picture;
+        asked through the same queue and session as any question."""
+        checked = await self._check_all(message.attachments)
+        if isinstance(checked, str):
+            yield Text(checked, kind="error")
+            return
+        await self._keep(checked)
+        session = await self._current(message)
+        if preset.needs_argument and not argument.strip():
+            usage = f"Usage: /{preset.name} {preset.usage}, for example {preset.example}"
+            if checked:  # keep the pictures, so the corrected command can use them
+                hashes = [picture.sha256 for picture in checked]
+                await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+                usage += " (the picture is kept)"
+            yield Text(usage)
+            return
+        async with self._lock(session.id):
+            if not self._accepting:
+                yield Text(SHUTTING_DOWN, kind="error")
+                return
+            history = await self.store.turns(session.id, in_context_only=True)
+            carried = pending_pictures(history)
+            own = [picture.sha256 for picture in checked]
+            if own:
+                target = own[-1]
+            else:
+                target = next((t.image_hashes[-1] for t in reversed(history) if t.image_hashes), None)
+                if target is None:
+                    yield Text(NO_PICTURE)
+                    return
+                if target not in carried:
+                    # An earlier picture goes into this question again, right next to the instruction.
+                    own = [target]
+            in_question = [*carried, *own]
+            arch = self._arch()
+            if preset.needs_argument:  # /find marks one picture: name it when the question has several
+                number = len(in_question) - in_question[::-1].index(target)
+                text = preset.prompt(arch, argument, picture=number if len(in_question) > 1 else None)
+            else:
+                text = preset.prompt(arch, argument, pictures=len(in_question))
+            turn = await self.store.add_turn(session.id, user_id=message.user_id, text=text, image_hashes=tuple(own))
+            present = self._presenter(preset, arch, target, argument)
+            async for reply in self._answer(session, turn, present):
+                yield reply
+
+    def _arch(self) -> str:
+        """The local engine knows its checkpoint's architecture; a remote one is judged by its model name."""
+        return guess_arch(getattr(self.engine, "arch", None), self.engine.model_name)
+
+    def _presenter(self, preset: Preset, arch: str, target: str, argument: str) -> Presenter | None:
+        """What the user gets besides the answer: files for /table and /code, the marked picture for /find."""
+        if preset.name == "find":
+
+            async def present_found(answer: Answer, stats: GenerationStats) -> AsyncIterator[Reply]:
+                # The engine's only note is about a retry at half the pixel budget after running out of memory.
+                min_pixels, max_pixels = self.limits.pixel_budget(halved=stats.note is not None)
+                try:
+                    data = await self.pictures.load(target)
+                except FileNotFoundError:
+                    log.error("picture %s is missing from storage", target)
+                    data = b""
+                replies = await asyncio.to_thread(
+                    found_replies, answer, data, arch=arch, thing=argument, min_pixels=min_pixels, max_pixels=max_pixels
+                )
+                for reply in replies:
+                    yield reply
+
+            return present_found
+        extras = {"table": table_replies, "code": html_replies}.get(preset.name)
+        if extras is None:
+            return None
+
+        async def present(answer: Answer, stats: GenerationStats) -> AsyncIterator[Reply]:
+            for reply in extras(answer):
+                yield reply
+
+        return present
 
     async def _current(self, message: IncomingMessage) -> SessionInfo:
         return await self.store.active_session(message.platform, message.thread_key, message.user_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.store import TurnInfo
 from engine.interface import PromptImage, PromptTurn
 
-__all__ = ["SYSTEM_PROMPT", "BuiltPrompt", "PromptBudget", "build_prompt"]
+__all__ = ["SYSTEM_PROMPT", "BuiltPrompt", "PromptBudget", "build_prompt", "label_pictures", "pending_pictures"]
 
 SYSTEM_PROMPT = (
     "You are a helpdesk assistant. People show you photos and screenshots (error dialogs, device panels, "
@@ -58,6 +58,23 @@ def _exchanges(history: Sequence[TurnInfo]) -> list[_Exchange]:
     return exchanges
 
 
+def label_pictures(text: str, count: int) -> str:
+    """Name the pictures of one message "Picture 1", "Picture 2", ... so a question can refer to them.
+
+    The engines put a message's pictures before its text, in order, so the label line says so.
+    """
+    if count < 2:
+        return text
+    names = ", ".join(f"Picture {n}" for n in range(1, count + 1))
+    return f"(The {count} pictures above are, in order: {names}.)\n{text}"
+
+
+def pending_pictures(history: Sequence[TurnInfo]) -> tuple[str, ...]:
+    """Pictures sent since the last answer, which `build_prompt` puts into the next question."""
+    exchanges = _exchanges(history)
+    return exchanges[-1].hashes if exchanges and exchanges[-1].answer is None else ()
+
+
 async def build_prompt(
     history: Sequence[TurnInfo],
     question: TurnInfo,
@@ -66,14 +83,16 @@ async def build_prompt(
 ) -> BuiltPrompt:
     """History (oldest first, the question excluded) plus the question, newest kept first."""
     exchanges = _exchanges(history)
-    pending_pictures: tuple[str, ...] = ()
+    carried: tuple[str, ...] = ()
     if exchanges and exchanges[-1].answer is None:
-        pending_pictures = exchanges.pop().hashes
-    question_hashes = pending_pictures + question.image_hashes
-    used = budget.estimate(SYSTEM_PROMPT, 0) + budget.estimate(question.user_text, len(question_hashes))
+        carried = exchanges.pop().hashes
+    question_hashes = carried + question.image_hashes
+    question_text = label_pictures(question.user_text, len(question_hashes))
+    used = budget.estimate(SYSTEM_PROMPT, 0) + budget.estimate(question_text, len(question_hashes))
     kept: list[_Exchange] = []
     for exchange in reversed(exchanges):
-        cost = budget.estimate(exchange.user_text, len(exchange.hashes)) + budget.estimate(exchange.answer or "", 0)
+        cost = budget.estimate(label_pictures(exchange.user_text, len(exchange.hashes)), len(exchange.hashes))
+        cost += budget.estimate(exchange.answer or "", 0)
         if used + cost > budget.context_tokens:
             break
         kept.append(exchange)
@@ -92,7 +111,8 @@ async def build_prompt(
 
     turns: list[PromptTurn] = [PromptTurn("system", SYSTEM_PROMPT)]
     for exchange in kept:
-        turns.append(PromptTurn("user", exchange.user_text, await images(exchange.hashes)))
+        user_text = label_pictures(exchange.user_text, len(exchange.hashes))
+        turns.append(PromptTurn("user", user_text, await images(exchange.hashes)))
         turns.append(PromptTurn("assistant", exchange.answer or ""))
-    turns.append(PromptTurn("user", question.user_text, await images(question_hashes)))
+    turns.append(PromptTurn("user", question_text, await images(question_hashes)))
     return BuiltPrompt(turns=tuple(turns), left_out=len(exchanges) - len(kept))

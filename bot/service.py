@@ -85,6 +85,8 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         max_images_per_turn=settings.max_images_per_turn,
         max_new_tokens=settings.max_new_tokens,
         request_timeout_s=settings.request_timeout_s,
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
         budget=PromptBudget(
             context_tokens=settings.context_tokens,
             # 28 px per visual token side is the smaller factor (Qwen2.5-VL), so an upper bound for both.
