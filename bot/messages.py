@@ -76,6 +76,7 @@ class Answer:
     turn_id: int
     latency_ms: int
     output_tokens: int
+    files_follow: bool = False  # the answer's code comes next as a Document: adapters add no file of their own
 
 
 @dataclass(frozen=True)

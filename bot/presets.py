@@ -206,7 +206,7 @@ def html_replies(answer: Answer) -> list[Reply]:
     if html is None:
         return [answer, Notice("The answer has no HTML, so there is no file.")]
     caption = "The HTML as a file: open it in a browser."
-    return [answer, Document(filename="page.html", data=html.encode(), mime_type="text/html", caption=caption)]
+    return [replace(answer, files_follow=True), Document(filename="page.html", data=html.encode(), mime_type="text/html", caption=caption)]
 
 
 def found_replies(

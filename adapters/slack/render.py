@@ -72,7 +72,8 @@ async def render(
         elif isinstance(reply, Answer):
             await stream.show(to_mrkdwn(reply.text), final=True)
             answered = True
-            await _upload_long_code(poster, channel, thread_ts, reply, options)
+            if not reply.files_follow:
+                await _upload_long_code(poster, channel, thread_ts, reply, options)
         elif isinstance(reply, Text):
             if stream.started and not answer and not answered:
                 await stream.show(_text(reply), final=True)  # replaces the placeholder

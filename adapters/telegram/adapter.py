@@ -329,7 +329,8 @@ class TelegramAdapter:
                 elif isinstance(reply, Answer):
                     await typing.stop()
                     await stream.finish(reply.text)
-                    await self._send_long_code(target, reply)
+                    if not reply.files_follow:
+                        await self._send_long_code(target, reply)
                 elif isinstance(reply, Text):
                     await typing.stop()
                     await stream.close()
