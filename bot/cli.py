@@ -1,4 +1,4 @@
-"""The `vlmbot` command: run, chat, db, model."""
+"""The `vlmbot` command: run, chat, db, model, engine."""
 
 from __future__ import annotations
 
@@ -106,7 +106,42 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--arch", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
     tiny.add_argument("--out", type=Path, required=True)
     tiny.add_argument("--size", choices=["tiny", "bench"], default="tiny", help="bench: ~60 M parameters")
+    engine = sub.add_parser("engine", help="the model engine as an OpenAI-compatible HTTP service")
+    engine_sub = engine.add_subparsers(dest="action", required=True)
+    engine_serve = engine_sub.add_parser("serve", help="serve VLMBOT_MODEL at /v1/chat/completions, /health, /metrics")
+    engine_serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    engine_serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    engine_serve.add_argument("--served-model-name", action="append", default=[], help="another name the model answers to")
+    engine_serve.add_argument("--max-images", type=int, default=16, help="pictures per request (default: 16)")
+    engine_health = engine_sub.add_parser("health", help="exit 0 when an engine server answers GET /health")
+    engine_health.add_argument("--url", help="server URL (default: VLMBOT_ENGINE_URL, else http://127.0.0.1:8000)")
     return parser
+
+
+async def _engine_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "health":
+        from engine.remote import check_health
+
+        healthy, seen = await check_health(args.url or settings.engine_url or "http://127.0.0.1:8000")
+        print(seen)
+        return 0 if healthy else 1
+    from bot.service import DEMO_WARNING, build_engine
+    from engine.server import EngineServerOptions, serve_forever
+
+    # The same in-process engine the bot would build, whatever VLMBOT_ENGINE_URL says.
+    engine, demo = await build_engine(settings.model_copy(update={"engine_url": None}))
+    if demo:
+        log.warning(DEMO_WARNING)
+    options = EngineServerOptions(
+        host=args.host,
+        port=args.port,
+        api_keys=settings.engine_api_keys,
+        served_model_names=tuple(args.served_model_name),
+        max_images=args.max_images,
+        max_new_tokens=settings.max_new_tokens,
+        request_timeout_s=settings.request_timeout_s,
+    )
+    return await serve_forever(engine, options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(serve(settings, console_only=True, thread=args.thread))
     if args.command == "db":
         return asyncio.run(_db(settings, args.action, args.revision))
+    if args.command == "engine":
+        return asyncio.run(_engine_command(settings, args))
     if args.command == "model" and args.action == "tiny":
         from engine.tiny import write_tiny_checkpoint
 

@@ -1,0 +1,518 @@
+"""The remote engine: any OpenAI-compatible server (this project's `vlmbot engine serve`, vLLM, SGLang).
+
+The bot keeps sessions and history; each request sends the whole prompt as chat messages, with
+pictures resized to the pixel budget here (less upload, and the server's own resize becomes a
+no-op) and sent as data URIs: JPEG when the original was a JPEG, PNG otherwise. The resize uses
+the model's patch factor: 32 when the model name says Qwen3 (Qwen3-VL's 16 px patches, merged
+2x2), else 28 (Qwen2.5-VL's 14 px patches).
+
+A local fair queue (the same `FairQueue` as the in-process engine) bounds the requests in flight to
+the server, so users see their queue position; SSE comments `: queued N` from this project's server
+report the server's own queue too. Connection failures are retried with backoff until the first
+token arrives (the request is idempotent until then); after that a lost connection ends the answer
+with an error, since a half answer cannot be resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from engine.images import prepare_image
+from engine.interface import (
+    EngineBusy,
+    EngineError,
+    EngineHealth,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerationRequest,
+    GenerationStats,
+    PromptImage,
+    PromptTurn,
+    Queued,
+    StreamEvent,
+    TextPiece,
+)
+from engine.scheduler import FairQueue, QueueFull
+
+__all__ = ["RemoteEngine", "RemoteEngineOptions", "check_health", "patch_factor_for"]
+
+log = logging.getLogger(__name__)
+
+LOST_MID_ANSWER = "The connection to the model server was lost in the middle of the answer; please send /retry."
+REJECTED = "The model server could not process this question; please try again, or /clear to start afresh."
+_RETRY_STATUSES = {502, 503, 504}
+
+
+def patch_factor_for(model: str) -> int:
+    """Side multiple of a picture for the remote model: 32 for Qwen3-VL, 28 for Qwen2.5-VL and others."""
+    return 32 if "qwen3" in model.lower() else 28
+
+
+def api_base(url: str) -> str:
+    """`http://host:8000`, `.../v1` and `.../v1/` all mean the same OpenAI base URL `.../v1`."""
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+@dataclass(frozen=True)
+class RemoteEngineOptions:
+    base_url: str
+    api_key: str | None = None
+    model: str | None = None  # None: the server's first model from GET /v1/models
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 1280 * 28 * 28
+    queue_size: int = 32
+    concurrency: int = 8  # requests in flight to the server at once; the rest wait here, in fair order
+    connect_attempts: int = 4  # before the first token; waits 0.5, 1, 2 s between them by default
+    retry_backoff_s: float = 0.5
+    connect_timeout_s: float = 10.0
+    jpeg_quality: int = 90
+    image_cache_entries: int = 128  # encoded pictures kept: a follow-up re-sends the history's pictures
+
+
+@dataclass(eq=False)
+class _Job:
+    request: GenerationRequest
+    out: asyncio.Queue[Queued | str] = field(default_factory=asyncio.Queue)
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    last_position: int | None = None
+    cancelled: bool = False
+    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)  # wakes a retry backoff
+    response: aiohttp.ClientResponse | None = None
+    finished: bool = False
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
+
+
+@dataclass
+class _Progress:
+    """What one streamed reply has said so far."""
+
+    model: str
+    complete: bool = False
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    pieces: int = 0
+    first_token_at: float | None = None
+
+    def take(self, data: dict[str, Any]) -> list[str]:
+        """The text of one `chat.completion.chunk`; raises for an error chunk."""
+        if "error" in data or data.get("object") == "error":  # vLLM's older streams: a bare error object
+            error = data.get("error", data)
+            if isinstance(error, dict) and error.get("code") == "cancelled":
+                raise _Retryable("the server cancelled the request (shutting down?)")
+            raise _stream_error(error)
+        self.model = data.get("model") or self.model
+        if data.get("usage"):
+            self.prompt_tokens = data["usage"].get("prompt_tokens") or 0
+            self.output_tokens = data["usage"].get("completion_tokens") or 0
+        texts = []
+        for choice in data.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                if self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
+                self.pieces += 1
+                texts.append(text)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return texts
+
+
+_GO = "go"
+_CANCELLED = "cancelled"
+
+
+class _Retryable(Exception):
+    """A failure before the first token that another attempt may fix."""
+
+
+class RemoteEngine:
+    """Implements `Engine` over HTTP with aiohttp."""
+
+    def __init__(self, options: RemoteEngineOptions) -> None:
+        self._options = options
+        self._base = api_base(options.base_url)
+        self._queue: FairQueue[_Job] = FairQueue(options.queue_size)
+        self._queue.on_change(self._publish_positions)
+        self._jobs: dict[str, _Job] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._model: str | None = options.model or None  # empty setting = ask the server
+        self._ok = False
+        self._detail = "not started"
+        self._images: OrderedDict[tuple[str, int], str] = OrderedDict()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self._model or "remote model"
+
+    async def start(self) -> None:
+        """Open the HTTP session and ask the server for its model; a server that is down is not fatal."""
+        headers = {"Authorization": f"Bearer {self._options.api_key}"} if self._options.api_key else {}
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._options.connect_timeout_s),
+        )
+        try:
+            await self._fetch_model()
+        except (_Retryable, EngineError) as exc:
+            self._ok, self._detail = False, str(exc)
+            log.warning("model server %s is not reachable yet: %s", self._base, exc)
+
+    async def close(self) -> None:
+        for job in list(self._jobs.values()):
+            await self.cancel(job.request_id)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the Engine interface -----------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        if self._session is None:
+            raise EngineError(REJECTED, detail="remote engine not started")
+        job = _Job(request)
+        try:
+            self._queue.put(job)
+        except QueueFull:
+            log.warning("local queue full (%d); refusing request %s", len(self._queue), request.request_id)
+            raise EngineBusy() from None
+        self._jobs[request.request_id] = job
+        self._publish_positions()
+        self._dispatch()
+        timeout = request.limits.timeout_s
+        deadline = None if timeout is None else job.submitted_at + timeout
+        try:
+            while True:  # wait for a slot
+                item = await _wait(job.out.get(), deadline)
+                if item == _GO:
+                    break
+                if item == _CANCELLED:
+                    yield self._stats(job, "cancelled", 0, 0, None)
+                    return
+                assert isinstance(item, Queued)
+                yield item
+            job.started_at = time.monotonic()
+            async for event in self._run(job, deadline):
+                yield event
+        finally:
+            self._release(job)
+
+    async def cancel(self, request_id: str) -> bool:
+        job = self._jobs.get(request_id)
+        if job is None:
+            return False
+        job.cancelled = True
+        job.cancel_event.set()
+        if job.started_at is None:
+            job.out.put_nowait(_CANCELLED)
+        elif job.response is not None:
+            job.response.close()  # the server sees the disconnect and stops generating
+        self._release(job)
+        return True
+
+    def queue_position(self, request_id: str) -> int | None:
+        return self._queue.position(request_id)
+
+    async def release_session(self, session_id: str) -> None:
+        """The server's prefix cache needs no help: nothing is held per session here."""
+        return None
+
+    def health(self) -> EngineHealth:
+        return EngineHealth(
+            model=self.model_name,
+            device=f"remote {self._base}",
+            dtype="-",
+            attention="-",
+            attention_reason="served by the remote server",
+            queue_depth=self._queue.waiting,
+            running=self._queue.running,
+            ok=self._ok,
+            detail=self._detail,
+        )
+
+    # --- queue --------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        free = self._options.concurrency - self._queue.running
+        for job in self._queue.take(max(free, 0)):
+            job.out.put_nowait(_GO)
+
+    def _release(self, job: _Job) -> None:
+        if job.finished:
+            return
+        job.finished = True
+        self._jobs.pop(job.request_id, None)
+        self._queue.remove(job.request_id)
+        self._dispatch()
+
+    def _publish_positions(self) -> None:
+        for index, job in enumerate(self._queue.waiting_entries()):
+            if job.last_position != index + 1:
+                job.last_position = index + 1
+                job.out.put_nowait(Queued(index + 1))
+
+    # --- one request --------------------------------------------------------------------------
+
+    async def _run(self, job: _Job, deadline: float | None) -> AsyncIterator[StreamEvent]:
+        """POST with retries until the first token, then stream; ends with `GenerationStats`."""
+        body: dict[str, Any] | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            produced = False
+            if job.cancelled:
+                yield self._stats(job, "cancelled", 0, 0, None)
+                return
+            try:
+                if body is None:
+                    body = await self._body(job.request, await self._fetch_model())
+                async for event in self._attempt(job, body, deadline):
+                    if isinstance(event, TextPiece):
+                        produced = True
+                    yield event
+                self._ok, self._detail = True, ""
+                return
+            except _Retryable as exc:
+                if job.cancelled:
+                    yield self._stats(job, "cancelled", 0, 0, None)
+                    return
+                if produced:
+                    self._ok, self._detail = False, str(exc)
+                    log.warning("request %s: connection lost mid-answer: %s", job.request_id, exc)
+                    raise EngineError(LOST_MID_ANSWER, detail=str(exc)) from None
+                delay = self._options.retry_backoff_s * 2 ** (attempt - 1)
+                out_of_time = deadline is not None and time.monotonic() + delay > deadline
+                if attempt >= self._options.connect_attempts or out_of_time:
+                    self._ok, self._detail = False, str(exc)
+                    log.error("request %s: model server %s unavailable after %d attempt(s): %s",
+                              job.request_id, self._base, attempt, exc)
+                    raise EngineUnavailable(detail=str(exc)) from None
+                log.warning("request %s: attempt %d failed (%s); retrying in %.1f s", job.request_id, attempt, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(job.cancel_event.wait(), delay)
+
+    async def _attempt(self, job: _Job, body: dict[str, Any], deadline: float | None) -> AsyncIterator[StreamEvent]:
+        assert self._session is not None
+        progress = _Progress(model=body["model"])
+        headers = {"X-Request-Id": job.request_id, "Accept": "text/event-stream"}
+        try:
+            response = await _wait(self._session.post(f"{self._base}/chat/completions", json=body, headers=headers), deadline)
+        except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+        job.response = response
+        try:
+            if not job.cancelled:  # else cancelled while the request was being sent: nothing to read
+                if response.status != 200:
+                    await self._refuse(response)
+                async for kind, value in _sse_events(response, deadline):
+                    if kind == "comment":
+                        if value.startswith("queued "):
+                            yield Queued(int(value.split()[1]))
+                    elif value == "[DONE]":
+                        progress.complete = True
+                        break
+                    else:
+                        for text in progress.take(json.loads(value)):
+                            yield TextPiece(text)
+                if not progress.complete and not job.cancelled:
+                    raise _Retryable("the stream ended without [DONE]")
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError) as exc:
+            if not job.cancelled:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            job.response = None
+            if progress.complete:
+                response.release()
+            else:
+                response.close()  # unread stream (caller gone, cancel, error): drop it, so the server stops
+        reason = "cancelled" if job.cancelled else ("length" if progress.finish_reason == "length" else "stop")
+        yield self._stats(job, reason, progress.prompt_tokens, progress.output_tokens or progress.pieces,
+                          progress.first_token_at, progress.model)
+
+    async def _refuse(self, response: aiohttp.ClientResponse) -> None:
+        """Raise for a non-200 reply: retry gateway errors, map the rest to user-facing errors."""
+        text = await response.text()
+        try:
+            error = json.loads(text).get("error") or {}
+        except (json.JSONDecodeError, AttributeError):
+            error = {}
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        detail = f"HTTP {response.status}: {message or text[:200]}"
+        if response.status in _RETRY_STATUSES:
+            raise _Retryable(detail)
+        if response.status == 429:
+            raise EngineBusy()
+        if response.status in (401, 403):
+            self._ok, self._detail = False, detail
+            log.error("model server %s refused the API key: %s", self._base, detail)
+            raise EngineUnavailable(detail=detail)
+        log.error("model server %s refused a request: %s", self._base, detail)
+        raise EngineError(REJECTED, detail=detail)
+
+    def _stats(
+        self,
+        job: _Job,
+        reason: str,
+        prompt_tokens: int,
+        output_tokens: int,
+        first_token_at: float | None,
+        model: str | None = None,
+    ) -> GenerationStats:
+        now = time.monotonic()
+        started = job.started_at or now
+        return GenerationStats(
+            queue_wait_s=started - job.submitted_at,
+            time_to_first_token_s=None if first_token_at is None else first_token_at - job.submitted_at,
+            total_s=now - job.submitted_at,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            finish_reason=reason,  # type: ignore[arg-type]
+            model=model or self.model_name,
+        )
+
+    # --- the request body ---------------------------------------------------------------------
+
+    async def _fetch_model(self) -> str:
+        """The configured model name, else the server's first model (asked once)."""
+        if self._model is not None:
+            return self._model
+        assert self._session is not None
+        try:
+            async with self._session.get(f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=10)) as response:
+                if response.status != 200:
+                    await self._refuse(response)
+                models = (await response.json()).get("data") or []
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise _Retryable(f"GET {self._base}/models: {type(exc).__name__}: {exc}") from None
+        if not models:
+            raise EngineUnavailable(detail=f"{self._base} serves no model")
+        self._model = str(models[0]["id"])
+        self._ok, self._detail = True, ""
+        log.info("model server %s serves %s (picture sides in multiples of %d)", self._base, self._model,
+                 patch_factor_for(self._model))
+        return self._model
+
+    async def _body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
+        factor = patch_factor_for(model)
+        messages = [await self._message(turn, factor) for turn in request.turns]
+        limits = request.limits
+        return {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": limits.max_new_tokens,
+            "temperature": limits.temperature,
+            "top_p": limits.top_p,
+            "user": request.session_id,  # this project's server queues fairly per session
+        }
+
+    async def _message(self, turn: PromptTurn, factor: int) -> dict[str, Any]:
+        if not turn.images:
+            return {"role": turn.role, "content": turn.text}
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": await self._data_uri(image, factor)}} for image in turn.images
+        ]
+        parts.append({"type": "text", "text": turn.text})
+        return {"role": turn.role, "content": parts}
+
+    async def _data_uri(self, image: PromptImage, factor: int) -> str:
+        key = (image.sha256, factor)
+        cached = self._images.get(key)
+        if cached is not None:
+            self._images.move_to_end(key)
+            return cached
+        uri = await asyncio.to_thread(self._encode, image.data, factor)
+        self._images[key] = uri
+        while len(self._images) > self._options.image_cache_entries:
+            self._images.popitem(last=False)
+        return uri
+
+    def _encode(self, data: bytes, factor: int) -> str:
+        prepared = prepare_image(
+            data, factor=factor, min_pixels=self._options.min_pixels, max_pixels=self._options.max_pixels
+        )
+        out = io.BytesIO()
+        if data[:3] == b"\xff\xd8\xff":  # a photo stays a JPEG; screenshots and drawings stay lossless
+            prepared.image.save(out, format="JPEG", quality=self._options.jpeg_quality)
+            mime = "image/jpeg"
+        else:
+            prepared.image.save(out, format="PNG")
+            mime = "image/png"
+        return f"data:{mime};base64,{base64.b64encode(out.getvalue()).decode()}"
+
+
+def _stream_error(error: Any) -> EngineError:
+    if not isinstance(error, dict):
+        return EngineError(REJECTED, detail=str(error))
+    code = error.get("code")
+    detail = f"{error.get('type')}/{code}: {error.get('message')}"
+    if code == "queue_full":
+        return EngineBusy()
+    if code == "timeout":
+        return EngineTimeout()
+    message = error.get("message") if error.get("type") == "server_error" else None
+    return EngineError(message or REJECTED, detail=detail)
+
+
+async def _wait(awaitable: Any, deadline: float | None) -> Any:
+    if deadline is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, max(deadline - time.monotonic(), 0))
+    except TimeoutError:
+        raise EngineTimeout() from None
+
+
+async def _sse_events(response: aiohttp.ClientResponse, deadline: float | None) -> AsyncIterator[tuple[str, str]]:
+    """("data", payload) per event and ("comment", text) per comment line, until the stream ends."""
+    data: list[str] = []
+    while True:
+        raw = await _wait(response.content.readline(), deadline)
+        if not raw:
+            return
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield "data", "\n".join(data)
+                data = []
+        elif line.startswith(":"):
+            yield "comment", line[1:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        # other fields (event:, id:, retry:) carry nothing for chat completions
+
+
+async def check_health(url: str, *, timeout_s: float = 5.0) -> tuple[bool, str]:
+    """GET `<server>/health` (this project's server and vLLM both serve it): healthy, and what was seen."""
+    base = url.rstrip("/").removesuffix("/v1")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+            async with session.get(f"{base}/health") as response:
+                text = await response.text()
+                return response.status == 200, f"HTTP {response.status} {text[:300]}".strip()
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+        return False, f"{base}/health: {type(exc).__name__}: {exc}"

@@ -1,0 +1,329 @@
+"""`vlmbot engine serve`: an engine behind an OpenAI-compatible HTTP API (aiohttp).
+
+Routes: POST /v1/chat/completions (streaming SSE or not), GET /v1/models, GET /health,
+GET /metrics. Like vLLM's server, only /v1 needs the API key; /health and /metrics stay open for
+orchestrators and scrapers. While a streamed request waits for the model the server sends SSE
+comments `: queued N` (clients ignore comments; the project's remote engine shows them as queue
+positions). A client that disconnects cancels its request: aiohttp cancels the handler, which
+closes the engine's stream and frees the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from engine.interface import (
+    Engine,
+    EngineBusy,
+    EngineError,
+    EngineTimeout,
+    GenerationRequest,
+    GenerationStats,
+    Queued,
+    StreamEvent,
+    TextPiece,
+)
+from engine.server_api import ApiError, ChatCall, chunk, completion, error_body, parse_chat_request, usage
+from engine.server_metrics import CONTENT_TYPE, EngineMetrics
+
+__all__ = ["EngineServerOptions", "RunningServer", "create_app", "running_engine_server", "serve_forever"]
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class EngineServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[str, ...] = ()  # empty: no authentication
+    served_model_names: tuple[str, ...] = ()  # names accepted besides the engine's own model name
+    max_images: int = 16  # pictures per request, history included (vLLM: --limit-mm-per-prompt)
+    max_new_tokens: int = 1024  # cap on a request's max_tokens, and its default
+    request_timeout_s: float | None = 300.0
+    max_request_bytes: int = 64 * 1024**2  # base64 pictures are large
+    shutdown_timeout_s: float = 10.0
+
+
+_ENGINE = web.AppKey("engine", Engine)
+_OPTIONS = web.AppKey("options", EngineServerOptions)
+_METRICS = web.AppKey("metrics", EngineMetrics)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+
+def _models(app: web.Application) -> tuple[str, ...]:
+    names = (app[_ENGINE].model_name, *app[_OPTIONS].served_model_names)
+    return tuple(dict.fromkeys(names))
+
+
+def _json_error(error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status)
+
+
+# --- middleware ---------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _errors_and_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    keys = request.app[_OPTIONS].api_keys
+    if keys and request.path.startswith("/v1/"):
+        header = request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
+            request.app[_METRICS].failed("invalid_api_key")
+            return _json_error(ApiError(401, "Missing or invalid API key (Authorization: Bearer ...).", code="invalid_api_key"))
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        request.app[_METRICS].failed(exc.code or exc.type)
+        log.info("request refused (%d %s): %s", exc.status, exc.code, exc.message)
+        return _json_error(exc)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/v1/") or exc.status < 400:
+            raise
+        return _json_error(ApiError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_")))
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+async def _health(request: web.Request) -> web.Response:
+    health = request.app[_ENGINE].health()
+    body = {
+        "status": "ok" if health.ok else "unavailable",
+        "model": health.model,
+        "device": health.device,
+        "dtype": health.dtype,
+        "attention": health.attention,
+        "queue_depth": health.queue_depth,
+        "running": health.running,
+        "detail": health.detail,
+    }
+    return web.json_response(body, status=200 if health.ok else 503)
+
+
+async def _list_models(request: web.Request) -> web.Response:
+    created = int(time.time())
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "vlmbot"} for name in _models(request.app)]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(request.app[_METRICS].render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _engine_error(exc: EngineError) -> ApiError:
+    if isinstance(exc, EngineBusy):
+        return ApiError(429, exc.user_message, type="server_busy", code="queue_full")
+    if isinstance(exc, EngineTimeout):
+        return ApiError(504, exc.user_message, type="timeout", code="timeout")
+    return ApiError(500, exc.user_message, type="server_error", code="engine_error")
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    options = app[_OPTIONS]
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413, f"The request is larger than {options.max_request_bytes // 1024**2} MB; send smaller pictures.",
+            code="request_too_large",
+        ) from None
+    call = await asyncio.to_thread(  # base64 and picture checks of several MB: off the event loop
+        parse_chat_request,
+        raw,
+        models=_models(app),
+        max_images=options.max_images,
+        max_new_tokens=options.max_new_tokens,
+        timeout_s=options.request_timeout_s,
+    )
+    request_id = request.headers.get("X-Request-Id") or f"chatcmpl-{uuid.uuid4().hex}"
+    generation = GenerationRequest(
+        request_id=request_id, session_id=call.user or request_id, turns=call.turns, limits=call.limits
+    )
+    stream = app[_ENGINE].generate(generation)
+    try:
+        try:
+            first = await anext(stream)
+        except EngineError as exc:
+            raise _engine_error(exc) from None
+        log.info("request %s: %d message(s), %d picture(s), stream=%s", request_id, len(call.turns),
+                 sum(len(t.images) for t in call.turns), call.stream)
+        if call.stream:
+            return await _stream_reply(request, call, request_id, first, stream)
+        return await _whole_reply(request, call, request_id, first, stream)
+    except asyncio.CancelledError:
+        app[_METRICS].requests.labels("cancelled").inc()
+        log.info("request %s: the client went away; cancelled", request_id)
+        raise
+    finally:
+        await stream.aclose()
+
+
+async def _whole_reply(
+    request: web.Request, call: ChatCall, request_id: str, first: StreamEvent, stream: AsyncIterator[StreamEvent]
+) -> web.Response:
+    metrics = request.app[_METRICS]
+    parts: list[str] = []
+    event = first
+    try:
+        while not isinstance(event, GenerationStats):
+            if isinstance(event, TextPiece):
+                parts.append(event.text)
+            event = await anext(stream)
+    except EngineError as exc:
+        raise _engine_error(exc) from None
+    if event.finish_reason == "cancelled":
+        raise ApiError(503, "The request was cancelled by the server.", type="server_error", code="cancelled")
+    metrics.finished(event)
+    body = completion(request_id, call.model, "".join(parts), event.finish_reason, event.prompt_tokens, event.output_tokens)
+    return web.json_response(body, headers={"X-Request-Id": request_id})
+
+
+async def _stream_reply(
+    request: web.Request, call: ChatCall, request_id: str, first: StreamEvent, stream: AsyncIterator[StreamEvent]
+) -> web.StreamResponse:
+    metrics = request.app[_METRICS]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+            "X-Request-Id": request_id,
+        }
+    )
+    await response.prepare(request)
+    created = int(time.time())
+
+    async def send(body: dict[str, Any]) -> None:
+        await response.write(b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n")
+
+    event = first
+    try:
+        await send(chunk(request_id, call.model, created, delta={"role": "assistant", "content": ""}))
+        while True:
+            if isinstance(event, Queued):
+                await response.write(f": queued {event.position}\n\n".encode())
+            elif isinstance(event, TextPiece):
+                await send(chunk(request_id, call.model, created, delta={"content": event.text}))
+            elif isinstance(event, GenerationStats):
+                if event.finish_reason == "cancelled":
+                    metrics.failed("cancelled")
+                    await send(error_body("The request was cancelled by the server.", type="server_error", code="cancelled"))
+                else:
+                    metrics.finished(event)
+                    await send(chunk(request_id, call.model, created, delta={}, finish_reason=event.finish_reason))
+                    if call.include_usage:
+                        await send(chunk(request_id, call.model, created, usage_=usage(event.prompt_tokens, event.output_tokens)))
+                break
+            event = await anext(stream)
+    except EngineError as exc:
+        error = _engine_error(exc)
+        metrics.failed(error.code or error.type)
+        log.warning("request %s failed mid-stream: %s", request_id, exc)
+        with contextlib.suppress(ConnectionResetError):
+            await send(error.body())
+            await _finish(response)
+        return response
+    except ConnectionResetError:  # the client closed the stream between two writes
+        metrics.requests.labels("cancelled").inc()
+        log.info("request %s: the client went away; cancelled", request_id)
+        return response
+    with contextlib.suppress(ConnectionResetError):
+        await _finish(response)
+    return response
+
+
+async def _finish(response: web.StreamResponse) -> None:
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+
+
+# --- app and lifecycle --------------------------------------------------------------------------
+
+
+def create_app(engine: Engine, options: EngineServerOptions) -> web.Application:
+    """The aiohttp application; the caller owns the engine (started before, closed after)."""
+    app = web.Application(middlewares=[_errors_and_auth], client_max_size=options.max_request_bytes)
+    app[_ENGINE] = engine
+    app[_OPTIONS] = options
+    app[_METRICS] = EngineMetrics(engine.health)
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_get("/v1/models", _list_models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@asynccontextmanager
+async def running_engine_server(engine: Engine, options: EngineServerOptions) -> AsyncIterator[RunningServer]:
+    """Serve `engine` until the block exits; port 0 picks a free port (see the yielded value)."""
+    if not options.api_keys and not _is_loopback(options.host):
+        log.warning("the engine server listens on %s without API keys; set VLMBOT_SERVER_API_KEYS", options.host)
+    runner = web.AppRunner(
+        create_app(engine, options),
+        handler_cancellation=True,  # a client that goes away cancels its request
+        shutdown_timeout=options.shutdown_timeout_s,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, options.host, options.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else options.port
+        log.info("engine server for %s listening on http://%s:%d/v1", engine.model_name, options.host, port)
+        yield RunningServer(options.host, port)
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forever(engine: Engine, options: EngineServerOptions) -> int:
+    """Start the engine, serve until SIGINT/SIGTERM, then stop serving and close the engine."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    await engine.start()
+    try:
+        health = engine.health()
+        log.info("model %s on %s (%s), attention %s (%s)", health.model, health.device, health.dtype,
+                 health.attention, health.attention_reason)
+        async with running_engine_server(engine, options):
+            await stop.wait()
+            log.info("shutting down")
+    finally:
+        await engine.close()
+    return 0
