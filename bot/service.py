@@ -58,6 +58,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
                 min_pixels=settings.min_pixels,
                 max_pixels=settings.max_pixels,
                 queue_size=settings.queue_size,
+                concurrency=settings.batch_size,
             )
         ), False
     from engine.local import LocalEngine, LocalEngineOptions
