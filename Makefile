@@ -21,5 +21,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/vlmbot run
 
+# The web chat's browser test drives Debian's Chromium (installed here when missing).
 test: $(STAMP)
+	bash tests/adapters/web/ensure_chromium.sh
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -14,7 +14,10 @@ __all__ = ["configured_adapters"]
 def configured_adapters(
     settings: Settings, service: Service, *, on_console_eof: Callable[[], None] | None = None
 ) -> list[Adapter]:
-    """Every adapter whose configuration is present; the console when asked for or when nothing else is."""
+    """Every adapter whose configuration is present; the console when asked for or when no chat platform is.
+
+    The web chat (on by default, loopback only) runs beside the console rather than replacing it.
+    """
     adapters: list[Adapter] = []
     if settings.telegram_token:
         from adapters.telegram import TelegramAdapter
@@ -35,4 +38,8 @@ def configured_adapters(
                 greeting=DEMO_WARNING if service.demo_model else None,
             )
         )
+    if settings.web_enabled:
+        from adapters.web import WebAdapter
+
+        adapters.append(WebAdapter(settings, service.conversations))
     return adapters

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Adapter"]
+__all__ = ["Adapter", "ConfigurationError"]
+
+
+class ConfigurationError(ValueError):
+    """An adapter's settings are missing, unsafe or malformed; the message says what to set."""
 
 
 @runtime_checkable

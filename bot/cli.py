@@ -148,10 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings()
     _setup_logging(settings)
-    if args.command == "run":
-        return asyncio.run(serve(settings))
-    if args.command == "chat":
-        return asyncio.run(serve(settings, console_only=True, thread=args.thread))
+    if args.command in ("run", "chat"):
+        from bot.adapter import ConfigurationError
+
+        try:
+            if args.command == "chat":
+                return asyncio.run(serve(settings, console_only=True, thread=args.thread))
+            return asyncio.run(serve(settings))
+        except ConfigurationError as exc:
+            log.error("%s", exc)
+            return 2
     if args.command == "db":
         return asyncio.run(_db(settings, args.action, args.revision))
     if args.command == "engine":

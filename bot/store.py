@@ -318,6 +318,22 @@ class Store:
                 return False
             return True
 
+    # --- for the web chat's lists (adapters/web) ---------------------------------------------
+
+    async def first_questions(self, session_ids: Sequence[str]) -> dict[str, str]:
+        """The first question of each session that has one: the sidebar's title for unnamed sessions."""
+        if not session_ids:
+            return {}
+        first = (
+            select(TurnRow.session_id, func.min(TurnRow.id).label("turn_id"))
+            .where(TurnRow.session_id.in_(list(session_ids)), TurnRow.user_text != "")
+            .group_by(TurnRow.session_id)
+            .subquery()
+        )
+        query = select(TurnRow.session_id, TurnRow.user_text).join(first, TurnRow.id == first.c.turn_id)
+        async with self._sessions() as db:
+            return {session_id: text for session_id, text in (await db.execute(query)).all()}
+
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()

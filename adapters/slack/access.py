@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.adapter import ConfigurationError
 from bot.config import Settings
 
 __all__ = ["REFUSAL", "AccessPolicy"]
@@ -33,7 +34,7 @@ class AccessPolicy:
     def check_configured(self) -> None:
         """Refuse an open bot unless the operator asked for one."""
         if not (self.teams or self.channels or self.users or self.everyone):
-            raise ValueError(
+            raise ConfigurationError(
                 "Slack: set SLACK_ALLOWED_TEAMS, SLACK_ALLOWED_CHANNELS or SLACK_ALLOWED_USERS, "
                 "or SLACK_ALLOW_EVERYONE=true to let anyone in the workspace use the bot."
             )

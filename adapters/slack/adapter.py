@@ -22,6 +22,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.messages import Attachment, Document, IncomingMessage, Text
@@ -84,9 +85,9 @@ class SlackAdapter:
         code_file_lines: int = 30,
     ) -> None:
         if not settings.slack_bot_token:
-            raise ValueError("Slack: SLACK_BOT_TOKEN is not set.")
+            raise ConfigurationError("Slack: SLACK_BOT_TOKEN is not set.")
         if not settings.slack_app_token and not settings.slack_signing_secret:
-            raise ValueError("Slack: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP Events API).")
+            raise ConfigurationError("Slack: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP Events API).")
         self._policy = AccessPolicy.from_settings(settings)
         self._policy.check_configured()
         self._settings = settings

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.adapter import ConfigurationError
+
 __all__ = ["AccessPolicy", "AccessConfigError", "REFUSAL"]
 
 REFUSAL = "Sorry, this bot is private. Ask its operator to add your user id ({user_id}) to the allowlist."
 
 
-class AccessConfigError(RuntimeError):
+class AccessConfigError(ConfigurationError):
     """Both allowlists are empty and allowing everyone was not chosen explicitly."""
 
 

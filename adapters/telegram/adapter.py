@@ -13,6 +13,7 @@ from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
+from bot.adapter import ConfigurationError
 from bot.commands import COMMANDS
 from bot.config import Settings
 from bot.conversations import Conversations
@@ -76,7 +77,7 @@ class TelegramAdapter:
         queue_notice_delay: float = 1.0,
     ) -> None:
         if not settings.telegram_token:
-            raise ValueError("Telegram: TELEGRAM_BOT_TOKEN is not set.")
+            raise ConfigurationError("Telegram: TELEGRAM_BOT_TOKEN is not set.")
         self._settings = settings
         self._conversations = conversations
         self._access = AccessPolicy.create(

@@ -47,7 +47,9 @@ def test_run_without_model_uses_demo_and_says_so_once(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=clean_env(VLMBOT_DATA_DIR=str(tmp_path / "data"), VLMBOT_MAX_NEW_TOKENS="8"),
+        env=clean_env(
+            VLMBOT_DATA_DIR=str(tmp_path / "data"), VLMBOT_MAX_NEW_TOKENS="8", VLMBOT_WEB_LISTEN="127.0.0.1:0"
+        ),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -55,6 +57,26 @@ def test_run_without_model_uses_demo_and_says_so_once(tmp_path: Path) -> None:
     assert result.stdout.count("bot> ") == 2
     assert (tmp_path / "data" / "tiny-model" / "config.json").exists()
     assert (tmp_path / "data" / "vlmbot.db").exists()
+    assert "adapters running: console, web" in result.stderr
+
+
+def test_unsafe_configuration_is_one_line_not_a_traceback(tmp_path: Path, tiny_qwen25_dir: Path) -> None:
+    result = subprocess.run(
+        [VLMBOT, "run"],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(
+            VLMBOT_DATA_DIR=str(tmp_path / "data"),
+            VLMBOT_MODEL=str(tiny_qwen25_dir),
+            TELEGRAM_BOT_TOKEN="123:abc",  # no allowlist and no TELEGRAM_ALLOW_EVERYONE
+        ),
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "TELEGRAM_ALLOW_EVERYONE" in result.stderr
 
 
 KILLED_WORKER = textwrap.dedent(

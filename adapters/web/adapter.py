@@ -1,0 +1,96 @@
+"""The web chat adapter: serves the page and its API on VLMBOT_WEB_LISTEN (127.0.0.1:8080 by default)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from aiohttp import web
+
+from bot.adapter import ConfigurationError
+from bot.config import Settings
+from bot.conversations import Conversations
+
+from .app import build_app
+from .security import Access, is_loopback_host
+from .uploads import UploadLimits
+
+__all__ = ["WebAdapter", "WebConfigError", "parse_listen"]
+
+log = logging.getLogger(__name__)
+
+
+class WebConfigError(ConfigurationError):
+    """The web chat's settings are unsafe or malformed; the message says what to set."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080', '[::1]:8080', 'localhost:0' -> (host, port); an empty host means all interfaces."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise WebConfigError(f"VLMBOT_WEB_LISTEN={value!r} is not host:port (e.g. 127.0.0.1:8080).")
+    return host.strip("[]"), int(port)
+
+
+class WebAdapter:
+    """Browser chat over the same conversation service as every other adapter (platform "web")."""
+
+    name = "web"
+
+    def __init__(self, settings: Settings, conversations: Conversations, *, keepalive_s: float = 15.0) -> None:
+        self._host, self._port = parse_listen(settings.web_listen)
+        self._access = Access(settings.web_token, settings.web_admin_token)
+        if not is_loopback_host(self._host) and self._access.token is None:
+            raise WebConfigError(
+                f"The web chat would listen on {settings.web_listen}, beyond this machine, without an access token: "
+                "set VLMBOT_WEB_TOKEN (a long random string), or VLMBOT_WEB_LISTEN=127.0.0.1:8080."
+            )
+        self._conversations = conversations
+        self._limits = UploadLimits(
+            max_file_bytes=settings.max_image_bytes,
+            max_files=settings.max_images_per_turn,
+            max_source_pixels=settings.max_image_source_pixels,
+        )
+        self._keepalive_s = keepalive_s
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The page's address once started (with the real port when the setting asked for port 0)."""
+        if self._url is None:
+            raise RuntimeError("the web chat is not running")
+        return self._url
+
+    async def start(self) -> None:
+        app = build_app(self._conversations, self._access, self._limits, keepalive_s=self._keepalive_s)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host or None, self._port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = exc.strerror or exc
+            raise WebConfigError(f"The web chat cannot listen on {self._host}:{self._port}: {reason}.") from exc
+        self._runner = runner
+        self._url = self._address(runner)
+        log.info("web chat at %s%s", self._url, " (access token required)" if self._access.token else "")
+
+    def _address(self, runner: web.AppRunner) -> str:
+        port = self._port
+        for address in runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                port = int(address[1])
+                break
+        host = self._host
+        if not host or host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}/"
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()  # closes the listener, lets open answers finish, then cancels them

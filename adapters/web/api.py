@@ -1,0 +1,263 @@
+"""The browser's JSON API: its own sessions, questions with streamed answers, rename, remove, export, clear."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from bot.commands import COMMANDS
+from bot.conversations import Conversations
+from bot.messages import Attachment, IncomingMessage
+from bot.store import SessionInfo
+
+from .errors import ApiError
+from .presets import presets
+from .security import Access, Caller
+from .sse import stream_replies
+from .uploads import PictureRef, UploadLimits, read_message_form
+from .views import image_type, session_view, turn_view
+
+__all__ = ["PLATFORM", "ChatApi", "session_id_param", "sha_param"]
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "web"
+_THREAD = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+NOT_FOUND = "There is no such conversation here."
+
+
+def session_id_param(request: web.Request) -> str:
+    value = request.match_info["session"]
+    if not _UUID.match(value):
+        raise ApiError(404, NOT_FOUND)
+    return value
+
+
+def sha_param(request: web.Request) -> str:
+    value = request.match_info["sha"]
+    if not _SHA.match(value):
+        raise ApiError(404, "There is no such picture.")
+    return value
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
+
+
+def export_response(session: SessionInfo, data: bytes) -> web.Response:
+    return web.Response(
+        body=data,
+        content_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="vlmbot-session-{session.id[:8]}.json"'},
+    )
+
+
+class ChatApi:
+    def __init__(
+        self, conversations: Conversations, access: Access, limits: UploadLimits, *, keepalive_s: float = 15.0
+    ) -> None:
+        self._conversations = conversations
+        self._store = conversations.store
+        self._access = access
+        self._limits = limits
+        self._keepalive_s = keepalive_s
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/me", self.me),
+            web.post("/api/login", self.login),
+            web.post("/api/logout", self.logout),
+            web.get("/api/sessions", self.sessions),
+            web.get("/api/sessions/{session}", self.session),
+            web.patch("/api/sessions/{session}", self.rename),
+            web.delete("/api/sessions/{session}/turns/{turn}", self.remove_turn),
+            web.get("/api/sessions/{session}/export", self.export),
+            web.get("/api/sessions/{session}/images/{sha}", self.image),
+            web.get("/api/threads/{thread}", self.thread),
+            web.post("/api/threads/{thread}/messages", self.message),
+            web.post("/api/threads/{thread}/clear", self.clear),
+        ]
+
+    # --- who is asking ------------------------------------------------------------------------
+
+    def _user(self, request: web.Request) -> str:
+        caller = self._access.caller(request)
+        if not caller.allowed:
+            raise ApiError(401, "This chat needs its access token; enter it to continue.")
+        if caller.user_id is None:
+            raise ApiError(401, "Your browser has no chat identity yet; reload the page.")
+        return caller.user_id
+
+    def _thread_key(self, request: web.Request, user_id: str) -> str:
+        thread = request.match_info["thread"]
+        if not _THREAD.match(thread):
+            raise ApiError(400, "That chat id is malformed; start a new chat.")
+        return f"{user_id}/{thread}"
+
+    async def _own_session(self, request: web.Request, user_id: str) -> SessionInfo:
+        session = await self._store.get_session(session_id_param(request))
+        if (
+            session is None
+            or session.platform != PLATFORM
+            or session.owner_id != user_id
+            or not session.thread_key.startswith(f"{user_id}/")
+        ):
+            raise ApiError(404, NOT_FOUND)
+        return session
+
+    async def _detail(self, session: SessionInfo) -> dict[str, Any]:
+        turns = await self._store.turns(session.id, in_context_only=True)
+        first = next((t.user_text for t in turns if t.user_text), None)
+        return {"session": session_view(session, first), "turns": [turn_view(t) for t in turns]}
+
+    # --- identity -----------------------------------------------------------------------------
+
+    async def me(self, request: web.Request) -> web.Response:
+        caller: Caller = self._access.caller(request)
+        response = web.json_response({})
+        user_id, csrf = Access.ensure_cookies(request, response)
+        names = {spec.name for spec in COMMANDS}
+        response.text = json.dumps(
+            {
+                "authenticated": caller.allowed,
+                "admin": caller.admin,
+                "token_required": self._access.token is not None,
+                "admin_available": self._access.admin_token is not None,
+                "user": user_id if caller.allowed else None,
+                "csrf": csrf,
+                "model": self._conversations.engine.model_name,
+                "commands": sorted(names),
+                "presets": presets(names),
+                "limits": {
+                    "max_image_bytes": self._limits.max_file_bytes,
+                    "max_images": self._limits.max_files,
+                },
+            }
+        )
+        return response
+
+    async def login(self, request: web.Request) -> web.Response:
+        token = (await json_body(request)).get("token")
+        if not isinstance(token, str) or not token:
+            raise ApiError(400, "Enter the access token.")
+        response = web.json_response({})
+        user, admin = self._access.login(token, response, secure=request.secure)
+        if not (user or admin):
+            log.warning("web: a wrong token was entered from %s", request.remote)
+            raise ApiError(401, "That token is not right; check it and try again.")
+        response.text = json.dumps({"authenticated": True, "admin": admin})
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        response = web.json_response({"authenticated": self._access.token is None, "admin": False})
+        Access.logout(response)
+        return response
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        user_id = self._user(request)
+        sessions = await self._store.list_sessions(platform=PLATFORM, owner_id=user_id, limit=200)
+        firsts = await self._store.first_questions([s.id for s in sessions])
+        return web.json_response({"sessions": [session_view(s, firsts.get(s.id)) for s in sessions]})
+
+    async def session(self, request: web.Request) -> web.Response:
+        session = await self._own_session(request, self._user(request))
+        return web.json_response(await self._detail(session))
+
+    async def thread(self, request: web.Request) -> web.Response:
+        key = self._thread_key(request, self._user(request))
+        active = await self._store.list_sessions(platform=PLATFORM, thread_key=key, active_only=True, limit=1)
+        if not active:
+            return web.json_response({"session": None, "turns": []})
+        return web.json_response(await self._detail(active[0]))
+
+    async def rename(self, request: web.Request) -> web.Response:
+        session = await self._own_session(request, self._user(request))
+        title = (await json_body(request)).get("title")
+        title = " ".join(title.split())[:200] if isinstance(title, str) else ""
+        if not title:
+            raise ApiError(400, "Enter a name for the conversation.")
+        await self._store.rename_session(session.id, title)
+        renamed = await self._store.get_session(session.id)
+        assert renamed is not None
+        return web.json_response({"session": session_view(renamed)})
+
+    async def remove_turn(self, request: web.Request) -> web.Response:
+        session = await self._own_session(request, self._user(request))
+        try:
+            turn_id = int(request.match_info["turn"])
+        except ValueError:
+            raise ApiError(404, "There is no such turn.") from None
+        turn = await self._store.get_turn(turn_id)
+        if turn is None or turn.session_id != session.id or not turn.in_context:
+            raise ApiError(404, "There is no such turn.")
+        if turn.status == "pending":
+            raise ApiError(409, "That question is still being answered; stop it or wait, then remove it.")
+        await self._store.drop_from_context(turn.id)
+        return web.json_response({"removed": turn.id})
+
+    async def export(self, request: web.Request) -> web.Response:
+        session = await self._own_session(request, self._user(request))
+        return export_response(session, await self._conversations.export_session(session.id))
+
+    async def image(self, request: web.Request) -> web.Response:
+        session = await self._own_session(request, self._user(request))
+        return await picture_response(self._conversations, session.id, sha_param(request))
+
+    # --- asking ---------------------------------------------------------------------------------
+
+    async def message(self, request: web.Request) -> web.StreamResponse:
+        user_id = self._user(request)
+        key = self._thread_key(request, user_id)
+        form = await read_message_form(request, self._limits)
+        again = [await self._reattach(ref, user_id) for ref in form.refs]
+        message = IncomingMessage(
+            platform=PLATFORM, thread_key=key, user_id=user_id, text=form.text, attachments=form.files + tuple(again)
+        )
+        log.info("web %s: question with %d picture(s)", key, len(message.attachments))
+        return await stream_replies(
+            request, self._conversations.handle(message), keepalive_s=self._keepalive_s, label=key
+        )
+
+    async def _reattach(self, ref: PictureRef, user_id: str) -> Attachment:
+        session = await self._store.get_session(ref.session_id)
+        if (
+            session is None
+            or session.platform != PLATFORM
+            or session.owner_id != user_id
+            or not await self._store.image_in_session(ref.sha256, session.id)
+        ):
+            raise ApiError(404, "That earlier picture is not in your conversations; attach it again.")
+        try:
+            data = await self._conversations.pictures.load(ref.sha256)
+        except FileNotFoundError:
+            raise ApiError(404, "That earlier picture is missing from storage; attach it again.") from None
+        return Attachment(data=data, filename=f"{ref.sha256[:12]}", mime_type=image_type(data))
+
+    async def clear(self, request: web.Request) -> web.Response:
+        key = self._thread_key(request, self._user(request))
+        return web.json_response({"message": await self._conversations.clear(PLATFORM, key)})
+
+
+async def picture_response(conversations: Conversations, session_id: str, sha: str) -> web.Response:
+    """The picture, when a turn of the session carries it; 404 otherwise (whoever else's it is)."""
+    if not await conversations.store.image_in_session(sha, session_id):
+        raise ApiError(404, "There is no such picture in this conversation.")
+    try:
+        data = await conversations.pictures.load(sha)
+    except FileNotFoundError:
+        raise ApiError(404, "That picture is missing from storage.") from None
+    return web.Response(body=data, content_type=image_type(data), headers={"Cache-Control": "private, max-age=86400"})

@@ -1,0 +1,40 @@
+"""The preset buttons: common jobs as ready prompts, or as commands when the service has them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+__all__ = ["PRESETS", "Preset", "presets"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    command: str  # the command that does this job, used when the service offers it
+    label: str
+    prompt: str  # "___" marks the part the user fills in
+
+
+PRESETS: tuple[Preset, ...] = (
+    Preset("ocr", "Read the text", "Read all the text in this picture, keeping its lines and layout."),
+    Preset("table", "Table to Markdown", "Turn the table in this picture into a Markdown table."),
+    Preset("describe", "Describe", "Describe this picture in detail."),
+    Preset("code", "Screenshot to HTML", "Write the HTML and CSS that reproduce this screenshot, in one code block."),
+    Preset(
+        "find",
+        "Locate an object",
+        "Where is the ___ in this picture? Give its bounding box as [x1, y1, x2, y2] pixel coordinates.",
+    ),
+)
+
+
+def presets(commands: Collection[str]) -> list[dict[str, str]]:
+    """What each button puts in the message box: "/ocr" when /ocr exists, else the prompt."""
+    out = []
+    for preset in PRESETS:
+        if preset.command in commands:
+            text = f"/{preset.command} ___" if preset.command == "find" else f"/{preset.command}"
+        else:
+            text = preset.prompt
+        out.append({"id": preset.command, "label": preset.label, "text": text})
+    return out
