@@ -1,5 +1,5 @@
 """The deployment files (Docker cannot run here): docker-compose.yml, Dockerfile, .env.example and
-docs/deployment.md refer to files, settings and `vlmbot` commands that exist, and every container
+the README refer to files, settings and `vlmbot` commands that exist, and every container
 command of the project's image really runs: the engine server and a bot against it, with their
 health checks, as subprocesses on 127.0.0.1."""
 
@@ -121,7 +121,7 @@ def test_every_variable_exists() -> None:
     texts = {
         "docker-compose.yml": compose_text,
         ".env.example": (ROOT / ".env.example").read_text(),
-        "docs/deployment.md": (ROOT / "docs" / "deployment.md").read_text(),
+        "README.md": (ROOT / "README.md").read_text(),
         "Dockerfile": dockerfile(),
     }
     for name, text in texts.items():
@@ -158,8 +158,8 @@ def test_container_commands_are_exercised_vlmbot_subcommands(compose: dict[str, 
 
 
 def test_docs_commands_exist(compose: dict[str, Any]) -> None:
-    text = (ROOT / "docs" / "deployment.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S)
     assert blocks
     seen = set()
     for block in blocks:
