@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.commands import help_text, parse_command
 from bot.messages import (
@@ -338,7 +338,10 @@ class Conversations:
                 text = preset.prompt(arch, argument, picture=number if len(in_question) > 1 else None)
             else:
                 text = preset.prompt(arch, argument, pictures=len(in_question))
-            turn = await self.store.add_turn(session.id, user_id=message.user_id, text=text, image_hashes=tuple(own))
+            command = f"/{preset.name} {argument.strip()}".rstrip()
+            turn = await self.store.add_turn(
+                session.id, user_id=message.user_id, text=text, image_hashes=tuple(own), command=command
+            )
             present = self._presenter(preset, arch, target, argument)
             async for reply in self._answer(session, turn, present):
                 yield reply
@@ -424,11 +427,22 @@ class Conversations:
                 return
             last = turns[-1]
             await self.store.drop_from_context(last.id)
-            turn = await self.store.add_turn(
-                session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes
-            )
-            async for reply in self._answer(session, turn):
-                yield reply
+            if last.command is None:
+                turn = await self.store.add_turn(
+                    session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes
+                )
+                async for reply in self._answer(session, turn):
+                    yield reply
+                return
+        # A preset is asked again as a preset, so its files or its marked picture come back too.
+        parsed = parse_command(last.command)
+        preset = preset_named(parsed[0]) if parsed else None
+        if preset is None:
+            yield Text(f"{last.command} can no longer be retried; please send it again.", kind="error")
+            return
+        pictures = tuple([Attachment(await self.pictures.load(sha)) for sha in last.image_hashes])
+        async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1]):
+            yield reply
 
     async def _export(self, message: IncomingMessage) -> Document:
         session = await self._current(message)
@@ -458,7 +472,8 @@ class Conversations:
                     "id": t.id,
                     "timestamp": t.created_at.isoformat(),
                     "image_hashes": list(t.image_hashes),
-                    "user_input": t.user_text,
+                    "user_input": t.command or t.user_text,
+                    "prompt": t.user_text if t.command else None,
                     "model_output": t.answer,
                     "status": t.status,
                     "in_context": t.in_context,

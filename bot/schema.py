@@ -51,7 +51,9 @@ class TurnRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    user_text: Mapped[str] = mapped_column(Text, default="")
+    user_text: Mapped[str] = mapped_column(Text, default="")  # what the model reads
+    # The preset command the user sent ("/find serial number") when `user_text` is its expanded prompt.
+    command: Mapped[str | None] = mapped_column(String(255), nullable=True)
     image_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     answer: Mapped[str | None] = mapped_column(Text, nullable=True)
     # pending | done | failed | cancelled | interrupted | attached (pictures kept for the next question)

@@ -47,6 +47,7 @@ class TurnInfo:
     session_id: str
     user_id: str | None
     user_text: str
+    command: str | None
     image_hashes: tuple[str, ...]
     answer: str | None
     status: str
@@ -91,6 +92,7 @@ def _turn(row: TurnRow) -> TurnInfo:
         session_id=row.session_id,
         user_id=row.user_id,
         user_text=row.user_text,
+        command=row.command,
         image_hashes=tuple(row.image_hashes or ()),
         answer=row.answer,
         status=row.status,
@@ -213,6 +215,7 @@ class Store:
         text: str,
         image_hashes: Sequence[str],
         status: str = "pending",
+        command: str | None = None,
     ) -> TurnInfo:
         now = _now()
         async with self._sessions() as db:
@@ -220,6 +223,7 @@ class Store:
                 session_id=session_id,
                 user_id=user_id,
                 user_text=text,
+                command=command,
                 image_hashes=list(image_hashes),
                 status=status,
                 in_context=True,

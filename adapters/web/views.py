@@ -51,7 +51,7 @@ def session_view(session: SessionInfo, first_question: str | None = None) -> dic
 def turn_view(turn: TurnInfo) -> dict[str, Any]:
     return {
         "id": turn.id,
-        "text": turn.user_text,
+        "text": turn.command or turn.user_text,
         "images": list(turn.image_hashes),
         "answer": turn.answer,
         "status": turn.status,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import shutil
 import threading
 from collections.abc import Callable
@@ -277,13 +278,33 @@ async def test_find_maps_relative_coordinates_qwen3(
     model = tmp_path / directory
     shutil.copytree(tiny_qwen3_dir, model)
     async with service_factory(model=model) as service:
-        if directory == "helpdesk-model" and getattr(service.engine, "arch", None) is None:
-            pytest.skip("LocalEngine.arch is missing: a Qwen3-VL checkpoint whose name does not say so is misread")
         service.engine.generate_hook = scripted(service, '[{"bbox_2d": [250, 250, 500, 750], "label": "square"}]')
         replies = await ask(service, "/find square", square_picture())
         final = next(r for r in replies if isinstance(r, Answer))
         assert "1. square: box (140, 70) - (280, 210)" in final.text
         assert any(isinstance(r, Picture) for r in replies)
+
+
+async def test_retry_after_find_draws_again_and_export_shows_the_command(service_factory) -> None:
+    async with service_factory() as service:
+        calls: list[dict[str, Any]] = []
+        service.engine.generate_hook = scripted(service, '[{"bbox_2d": [77, 35, 154, 105], "label": "sq"}]', calls)
+        first = await ask(service, "/find the square", square_picture())
+        again = await ask(service, "/retry")
+        for replies in (first, again):
+            assert any(isinstance(r, Picture) for r in replies)
+            assert "1. sq: box (140, 70) - (280, 210)" in next(r for r in replies if isinstance(r, Answer)).text
+        assert images_in(calls[-1]) == 1
+        history = await turns(service)
+        assert [(t.command, t.in_context, t.status) for t in history] == [
+            ("/find the square", False, "done"),
+            ("/find the square", True, "done"),
+        ]
+        assert history[0].image_hashes == history[1].image_hashes
+        session = await service.store.active_session("console", "t")
+        exported = json.loads(await service.conversations.export_session(session.id))
+        assert exported["turns"][1]["user_input"] == "/find the square"
+        assert "bbox_2d" in exported["turns"][1]["prompt"]
 
 
 async def test_find_nothing_located(service_factory) -> None:
