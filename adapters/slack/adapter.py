@@ -26,6 +26,7 @@ from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.messages import Attachment, Document, IncomingMessage, Text
+from bot.presets import preset_named
 
 from . import commands
 from .access import REFUSAL, AccessPolicy
@@ -298,6 +299,12 @@ class SlackAdapter:
         text = commands.from_slash_command(unescape_slack(str(command.get("text", ""))))
         if channel.startswith("D"):
             await self._answer(IncomingMessage(PLATFORM, channel, user, text), channel, None)
+        elif (preset := preset_named(text[1:].split(" ", 1)[0].lower())) is not None:
+            # A slash command carries no file and a channel conversation holds no picture.
+            await respond(
+                f"`{preset.name}` works on a picture: post it in a message that mentions me with "
+                f"`{preset.name}{' ' + preset.usage if preset.usage else ''}`, or say it in the picture's thread."
+            )
         elif text.startswith("/"):
             await self._respond_all(IncomingMessage(PLATFORM, channel, user, text), respond)
         else:

@@ -156,7 +156,14 @@ class Outbox:
                 else None,
             )
 
-        await self.call(target.chat_id, attempt)
+        try:
+            await self.call(target.chat_id, attempt)
+        except BadRequest as err:
+            if not photo:
+                raise
+            # Telegram refuses photos with extreme sides (a long scrolling screenshot): a document keeps it.
+            log.info("telegram refused %s as a photo in chat %s (%s); sending it as a file", filename, target.chat_id, err)
+            await self.send_file(target, filename, data, caption, photo=False)
 
     async def typing(self, target: Target) -> None:
         """Best effort: a failed chat action is not worth waiting or failing for."""

@@ -286,6 +286,16 @@ async def test_slash_command_in_a_dm_and_in_a_channel(make_bot) -> None:
         assert len(slack.bot_messages(CHANNEL, root.ts)) == 1
 
 
+async def test_slash_preset_in_a_channel_explains_where_it_works(make_bot) -> None:
+    async with make_bot() as bot:
+        await bot.command("find the serial number", channel=CHANNEL)
+        await bot.settle()
+        (response,) = bot.slack.responses
+        assert "`find` works on a picture" in response["text"] and "find THING" in response["text"]
+        assert bot.slack.bot_messages(CHANNEL) == []
+        assert await bot.turns(CHANNEL) == []  # nothing was asked or stored
+
+
 async def test_a_disallowed_user_gets_a_private_refusal_for_the_slash_command(make_bot) -> None:
     async with make_bot(slack_allow_everyone=False, slack_allowed_users=("U0BOB",)) as bot:
         await bot.command("what is this?", channel=CHANNEL)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
 import itertools
 import json
 import re
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
+from PIL import Image
 
 __all__ = ["BotApiStandIn", "HtmlParseError", "RecordedRequest", "parse_html"]
 
@@ -641,6 +643,15 @@ class BotApiStandIn:
         return await self._send_file(p, f, "document", "document")
 
     async def _api_sendPhoto(self, p, f):
+        if "photo" in f:
+            # Telegram's photo rules: width + height at most 10000, and a side ratio of at most 20.
+            try:
+                with Image.open(io.BytesIO(f["photo"][1])) as image:
+                    width, height = image.size
+            except OSError:
+                raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+            if width + height > 10000 or max(width, height) > 20 * min(width, height):
+                raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         return await self._send_file(p, f, "photo", "photo")
 
     async def _api_getFile(self, p, f):

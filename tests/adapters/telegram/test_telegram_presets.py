@@ -202,3 +202,21 @@ async def test_a_preset_waits_in_the_same_queue_and_says_so(standin, service_fac
     [message] = standin.chat_messages(CHAT)
     assert message.text == DESCRIPTION and "⏳ You are next in the queue." in message.history
     assert len(calls) == 2 and images_in(calls[1]) == 1 and "Describe this picture" in prompt_of(service, calls[1])
+
+
+async def test_find_on_a_long_screenshot_falls_back_to_a_document(standin, service_factory):
+    """Telegram refuses photos with a side ratio over 20; the marked picture then arrives as a file."""
+    tall = Image.new("RGB", (100, 2500), "white")
+    out = io.BytesIO()
+    tall.save(out, format="PNG")
+    async with service_factory() as service:
+        service.engine.generate_hook = forced_generate(service, '[{"bbox_2d": [1, 1, 20, 40], "label": "x"}]')
+        async with running_adapter(standin, service) as (adapter, rec):
+            await standin.inject(photo(standin, out.getvalue(), caption="/find x"))
+            await settle(standin, adapter)
+    assert len(standin.calls("sendPhoto")) == 1  # tried as a photo, refused with PHOTO_INVALID_DIMENSIONS
+    [document] = standin.calls("sendDocument")
+    filename, data = document.files["document"]
+    assert filename == "find-x.png" and Image.open(io.BytesIO(data)).size[1] > 20 * Image.open(io.BytesIO(data)).size[0]
+    assert [m.kind for m in standin.chat_messages(CHAT)] == ["text", "document"]
+    assert not any("went wrong" in text for text in shown_text(standin, CHAT))
