@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     batch_size: int = _env("VLMBOT_BATCH_SIZE", 8, "Requests decoded together (1 disables batching).")
     prefix_cache: bool = _env("VLMBOT_PREFIX_CACHE", True, "Reuse a session's KV cache across turns.")
     kv_cache_bytes: int = _env("VLMBOT_KV_CACHE_BYTES", 4 * 1024**3, "Byte budget of the per-session KV store.")
+    kv_idle_s: float = _env(
+        "VLMBOT_KV_IDLE_S", 1800.0, "Seconds a session's KV cache is kept unused before it is released."
+    )
     feature_cache_bytes: int = _env(
         "VLMBOT_FEATURE_CACHE_BYTES", 1024**3, "Byte budget of the vision-feature cache."
     )

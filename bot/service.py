@@ -75,6 +75,11 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             max_pixels=settings.max_pixels,
             jpeg_draft=settings.jpeg_draft,
             queue_size=settings.queue_size,
+            batch_size=settings.batch_size,
+            prefix_cache=settings.prefix_cache,
+            kv_cache_bytes=settings.kv_cache_bytes,
+            kv_idle_s=settings.kv_idle_s,
+            feature_cache_bytes=settings.feature_cache_bytes,
         )
     ), demo
 

@@ -1,6 +1,8 @@
-"""The blocking part of a request: building model inputs and running `generate` with streaming.
+"""Request plumbing shared by the decoding paths, and the legacy `model.generate` path.
 
-Runs on the engine's single worker thread; talks back to the event loop only through callbacks.
+`engine.batch` is the engine's decoding loop. `build_inputs` + `run_generate` (the processor and
+`model.generate` with a streamer) serve only a legacy `generate_hook` (a callable that replaces
+`model.generate`) and reference computations in tests. Runs on the engine's worker thread.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from engine.images import prepare_image
 from engine.interface import GenerationLimits, PromptTurn
 from engine.loader import LoadedModel
 
-__all__ = ["DecodeControl", "DecodeResult", "ImageBudget", "build_inputs", "run_generate"]
+__all__ = ["DecodeControl", "DecodeResult", "ImageBudget", "build_inputs", "messages_for", "run_generate", "stop_token_ids"]
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ class _TextStreamer(BaseStreamer):
             self._sent = len(text)
 
 
-def _stop_ids(loaded: LoadedModel) -> set[int]:
+def stop_token_ids(loaded: LoadedModel) -> set[int]:
     eos = loaded.model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     tokenizer = loaded.processor.tokenizer
@@ -161,7 +163,7 @@ def run_generate(
     generate: Callable[..., Any] | None = None,
 ) -> DecodeResult:
     """`model.generate` with a streamer and a stopping criterion for cancel and timeout."""
-    stop_ids = _stop_ids(loaded)
+    stop_ids = stop_token_ids(loaded)
     streamer = _TextStreamer(loaded.processor.tokenizer, emit, stop_ids)
     sampling: dict[str, Any] = {"do_sample": False}
     if limits.temperature > 0:

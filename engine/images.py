@@ -73,7 +73,8 @@ def prepare_image(
         request = (target_w, target_h) if orientation not in (5, 6, 7, 8) else (target_h, target_w)
         image.draft("RGB", request)
         drafted = image.size != (width, height) and image.size != (height, width)
-    image = ImageOps.exif_transpose(image)
+    if orientation != 1:  # exif_transpose copies the whole picture even when there is nothing to turn
+        image = ImageOps.exif_transpose(image)
     image = _to_rgb(image)
     if image.size != (target_w, target_h):
         image = image.resize((target_w, target_h), Image.Resampling.BICUBIC)

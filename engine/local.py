@@ -1,20 +1,29 @@
-"""The in-process engine: one worker thread owns the model, a fair bounded queue feeds it."""
+"""The in-process engine: one worker thread owns the model, a fair bounded queue feeds it.
+
+The worker admits waiting requests (round-robin across sessions, one running request per session)
+into the running batch whenever the decoding loop yields at a step boundary: after a row ends, or
+when a new request or a cancel arrives. See `engine.batch` for the loop itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from engine.batch import INTERNAL_MESSAGE, OOM_MESSAGE, BatchRunner, Work
 from engine.decode import DecodeControl, DecodeResult, ImageBudget, build_inputs, run_generate
+from engine.features import FeatureCache, FeatureCacheStats
+from engine.hooks import DecodeHook
 from engine.interface import (
     EngineBusy,
     EngineError,
@@ -26,15 +35,13 @@ from engine.interface import (
     StreamEvent,
     TextPiece,
 )
+from engine.kvstore import KVStore, KVStoreStats
 from engine.loader import LoadedModel, load_model
 from engine.scheduler import FairQueue, QueueFull
 
-__all__ = ["LocalEngine", "LocalEngineOptions"]
+__all__ = ["CacheStats", "LocalEngine", "LocalEngineOptions"]
 
 log = logging.getLogger(__name__)
-
-OOM_MESSAGE = "The picture is too large for the GPU's memory right now; please send a smaller or cropped picture."
-INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,21 @@ class LocalEngineOptions:
     max_pixels: int = 1280 * 28 * 28
     jpeg_draft: bool = True
     queue_size: int = 32
+    batch_size: int = 8  # requests decoded together; 1 disables batching
+    prefix_cache: bool = True  # keep each session's KV cache between turns
+    kv_cache_bytes: int = 4 * 1024**3  # budget of the per-session KV store (idle sessions)
+    kv_idle_s: float | None = 1800.0  # a session's KV cache is dropped after this long unused
+    feature_cache_bytes: int = 1024**3  # budget of the vision-feature cache; 0 disables it
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    kv: KVStoreStats
+    features: FeatureCacheStats
+    prefix_hits: int
+    reused_tokens: int
+    prefilled_tokens: int
+    encoded_images: int
 
 
 @dataclass(eq=False)
@@ -68,7 +90,7 @@ class _Job:
 
 
 class LocalEngine:
-    """Transformers generate on a local Qwen2.5-VL / Qwen3-VL checkpoint. Implements `Engine`."""
+    """Transformers on a local Qwen2.5-VL / Qwen3-VL checkpoint. Implements `Engine`."""
 
     def __init__(self, options: LocalEngineOptions) -> None:
         self._options = options
@@ -79,8 +101,13 @@ class LocalEngine:
         self._worker: asyncio.Task[None] | None = None
         self._jobs: dict[str, _Job] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Seam for tests and benchmarks: wraps the model's generate call.
-        self.generate_hook: Callable[..., Any] | None = None
+        self._wake = threading.Event()  # asks the decoding loop to yield at the next step boundary
+        self._kv = KVStore(options.kv_cache_bytes if options.prefix_cache else 0, options.kv_idle_s)
+        self._features = FeatureCache(options.feature_cache_bytes)
+        self._runner: BatchRunner | None = None
+        # Seam for tests and benchmarks: a `DecodeHook` observes (and may slow or fail) the decoding
+        # loop; any other callable is the legacy seam that replaces `model.generate` for a request.
+        self.generate_hook: DecodeHook | Callable[..., Any] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -106,11 +133,13 @@ class LocalEngine:
             self._executor,
             lambda: load_model(options.model_path, device_setting=options.device, attention=options.attention),
         )
+        self._runner = BatchRunner(self._loaded, self._budget(), options.batch_size, self._kv, self._features)
         self._worker = asyncio.create_task(self._work(), name="vlmbot-engine-worker")
 
     async def close(self) -> None:
         for job in list(self._jobs.values()):
             job.control.cancel.set()
+        self._wake.set()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,6 +166,7 @@ class LocalEngine:
             log.warning("queue full (%d); refusing request %s", len(self._queue), request.request_id)
             raise EngineBusy() from None
         self._jobs[request.request_id] = job
+        self._wake.set()
         self._publish_positions()
         completed = False
         try:
@@ -173,8 +203,9 @@ class LocalEngine:
         return self._queue.position(request_id)
 
     async def release_session(self, session_id: str) -> None:
-        """Nothing is cached per session yet; kept for the interface (prefix caches use it)."""
-        return None
+        """Drop the session's KV cache (and keep a running request from putting its cache back)."""
+        if self._kv.release(session_id):
+            log.debug("released the KV cache of session %s", session_id)
 
     def health(self) -> EngineHealth:
         loaded = self._loaded
@@ -189,7 +220,22 @@ class LocalEngine:
             ok=loaded is not None and self._worker is not None and not self._worker.done(),
         )
 
+    def cache_stats(self) -> CacheStats:
+        """Sizes and hit counts of the KV store and the feature cache (not part of `Engine`)."""
+        counters = self._runner.counters if self._runner is not None else {}
+        return CacheStats(
+            kv=self._kv.stats(),
+            features=self._features.stats(),
+            prefix_hits=counters.get("prefix_hits", 0),
+            reused_tokens=counters.get("reused_tokens", 0),
+            prefilled_tokens=counters.get("prefilled_tokens", 0),
+            encoded_images=counters.get("encoded_images", 0),
+        )
+
     # --- internals ----------------------------------------------------------------------------
+
+    def _budget(self) -> ImageBudget:
+        return ImageBudget(self._options.min_pixels, self._options.max_pixels, self._options.jpeg_draft)
 
     def _release(self, job: _Job) -> None:
         if job.finished:
@@ -197,6 +243,7 @@ class LocalEngine:
         job.finished = True
         self._jobs.pop(job.request_id, None)
         self._queue.remove(job.request_id)
+        self._wake.set()
 
     def _publish_positions(self) -> None:
         for index, job in enumerate(self._queue.waiting_entries()):
@@ -219,26 +266,102 @@ class LocalEngine:
             note=note,
         )
 
+    def _complete(self, job: _Job, outcome: DecodeResult | EngineError, note: str | None) -> None:
+        """On the event loop: a request left the decoding loop."""
+        self._queue.finish(job.request_id)
+        if isinstance(outcome, DecodeResult):
+            timed_out = outcome.finish_reason == "timeout"
+            job.out.put_nowait(EngineTimeout() if timed_out else self._stats(job, outcome, note))
+        else:
+            job.out.put_nowait(outcome)
+
+    def _decode_hook(self) -> DecodeHook | None:
+        hook = self.generate_hook
+        return hook if isinstance(hook, DecodeHook) else None
+
+    def _work_for(self, job: _Job) -> Work:
+        loop = self._loop
+        assert loop is not None
+        return Work(
+            request=job.request,
+            control=job.control,
+            emit=lambda text: loop.call_soon_threadsafe(job.out.put_nowait, TextPiece(text)),
+            done=lambda outcome, note: loop.call_soon_threadsafe(self._complete, job, outcome, note),
+        )
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
+        runner = self._runner
+        assert runner is not None
+        idle_s = self._options.kv_idle_s
+        # While idle, look for expired session caches now and then so their memory does not wait for traffic.
+        tick = None if idle_s is None else max(0.05, min(60.0, idle_s / 4))
         while True:
-            await self._queue.wait_for_work()
-            for job in self._queue.take(1):
+            if not runner.rows:
+                try:
+                    await asyncio.wait_for(self._queue.wait_for_work(), timeout=tick)
+                except TimeoutError:
+                    self._kv.expire()
+                    continue
+            self._wake.clear()
+            hook = self.generate_hook
+            if hook is not None and not isinstance(hook, DecodeHook):
+                if runner.rows:  # let the batch drain first, then run legacy requests alone
+                    new: list[_Job] = []
+                else:
+                    await self._run_legacy(loop, hook)
+                    continue
+            else:
+                free = runner.batch_size - len(runner.rows)
+                busy = runner.sessions
+                # One running request per session: its KV cache is the session's.
+                queue = self._queue
+
+                def accept(job: _Job) -> bool:
+                    return job.session_id not in busy and not queue.is_running_session(job.session_id)
+
+                new = queue.take(free, accept=accept) if free > 0 else []
+            works = []
+            for job in new:
                 if job.finished or job.control.cancel.is_set():
                     self._queue.finish(job.request_id)
                     continue
                 job.started_at = time.monotonic()
-                try:
-                    outcome = await loop.run_in_executor(self._executor, self._run_job, job)
-                except Exception as exc:  # the worker must survive anything a request does
-                    log.exception("request %s failed", job.request_id)
-                    outcome = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
-                finally:
-                    self._queue.finish(job.request_id)
-                job.out.put_nowait(outcome)
+                works.append(self._work_for(job))
+            if not works and not runner.rows:
+                # Waiting requests all belong to a session whose last request is still being wrapped
+                # up on the event loop: let that happen first.
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                await loop.run_in_executor(self._executor, runner.run, works, self._wake, self._decode_hook)
+            except Exception as exc:  # the worker must survive anything a request does
+                log.exception("decoding step failed; failing the %d requests in the batch", len(runner.rows))
+                if isinstance(exc, torch.OutOfMemoryError):
+                    error = EngineError(OOM_MESSAGE, detail="CUDA out of memory")
+                    if self.loaded.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                else:
+                    error = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
+                runner.fail_all(error)
 
-    def _run_job(self, job: _Job) -> GenerationStats | EngineError:
-        """Worker thread: generate, retrying once at half the pixel budget after a CUDA OOM."""
+    async def _run_legacy(self, loop: asyncio.AbstractEventLoop, hook: Callable[..., Any]) -> None:
+        for job in self._queue.take(1):
+            if job.finished or job.control.cancel.is_set():
+                self._queue.finish(job.request_id)
+                continue
+            job.started_at = time.monotonic()
+            try:
+                outcome = await loop.run_in_executor(self._executor, self._run_legacy_job, job, hook)
+            except Exception as exc:  # the worker must survive anything a request does
+                log.exception("request %s failed", job.request_id)
+                outcome = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
+            finally:
+                self._queue.finish(job.request_id)
+            job.out.put_nowait(outcome)
+
+    def _run_legacy_job(self, job: _Job, hook: Callable[..., Any]) -> GenerationStats | EngineError:
+        """Worker thread: the request alone through the hook (standing in for `model.generate`)."""
         loaded = self.loaded
         loop = self._loop
         assert loop is not None
@@ -246,17 +369,12 @@ class LocalEngine:
         def emit(text: str) -> None:
             loop.call_soon_threadsafe(job.out.put_nowait, TextPiece(text))
 
-        budget = ImageBudget(self._options.min_pixels, self._options.max_pixels, self._options.jpeg_draft)
+        budget = self._budget()
         note = None
         for attempt in range(2):
             try:
                 result = run_generate(
-                    loaded,
-                    build_inputs(loaded, job.request.turns, budget),
-                    job.request.limits,
-                    job.control,
-                    emit,
-                    self.generate_hook,
+                    loaded, build_inputs(loaded, job.request.turns, budget), job.request.limits, job.control, emit, hook
                 )
                 break
             except torch.OutOfMemoryError:

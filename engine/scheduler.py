@@ -124,6 +124,9 @@ class FairQueue(Generic[E]):
             self._changed()
         return taken
 
+    def is_running_session(self, session_id: str) -> bool:
+        return any(entry.session_id == session_id for entry in self._running.values())
+
     def finish(self, request_id: str) -> None:
         if self._running.pop(request_id, None) is not None:
             self._changed()

@@ -2,7 +2,7 @@
 
 They carry a real processor (a byte-level BPE tokenizer trained here with the Qwen special tokens,
 the Qwen image and video processors and a chat template), so the engine loads them with exactly the
-code that loads real weights. Their answers are random. `size="bench"` gives a ~60 M parameter
+code that loads real weights. Their answers are random. `size="bench"` gives a ~65 M parameter
 model for benchmarks, big enough for compute to dominate on a CPU.
 """
 
@@ -102,7 +102,9 @@ def _tokenizer(vocab_size: int) -> Qwen2TokenizerFast:
 
 def _dims(size: Size) -> dict[str, int]:
     if size == "bench":
-        return {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 4, "ffn": 1536, "v_hidden": 256, "v_depth": 4, "v_heads": 4, "vocab": 2000}
+        # 64 M parameters (Qwen2.5-VL; 66 M Qwen3-VL), about 60 M in the text decoder; head_dim 64 and grouped-query
+        # attention (5 query heads per KV head; the 7B has 7) as in the real models.
+        return {"hidden": 640, "layers": 12, "heads": 10, "kv_heads": 2, "ffn": 2048, "v_hidden": 256, "v_depth": 4, "v_heads": 4, "vocab": 2000}
     return {"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "ffn": 128, "v_hidden": 32, "v_depth": 2, "v_heads": 2, "vocab": 400}
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
 
+from engine.hooks import DecodeHook
 from engine.interface import (
     EngineBusy,
     EngineError,
@@ -58,34 +58,65 @@ async def collect(engine: LocalEngine, req: GenerationRequest) -> list[Any]:
     return [event async for event in engine.generate(req)]
 
 
-class _Slow(LogitsProcessor):
-    """Makes each decoding step take a while and never end early, so tests can act mid-generation."""
+class SlowHook(DecodeHook):
+    """Makes each decoding step take a while and never end early, so tests can act mid-generation.
 
-    def __init__(self, delay: float, started: threading.Event | None = None) -> None:
+    Records what each request's prefill saw (input_ids of the whole prompt, image_grid_thw,
+    pixel_values of the pictures encoded then, cached_tokens, feature_hits) in `log`.
+    """
+
+    ignore_eos = True
+
+    def __init__(self, delay: float, started: threading.Event | None = None, log: list | None = None) -> None:
         self.delay = delay
         self.started = started
+        self.log = log
+        self.batch_sizes: list[int] = []
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def on_prefill(self, request_id: str, inputs: Any) -> None:
+        if self.log is not None:
+            self.log.append(dict(inputs))
+
+    def on_step(self, request_ids: Any) -> None:
+        self.batch_sizes.append(len(request_ids))
         if self.started is not None:
             self.started.set()
         time.sleep(self.delay)
-        return scores
 
 
-def slow_hook(engine: LocalEngine, delay: float = 0.05, started: threading.Event | None = None, log: list | None = None):
-    def generate(**kwargs: Any) -> Any:
-        if log is not None:
-            log.append(kwargs)
-        kwargs["logits_processor"] = LogitsProcessorList([_Slow(delay, started)])
-        kwargs["min_new_tokens"] = kwargs["max_new_tokens"]
-        return engine.loaded.model.generate(**kwargs)
+def slow_hook(engine: LocalEngine, delay: float = 0.05, started: threading.Event | None = None, log: list | None = None) -> SlowHook:
+    return SlowHook(delay, started, log)
 
-    return generate
+
+class RecordHook(DecodeHook):
+    """Records what each request's prefill saw, without changing how it decodes."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def on_prefill(self, request_id: str, inputs: Any) -> None:
+        self.log.append(dict(inputs))
+
+
+def record_hook(log: list) -> RecordHook:
+    """`engine.generate_hook = record_hook(calls)`: calls[-1]["input_ids"] is the whole last prompt."""
+    return RecordHook(log)
 
 
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
     eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, queue_size=6))
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+@pytest.fixture
+async def serial_engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
+    """Batching off: one request decodes at a time, so the queue order is observable."""
+    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, queue_size=6, batch_size=1))
     await eng.start()
     try:
         yield eng
@@ -112,7 +143,7 @@ async def test_generates_with_one_image_and_streams(engine: LocalEngine) -> None
 
 async def test_two_images_are_both_in_the_prompt(engine: LocalEngine) -> None:
     seen: list[dict] = []
-    engine.generate_hook = slow_hook(engine, delay=0, log=seen)
+    engine.generate_hook = record_hook(seen)
     one = await collect(engine, request("a", images=(_image((250, 0, 0)),), max_new_tokens=2))
     two = await collect(engine, request("b", images=(_image((250, 0, 0)), _image((0, 0, 250), (64, 128))), max_new_tokens=2))
     image_token = engine.loaded.model.config.image_token_id
@@ -145,26 +176,26 @@ async def test_cancel_running_request_stops_and_frees_slot(engine: LocalEngine) 
     assert stats.output_tokens < 400
 
 
-async def test_cancel_queued_request(engine: LocalEngine) -> None:
+async def test_cancel_queued_request(serial_engine: LocalEngine) -> None:
     started = threading.Event()
-    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
-    first = asyncio.create_task(collect(engine, request("first", max_new_tokens=40)))
+    serial_engine.generate_hook = slow_hook(serial_engine, delay=0.05, started=started)
+    first = asyncio.create_task(collect(serial_engine, request("first", max_new_tokens=40)))
     await asyncio.to_thread(started.wait, 10)
     waiting: list[Any] = []
 
     async def consume() -> None:
-        async for event in engine.generate(request("second", session="s2")):
+        async for event in serial_engine.generate(request("second", session="s2")):
             waiting.append(event)
 
     second = asyncio.create_task(consume())
     await asyncio.sleep(0.05)
-    assert engine.queue_position("second") == 1
-    assert await engine.cancel("second")
+    assert serial_engine.queue_position("second") == 1
+    assert await serial_engine.cancel("second")
     await asyncio.wait_for(second, 5)
     assert waiting[0] == Queued(1)
     assert isinstance(waiting[-1], GenerationStats) and waiting[-1].finish_reason == "cancelled"
     assert not any(isinstance(e, TextPiece) for e in waiting)
-    assert engine.health().queue_depth == 0
+    assert serial_engine.health().queue_depth == 0
     await first
 
 
@@ -184,13 +215,13 @@ async def test_closing_the_stream_cancels_the_request(engine: LocalEngine) -> No
     assert isinstance(events[-1], GenerationStats)
 
 
-async def test_fair_across_sessions(engine: LocalEngine) -> None:
+async def test_fair_across_sessions(serial_engine: LocalEngine) -> None:
     started = threading.Event()
-    engine.generate_hook = slow_hook(engine, delay=0.01, started=started)
+    serial_engine.generate_hook = slow_hook(serial_engine, delay=0.01, started=started)
     order: list[str] = []
 
     async def run(rid: str, session: str, tokens: int = 2) -> None:
-        async for event in engine.generate(request(rid, session=session, max_new_tokens=tokens)):
+        async for event in serial_engine.generate(request(rid, session=session, max_new_tokens=tokens)):
             if isinstance(event, TextPiece) and rid not in order:
                 order.append(rid)
 
@@ -200,8 +231,8 @@ async def test_fair_across_sessions(engine: LocalEngine) -> None:
     await asyncio.sleep(0.01)
     tasks.append(asyncio.create_task(run("b0", "bob")))
     await asyncio.sleep(0.05)
-    assert engine.queue_position("b0") == 2  # after alice's first, before her second
-    assert engine.queue_position("a2") == 4
+    assert serial_engine.queue_position("b0") == 2  # after alice's first, before her second
+    assert serial_engine.queue_position("a2") == 4
     await asyncio.gather(blocker, *tasks)
     assert order[1:] == ["a0", "b0", "a1", "a2"]
 
@@ -227,23 +258,36 @@ async def test_timeout_while_running(engine: LocalEngine) -> None:
     assert engine.health().running == 0
 
 
-async def test_timeout_while_queued(engine: LocalEngine) -> None:
+async def test_timeout_while_queued(serial_engine: LocalEngine) -> None:
     started = threading.Event()
-    engine.generate_hook = slow_hook(engine, delay=0.05, started=started)
-    blocker = asyncio.create_task(collect(engine, request("block", max_new_tokens=60)))
+    serial_engine.generate_hook = slow_hook(serial_engine, delay=0.05, started=started)
+    blocker = asyncio.create_task(collect(serial_engine, request("block", max_new_tokens=60)))
     await asyncio.to_thread(started.wait, 10)
     with pytest.raises(EngineTimeout):
-        await collect(engine, request("waits", session="s2", timeout_s=0.2))
-    assert engine.queue_position("waits") is None
-    await engine.cancel("block")
+        await collect(serial_engine, request("waits", session="s2", timeout_s=0.2))
+    assert serial_engine.queue_position("waits") is None
+    await serial_engine.cancel("block")
     await blocker
 
 
-async def test_worker_survives_a_failing_request(engine: LocalEngine) -> None:
-    def broken(**kwargs: Any) -> Any:
-        raise RuntimeError("boom")
+class _Raise(DecodeHook):
+    def __init__(self, error: BaseException, *, at_step: int | None = None) -> None:
+        self.error = error
+        self.at_step = at_step
+        self.steps = 0
 
-    engine.generate_hook = broken
+    def on_prefill(self, request_id: str, inputs: Any) -> None:
+        if self.at_step is None:
+            raise self.error
+
+    def on_step(self, request_ids: Any) -> None:
+        self.steps += 1
+        if self.at_step is not None and self.steps == self.at_step:
+            raise self.error
+
+
+async def test_worker_survives_a_failing_request(engine: LocalEngine) -> None:
+    engine.generate_hook = _Raise(RuntimeError("boom"))
     with pytest.raises(EngineError) as info:
         await collect(engine, request("bad"))
     assert "try again" in info.value.user_message
@@ -256,13 +300,13 @@ async def test_worker_survives_a_failing_request(engine: LocalEngine) -> None:
 async def test_out_of_memory_retries_at_half_budget(engine: LocalEngine) -> None:
     seen: list[int] = []
 
-    def oom_once(**kwargs: Any) -> Any:
-        seen.append(int(kwargs["pixel_values"].shape[0]))
-        if len(seen) == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return engine.loaded.model.generate(**kwargs)
+    class OomOnce(DecodeHook):
+        def on_prefill(self, request_id: str, inputs: Any) -> None:
+            seen.append(int(inputs["pixel_values"].shape[0]))
+            if len(seen) == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    engine.generate_hook = oom_once
+    engine.generate_hook = OomOnce()
     big = _image((10, 200, 10), size=(640, 480))
     events = await collect(engine, request("oom", images=(big,), max_new_tokens=2))
     stats = events[-1]
@@ -272,10 +316,7 @@ async def test_out_of_memory_retries_at_half_budget(engine: LocalEngine) -> None
 
 
 async def test_out_of_memory_twice_is_a_clear_error(engine: LocalEngine) -> None:
-    def oom(**kwargs: Any) -> Any:
-        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-
-    engine.generate_hook = oom
+    engine.generate_hook = _Raise(torch.OutOfMemoryError("CUDA out of memory (simulated)"))
     with pytest.raises(EngineError) as info:
         await collect(engine, request("oom", images=(_image((1, 2, 3), (640, 480)),)))
     assert "smaller" in info.value.user_message
@@ -294,3 +335,25 @@ async def test_flash_attention_request_falls_back_to_sdpa(tiny_qwen25_dir: Path)
         assert isinstance(events[-1], GenerationStats)
     finally:
         await eng.close()
+
+
+async def test_failure_mid_batch_fails_that_batch_and_the_worker_goes_on(engine: LocalEngine) -> None:
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.02, started=started)
+    tasks = [asyncio.create_task(collect(engine, request(f"r{i}", session=f"s{i}", max_new_tokens=50))) for i in range(2)]
+    await asyncio.to_thread(started.wait, 10)
+    engine.generate_hook = _Raise(RuntimeError("boom"), at_step=3)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, EngineError) and "try again" in r.user_message for r in results)
+    engine.generate_hook = None
+    assert isinstance((await collect(engine, request("after", max_new_tokens=2)))[-1], GenerationStats)
+    assert engine.health().ok and engine.health().running == 0
+
+
+async def test_legacy_hook_replaces_generate(engine: LocalEngine) -> None:
+    """A plain callable still stands in for `model.generate` (tests/adapters and tests/bot use it)."""
+    calls: list[dict] = []
+    engine.generate_hook = lambda **kw: calls.append(kw) or engine.loaded.model.generate(**kw)
+    events = await collect(engine, request("legacy", images=(_image((250, 0, 0)),), max_new_tokens=3))
+    assert isinstance(events[-1], GenerationStats)
+    assert calls and calls[0]["image_grid_thw"].shape[0] == 1 and calls[0]["pixel_values"] is not None

@@ -14,7 +14,7 @@ from adapters.telegram.render import render
 from bot.config import Settings
 from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Text
 from tests.adapters.telegram.botapi_standin import parse_html
-from tests.adapters.telegram.harness import ALLOWED_USER, Scripted, SettingsOnly, running_adapter, settle, shown_text
+from tests.adapters.telegram.harness import ALLOWED_USER, Scripted, SettingsOnly, png, running_adapter, settle, shown_text
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 CHAT = ALLOWED_USER
@@ -102,7 +102,7 @@ async def test_export_document_picture_notice_and_text(standin, tmp_path):
     export = json.dumps({"turns": []}).encode()
     script = Scripted(
         Document("vlmbot-session-1.json", export, "application/json", "This conversation as JSON."),
-        Picture("located.png", b"\x89PNG", caption="Found 2 objects"),
+        Picture("located.png", png(), caption="Found 2 objects"),
         Notice("Older turns were left out."),
         Text("Something failed; try again.", kind="error"),
     )
@@ -111,7 +111,7 @@ async def test_export_document_picture_notice_and_text(standin, tmp_path):
     [doc] = standin.calls("sendDocument")
     assert doc.files["document"] == ("vlmbot-session-1.json", export) and doc.params["caption"] == "This conversation as JSON."
     [photo] = standin.calls("sendPhoto")
-    assert photo.files["photo"][1] == b"\x89PNG"
+    assert photo.files["photo"][1] == png()
     assert shown_text(standin, CHAT) == ["Older turns were left out.", "Something failed; try again."]
 
 

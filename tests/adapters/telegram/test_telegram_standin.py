@@ -9,6 +9,8 @@ import pytest
 from telegram import Bot, InputFile
 from telegram.error import BadRequest, Conflict, RetryAfter
 
+from tests.adapters.telegram.harness import png
+
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 
@@ -79,10 +81,14 @@ async def test_files_download_and_uploads(standin):
         with pytest.raises(BadRequest, match="too big"):
             await bot.get_file(big)
         await bot.send_document(7, InputFile(b'{"a": 1}', filename="export.json"), caption="Export")
-        await bot.send_photo(7, InputFile(b"img", filename="p.png"))
+        await bot.send_photo(7, InputFile(png(), filename="p.png"))
+        with pytest.raises(BadRequest, match="Image_process_failed"):
+            await bot.send_photo(7, InputFile(b"not a picture", filename="q.png"))
+        with pytest.raises(BadRequest, match="Photo_invalid_dimensions"):
+            await bot.send_photo(7, InputFile(png(size=(20, 500)), filename="tall.png"))
     doc = standin.calls("sendDocument")[0]
     assert doc.content_type == "multipart/form-data" and doc.files["document"] == ("export.json", b'{"a": 1}')
-    assert doc.params["caption"] == "Export" and standin.calls("sendPhoto")[0].files["photo"][1] == b"img"
+    assert doc.params["caption"] == "Export" and standin.calls("sendPhoto")[0].files["photo"][1] == png()
 
 
 async def test_webhook_push_carries_secret(standin):

@@ -1,0 +1,35 @@
+"""A seam for tests and benchmarks into the engine's own decoding loop.
+
+Assign an instance to `LocalEngine.generate_hook`. Methods run on the engine's worker thread, so a
+hook may sleep (to slow decoding down), raise (to simulate a failure or `torch.OutOfMemoryError`),
+or record what the model saw. Any other callable assigned to `generate_hook` is the legacy seam: it
+replaces `model.generate` and its request runs alone, without prefix reuse or batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["DecodeHook"]
+
+
+class DecodeHook:
+    # True: end-of-answer tokens do not stop a request, so every request runs to max_new_tokens.
+    ignore_eos: bool = False
+
+    def on_prefill(self, request_id: str, inputs: Mapping[str, Any]) -> None:
+        """Before the language model reads a request's prompt (its new pictures are encoded by then).
+
+        `inputs`: input_ids (the whole prompt, 1 x n),
+        image_grid_thw (every picture in it, or None), pixel_values (pictures encoded now, or None),
+        cached_tokens (prefix reused from the session's KV cache), feature_hits (pictures whose
+        features came from the feature cache)."""
+
+    def on_step(self, request_ids: Sequence[str]) -> None:
+        """Before each token is chosen for these requests (the first token, then every batched step)."""
+
+    def on_logits(self, request_ids: Sequence[str], logits: torch.Tensor) -> None:
+        """The next-token logits (one row per request) the token is chosen from."""
