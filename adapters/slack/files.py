@@ -38,6 +38,18 @@ def _looks_like_html(content_type: str, head: bytes) -> bool:
     return start.startswith(b"<!doctype html") or start.startswith(b"<html")
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The whole body, but never more than max_bytes + 1 bytes (enough to tell it is too big)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            break
+    return b"".join(chunks)[: max_bytes + 1]
+
+
 async def download(session: aiohttp.ClientSession, file: SlackFile, token: str, *, max_bytes: int) -> bytes:
     """The file's bytes; raises DownloadError (files:read missing, too big, HTTP failure)."""
     if not file.url:
@@ -48,7 +60,7 @@ async def download(session: aiohttp.ClientSession, file: SlackFile, token: str, 
             if resp.status != 200:
                 log.warning("slack file %s download failed: HTTP %s", file.id, resp.status)
                 raise DownloadError(DOWNLOAD_FAILED.format(name=file.name))
-            data = await resp.content.read(max_bytes + 1)
+            data = await _read_capped(resp, max_bytes)
             if _looks_like_html(resp.content_type, data[:64]) and not file.mimetype.startswith("text/html"):
                 log.error(
                     "slack file %s (%s): got an HTML sign-in page instead of the file; "

@@ -339,7 +339,7 @@ class SlackStandIn:
         await self._notify()
         return web.Response(text="OK - " + str(len(data)))
 
-    async def _download(self, request: web.Request) -> web.Response:
+    async def _download(self, request: web.Request) -> web.StreamResponse:
         """Bearer-guarded like files.slack.com: without access, a 200 HTML login page, not an error."""
         file_id = request.match_info["file_id"]
         await self._record("/files", {"file_id": file_id}, request.headers)
@@ -349,7 +349,15 @@ class SlackStandIn:
         if auth != f"Bearer {self.bot_token}" or "files:read" not in self.scopes or hosted is None:
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
         data, _name, mimetype = hosted
-        return web.Response(body=data, content_type=mimetype)
+        # Streamed in small chunks with pauses, as a real download arrives: a client that reads only
+        # what is buffered gets a truncated file.
+        response = web.StreamResponse(headers={"Content-Type": mimetype, "Content-Length": str(len(data))})
+        await response.prepare(request)
+        for start in range(0, len(data), 4096):
+            await response.write(data[start : start + 4096])
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()

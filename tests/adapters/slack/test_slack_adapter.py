@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
+import os
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from adapters.slack.mrkdwn import split_message, to_mrkdwn
 from tests.adapters.slack.slack_standin import EventsSender, SlackStandIn
@@ -38,6 +42,21 @@ async def test_mention_with_screenshot_is_answered_in_its_thread(make_bot, red_p
         (reply,) = slack.bot_messages(CHANNEL, root)
         assert reply.edits and reply.edits[0].startswith(":hourglass")  # the placeholder, then the answer
         assert max(bot.acks) < 3
+
+
+async def test_a_large_screenshot_arrives_whole(make_bot) -> None:
+    """Real downloads arrive in many chunks: the picture must be read to its end, not to the first one."""
+    noise = Image.frombytes("RGB", (400, 300), os.urandom(400 * 300 * 3))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    data = out.getvalue()
+    assert len(data) > 300_000
+    async with make_bot() as bot:
+        event = mention(bot.slack, "What is on this?", files=[bot.slack.host_file(data, "big.png", "image/png")])
+        await bot.deliver(event)
+        await bot.settle()
+        (turn,) = await bot.turns(f"{CHANNEL}/{event['ts']}")
+        assert turn.status == "done" and turn.image_hashes == (hashlib.sha256(data).hexdigest(),)
 
 
 async def test_follow_up_in_the_thread_needs_no_mention(make_bot, red_png: bytes) -> None:
