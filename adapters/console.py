@@ -92,7 +92,11 @@ class ConsoleAdapter:
         threading.Thread(target=reader, name="console-stdin", daemon=True).start()
         try:
             while (line := await lines.get()) is not None:
-                await self.process_line(line)
+                try:
+                    await self.process_line(line)
+                except Exception:  # one failed line must not end the chat
+                    log.exception("console: handling %r failed", line[:80])
+                    self._say("error: something went wrong with that; please try again.")
             if self._pending:
                 self._say(f"{len(self._pending)} attached picture(s) were not sent: no question followed.")
         finally:

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from bot.commands import help_text, parse_command
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 ACK_PICTURES = "Got it - what would you like to know?"
 SHUTTING_DOWN = "The bot is restarting; please send your message again in a minute."
+CLEARED_WHILE_WAITING = "Not answered: this conversation was cleared while the question waited."
+MISSING_PICTURE = "A picture of this conversation is missing from storage; please /clear and send it again."
+INTERNAL_ERROR = "Something went wrong while answering; please try again."
 NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."
 
 # Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
@@ -159,9 +163,9 @@ class Conversations:
             await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
             yield Text(ACK_PICTURES)
             return
-        async with self._lock(session.id):
-            if not self._accepting:
-                yield Text(SHUTTING_DOWN, kind="error")
+        async with self._turn_lock(session) as refusal:
+            if refusal is not None:
+                yield Text(refusal, kind="error")
                 return
             turn = await self.store.add_turn(session.id, user_id=message.user_id, text=text, image_hashes=hashes)
             async for reply in self._answer(session, turn):
@@ -181,6 +185,21 @@ class Conversations:
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
+    @asynccontextmanager
+    async def _turn_lock(self, session: SessionInfo) -> AsyncIterator[str | None]:
+        """Hold the session's lock for one question; yields why it may not go ahead, or None.
+
+        A question that waited behind another may find the bot shutting down, or its thread cleared:
+        /clear stops what was sent before it, so that question is not asked in the archived session.
+        """
+        async with self._lock(session.id):
+            if not self._accepting:
+                yield SHUTTING_DOWN
+            elif (current := await self.store.get_session(session.id)) is None or current.status != "active":
+                yield CLEARED_WHILE_WAITING
+            else:
+                yield None
+
     async def _answer(
         self, session: SessionInfo, turn: TurnInfo, present: Presenter | None = None
     ) -> AsyncIterator[Reply]:
@@ -195,7 +214,7 @@ class Conversations:
         except FileNotFoundError as exc:
             log.error("session %s: a stored picture is missing: %s", session.id, exc)
             await self.store.finish_turn(turn.id, status="failed", error=f"missing picture: {exc}")
-            yield Text("A picture of this conversation is missing from storage; please /clear and send it again.", kind="error")
+            yield Text(MISSING_PICTURE, kind="error")
             return
         if prompt.left_out:
             yield Notice(
@@ -239,6 +258,10 @@ class Conversations:
             status, error = "failed", str(exc)
             log.warning("session %s turn %s failed: %s", session.id, turn.id, exc)
             yield Text(exc.user_message, kind="error")
+        except Exception as exc:  # a bug must cost one answer, not the adapter's task
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("session %s turn %s: request %s failed", session.id, turn.id, request.request_id)
+            yield Text(INTERNAL_ERROR, kind="error")
         finally:
             answer = "".join(parts)
             await self.store.finish_turn(
@@ -263,9 +286,14 @@ class Conversations:
             )
             if present is None:
                 yield answer
-            else:
+                return
+            try:
                 async for reply in present(answer, stats):
                     yield reply
+            except Exception:
+                log.exception("session %s turn %s: presenting the answer failed", session.id, turn.id)
+                yield answer
+                yield Text("The answer is above, but making its file or picture failed.", kind="error")
         elif status == "cancelled":
             yield Text("Stopped: this conversation was cleared.")
         elif status == "interrupted":
@@ -314,9 +342,9 @@ class Conversations:
                 usage += " (the picture is kept)"
             yield Text(usage)
             return
-        async with self._lock(session.id):
-            if not self._accepting:
-                yield Text(SHUTTING_DOWN, kind="error")
+        async with self._turn_lock(session) as refusal:
+            if refusal is not None:
+                yield Text(refusal, kind="error")
                 return
             history = await self.store.turns(session.id, in_context_only=True)
             carried = pending_pictures(history)
@@ -394,6 +422,7 @@ class Conversations:
             await self.engine.cancel(inflight.request_id)
         await self.store.archive_session(session.id)
         await self.engine.release_session(session.id)
+        self._locks.pop(session.id, None)
         log.info("session %s archived by /clear", session.id)
         return "Cleared. The next message starts a new conversation."
 
@@ -420,12 +449,21 @@ class Conversations:
         if session.id in self._inflight:
             yield Text("I am still answering; wait for the answer or /clear to stop it.")
             return
-        async with self._lock(session.id):
+        async with self._turn_lock(session) as refusal:
+            if refusal is not None:
+                yield Text(refusal, kind="error")
+                return
             turns = [t for t in await self.store.turns(session.id, in_context_only=True) if t.user_text]
             if not turns:
                 yield Text("There is no question to retry yet.")
                 return
             last = turns[-1]
+            try:
+                pictures = tuple([Attachment(await self.pictures.load(sha)) for sha in last.image_hashes])
+            except FileNotFoundError as exc:
+                log.error("session %s: a stored picture is missing: %s", session.id, exc)
+                yield Text(MISSING_PICTURE, kind="error")
+                return
             await self.store.drop_from_context(last.id)
             if last.command is None:
                 turn = await self.store.add_turn(
@@ -440,7 +478,6 @@ class Conversations:
         if preset is None:
             yield Text(f"{last.command} can no longer be retried; please send it again.", kind="error")
             return
-        pictures = tuple([Attachment(await self.pictures.load(sha)) for sha in last.image_hashes])
         async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1]):
             yield reply
 
