@@ -263,6 +263,8 @@ class Conversations:
             log.exception("session %s turn %s: request %s failed", session.id, turn.id, request.request_id)
             yield Text(INTERNAL_ERROR, kind="error")
         finally:
+            if status == "interrupted" and turn.id in self._cancelled_turns:
+                status = "cancelled"  # /clear stopped it, even if the reader went away before the end
             answer = "".join(parts)
             await self.store.finish_turn(
                 turn.id,

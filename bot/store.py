@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from bot.migrate import upgrade_database
 from bot.schema import Delivery, ImageRow, SessionRow, TurnRow

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from telegram import BotCommand, Update
-from telegram.error import TelegramError
+from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.adapter import ConfigurationError
@@ -212,7 +212,7 @@ class TelegramAdapter:
             return
         if command == "/clear":
             # /clear stops the thread's running answer and drops what waits behind it, then runs.
-            self._interrupt(inbound.thread_key)
+            await self._interrupt(inbound.thread_key)
         self._enqueue(inbound.thread_key, lambda: self._process(inbound))
 
     def _enqueue(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
@@ -226,13 +226,16 @@ class TelegramAdapter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _interrupt(self, key: str) -> None:
+    async def _interrupt(self, key: str) -> None:
         lane = self._lanes.get(key)
         if lane is not None:
             lane.clear()
         current = self._current.get(key)
         if current is not None:
-            current.cancel()  # closing the reply stream cancels the request in the core
+            # The core stops the answer (recorded as cancelled) and archives the session; the /clear
+            # job queued next then finds nothing left and confirms. Cancelling the task ends the reply.
+            await self._conversations.clear("telegram", key)
+            current.cancel()
 
     async def _drain(self, key: str) -> None:
         lane = self._lanes[key]
@@ -258,6 +261,8 @@ class TelegramAdapter:
             await job()
         except asyncio.CancelledError:
             raise
+        except Forbidden as err:  # blocked by the user or removed from the group: nobody to tell
+            log.info("telegram: cannot write in %s any more: %s", key, err)
         except Exception:
             log.exception("telegram: failed to answer in %s", key)
             chat, _, topic = key.removeprefix("chat:").partition("/topic:")
@@ -344,9 +349,12 @@ class TelegramAdapter:
                         target, reply.filename, reply.data, reply.caption, photo=isinstance(reply, Picture)
                     )
         finally:
-            await typing.stop()
-            await stream.close()
-            await replies.aclose()
+            # Each step runs even when an earlier one fails (e.g. Forbidden: the user blocked the bot).
+            for step in (typing.stop, stream.close, replies.aclose):
+                try:
+                    await step()
+                except TelegramError as err:
+                    log.warning("telegram: cleanup after answering in chat %s failed: %s", target.chat_id, err)
 
     async def _send_long_code(self, target: Target, answer: Answer) -> None:
         """Long code (e.g. HTML for a mock-up) is also sent as a file: easier to save than to copy."""

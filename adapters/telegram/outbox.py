@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from telegram import Bot, InputFile, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
 from .render import Chunk
@@ -171,5 +171,5 @@ class Outbox:
             await self.bot.send_chat_action(target.chat_id, ChatAction.TYPING, message_thread_id=target.topic_id)
         except RetryAfter as err:
             self.note_flood(target.chat_id, err)
-        except (BadRequest, NetworkError) as err:
+        except TelegramError as err:  # e.g. Forbidden: the user blocked the bot
             log.debug("telegram chat action failed in chat %s: %s", target.chat_id, err)

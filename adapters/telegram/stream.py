@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.error import RetryAfter, TelegramError
 
 from .outbox import MessageGone, Outbox, Target
 from .render import Chunk, split
@@ -89,7 +89,7 @@ class ReplyStream:
                 await self._sync(self._chunks(), final=False)
             except RetryAfter:
                 self._dirty.set()  # the outbox remembers the pause; the next pass waits it out
-            except (BadRequest, NetworkError) as err:
+            except TelegramError as err:  # BadRequest, NetworkError, Forbidden (the user blocked the bot), ...
                 log.warning("telegram streaming edit failed in chat %s: %s", self._target.chat_id, err)
             finally:
                 self._writing = False

@@ -260,6 +260,10 @@ class BotApiStandIn:
         """Answer the next `count` calls of `method` with an error, e.g. "Bad Request: can't parse entities"."""
         self._failures.setdefault(method, []).extend([(code, description, None)] * count)
 
+    def clear_failures(self) -> None:
+        """Forget the errors still planned by `fail_next` / `reject_next`."""
+        self._failures.clear()
+
     def calls(self, method: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method]
 

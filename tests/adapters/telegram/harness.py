@@ -144,7 +144,12 @@ class Scripted:
         self.by_text = by_text or {}
         self.pause = pause
         self.handled: list[IncomingMessage] = []
+        self.cleared: list[str] = []
         self._claimed: set[str] = set()
+
+    async def clear(self, platform: str, thread_key: str) -> str:
+        self.cleared.append(thread_key)
+        return "Cleared."
 
     async def claim_delivery(self, platform: str, delivery_id: str) -> bool:
         if delivery_id in self._claimed:

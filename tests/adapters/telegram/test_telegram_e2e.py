@@ -164,6 +164,44 @@ async def test_clear_starts_afresh(standin, service_factory):
     assert exported(standin, CHAT)["turns"] == []
 
 
+async def test_clear_during_an_answer_stops_it_as_cancelled(standin, service_factory):
+    import threading
+
+    from tests.engine.test_local_engine import slow_hook
+
+    async with service_factory(max_new_tokens=400) as service:
+        started = threading.Event()
+        service.engine.generate_hook = slow_hook(service.engine, delay=0.05, started=started)
+        async with running_adapter(standin, service) as (adapter, rec):
+            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="A long answer please"))
+            await standin.wait_for(started.is_set, timeout=20)
+            old = await service.store.active_session("telegram", f"chat:{CHAT}")
+            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="/clear"))
+            await settle(standin, adapter)
+        assert [t.status for t in await service.store.turns(old.id)] == ["cancelled"]
+        assert (await service.store.get_session(old.id)).status == "archived"
+    assert any(t.startswith("Cleared") for t in shown_text(standin, CHAT))
+
+
+async def test_a_user_who_blocked_the_bot_costs_nothing_but_that_answer(standin, service_factory):
+    blocked = "Forbidden: bot was blocked by the user"
+    async with service_factory(max_new_tokens=30) as service:
+        async with running_adapter(standin, service, private_edit_interval=0.0) as (adapter, rec):
+            standin.reject_next("sendChatAction", blocked, 5, code=403)
+            standin.reject_next("sendMessage", blocked, 20, code=403)
+            standin.reject_next("editMessageText", blocked, 20, code=403)
+            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="Are you there?"))
+            await settle(standin, adapter)
+            session = await service.store.active_session("telegram", f"chat:{CHAT}")
+            assert [t.status for t in await service.store.turns(session.id)] == ["done"]
+            assert standin.chat_messages(CHAT) == []
+            # Unblocked again: the next message is answered as usual.
+            standin.clear_failures()
+            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="And now?"))
+            await settle(standin, adapter)
+    assert len(rec.answers()) == 2 and len(shown_text(standin, CHAT)) == 1
+
+
 async def test_flood_control_during_streaming_loses_no_text(standin, service_factory):
     async with service_factory(max_new_tokens=30) as service:
         async with running_adapter(standin, service, private_edit_interval=0.0) as (adapter, rec):
