@@ -237,8 +237,18 @@ class RemoteEngine:
         return self._queue.position(request_id)
 
     async def release_session(self, session_id: str) -> None:
-        """The server's prefix cache needs no help: nothing is held per session here."""
-        return None
+        """Ask the server to free the conversation's caches (this project's server does; vLLM and
+        SGLang answer 404 and evict by themselves). Best effort: /clear never waits on a dead server."""
+        if self._session is None:
+            return
+        try:
+            async with self._session.delete(
+                f"{self._base}/vlmbot/sessions/{session_id}", timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
+                if response.status not in (204, 404, 405):
+                    log.info("releasing session %s on the model server: HTTP %s", session_id, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("releasing session %s on the model server failed: %s", session_id, exc)
 
     def health(self) -> EngineHealth:
         return EngineHealth(

@@ -131,6 +131,12 @@ async def _list_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
+async def _release_session(request: web.Request) -> web.Response:
+    """vlmbot's own extension: a bot's /clear frees what the engine holds for that conversation."""
+    await request.app[_ENGINE].release_session(request.match_info["session"])
+    return web.Response(status=204)
+
+
 async def _metrics(request: web.Request) -> web.Response:
     body = await asyncio.to_thread(request.app[_METRICS].render)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -162,11 +168,15 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         max_new_tokens=options.max_new_tokens,
         timeout_s=options.request_timeout_s,
     )
-    request_id = request.headers.get("X-Request-Id") or f"chatcmpl-{uuid.uuid4().hex}"
+    # Our own id: a client's X-Request-Id (repeated on its retries, or shared by two clients) is only logged.
+    request_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if client_id := request.headers.get("X-Request-Id"):
+        log.info("request %s is the client's %s", request_id, client_id[:100])
     generation = GenerationRequest(
         request_id=request_id, session_id=call.user or request_id, turns=call.turns, limits=call.limits
     )
-    stream = app[_ENGINE].generate(generation)
+    engine = app[_ENGINE]
+    stream = engine.generate(generation)
     try:
         try:
             first = await anext(stream)
@@ -183,6 +193,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         await stream.aclose()
+        if not call.user:  # no conversation to continue: what the engine keeps for it is of no use
+            await engine.release_session(generation.session_id)
 
 
 async def _whole_reply(
@@ -275,6 +287,7 @@ def create_app(engine: Engine, options: EngineServerOptions) -> web.Application:
     app[_METRICS] = EngineMetrics(engine.health)
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/v1/models", _list_models)
+    app.router.add_delete("/v1/vlmbot/sessions/{session}", _release_session)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     return app

@@ -165,3 +165,22 @@ async def test_server_restarting_before_the_answer_is_retried(service_factory, h
         await host.start()
         replies = await asyncio.wait_for(question, 10)
         assert isinstance(replies[-1], Answer)
+
+
+async def test_clear_releases_the_servers_cache_and_anonymous_requests_keep_none(
+    service_factory, host: EngineHost
+) -> None:
+    host.engine.generate_hook = slow_hook(host.engine, delay=0)
+    async with service_factory(engine_url=host.url, max_new_tokens=4) as service:
+        await ask(service, "Remember this conversation", picture_bytes())
+        assert host.engine.cache_stats().kv.entries == 1  # the server keeps the session's prefix
+        await ask(service, "/clear")
+        assert host.engine.cache_stats().kv.entries == 0
+        assert host.engine.cache_stats().kv.releases >= 1
+    # A plain OpenAI client sends no `user`: there is no conversation to continue, so nothing is kept.
+    import aiohttp
+
+    body = {"model": host.engine.model_name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    async with aiohttp.ClientSession() as http, http.post(f"{host.url}/chat/completions", json=body) as response:
+        assert response.status == 200
+    assert host.engine.cache_stats().kv.entries == 0
