@@ -6,6 +6,7 @@ they need from a `Settings` instance. The README's configuration table mirrors t
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -81,6 +82,11 @@ class Settings(BaseSettings):
 
     # --- service ---------------------------------------------------------------------------
     shutdown_grace_s: float = _env("VLMBOT_SHUTDOWN_GRACE", 20.0, "Seconds in-flight answers may finish at shutdown.")
+    instance_id: str = _env(
+        "VLMBOT_INSTANCE_ID",
+        socket.gethostname(),
+        "This bot replica's name (default: the host name); a restart interrupts only its own pending answers.",
+    )
     log_level: str = _env("VLMBOT_LOG_LEVEL", "INFO", "Python logging level.")
     console: Literal["auto", "on", "off"] = _env(
         "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."

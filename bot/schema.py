@@ -59,6 +59,8 @@ class TurnRow(Base):
     # pending | done | failed | cancelled | interrupted | attached (pictures kept for the next question)
     status: Mapped[str] = mapped_column(String(16))
     in_context: Mapped[bool] = mapped_column(default=True)
+    # The bot instance (VLMBOT_INSTANCE_ID) that wrote the turn and answers it.
+    instance: Mapped[str | None] = mapped_column(String(128), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     queue_wait_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ttft_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -105,8 +105,10 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
 async def running_service(settings: Settings) -> AsyncIterator[Service]:
     """Database, engine and conversations; on exit drains answers in flight and closes everything."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with open_store(settings.resolved_database_url()) as store:
-        interrupted = await store.mark_interrupted()
+    async with open_store(settings.resolved_database_url(), instance_id=settings.instance_id) as store:
+        # Any turn pending longer than a request may take has lost its replica, whichever it was.
+        stale_after = settings.request_timeout_s + settings.shutdown_grace_s + 60
+        interrupted = await store.mark_interrupted(stale_after_s=stale_after)
         if interrupted:
             log.warning("%d answer(s) were interrupted by the last shutdown; /retry regenerates them", interrupted)
         engine, demo = await build_engine(settings)

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -112,8 +112,9 @@ def _turn(row: TurnRow) -> TurnInfo:
 class Store:
     """All database access of the bot. Create with `open_store`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, instance_id: str | None = None) -> None:
         self._engine = engine
+        self._instance = instance_id
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @property
@@ -224,6 +225,7 @@ class Store:
                 user_id=user_id,
                 user_text=text,
                 command=command,
+                instance=self._instance,
                 image_hashes=list(image_hashes),
                 status=status,
                 in_context=True,
@@ -279,11 +281,22 @@ class Store:
             await db.execute(update(TurnRow).where(TurnRow.id == turn_id).values(in_context=False))
             await db.commit()
 
-    async def mark_interrupted(self) -> int:
-        """Pending turns left by a crash or kill become `interrupted`; returns how many."""
+    async def mark_interrupted(self, *, stale_after_s: float | None = None) -> int:
+        """Pending turns left by a crash or kill become `interrupted`; returns how many.
+
+        Only this instance's own turns, and with `stale_after_s` any turn pending longer than that:
+        other replicas sharing the database may be answering theirs right now.
+        """
+        condition = TurnRow.instance.is_(None)  # written before instances were recorded
+        if self._instance is not None:
+            condition = or_(condition, TurnRow.instance == self._instance)
+        if stale_after_s is not None:
+            condition = or_(condition, TurnRow.created_at < _now() - timedelta(seconds=stale_after_s))
         async with self._sessions() as db:
             result = await db.execute(
-                update(TurnRow).where(TurnRow.status == "pending").values(status="interrupted", finished_at=_now())
+                update(TurnRow)
+                .where(TurnRow.status == "pending", condition)
+                .values(status="interrupted", finished_at=_now())
             )
             await db.commit()
             return result.rowcount or 0
@@ -348,12 +361,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 @asynccontextmanager
-async def open_store(url: str, *, migrate: bool = True) -> AsyncIterator[Store]:
+async def open_store(url: str, *, migrate: bool = True, instance_id: str | None = None) -> AsyncIterator[Store]:
     """Open the database, apply migrations, and dispose of the engine on exit."""
     engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    store = Store(engine)
+    store = Store(engine, instance_id)
     try:
         if migrate:
             await upgrade_database(engine)

@@ -50,3 +50,18 @@ async def test_search_sessions_by_turn_text(tmp_path: Path) -> None:
         await store.add_turn(a.id, user_id="u", text="printer error E42", image_hashes=[])
         await store.add_turn(b.id, user_id="u", text="invoice", image_hashes=[])
         assert [s.id for s in await store.list_sessions(search="e42")] == [a.id]
+
+
+async def test_a_restarting_replica_interrupts_only_its_own_or_stale_turns(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    async with open_store(url, instance_id="bot-a") as a, open_store(url, migrate=False, instance_id="bot-b") as b:
+        session = await a.active_session("slack", "C1/1")
+        answering = await a.add_turn(session.id, user_id="u", text="A is answering", image_hashes=[])
+        assert await b.mark_interrupted(stale_after_s=300) == 0  # B restarts: A's live answer is left alone
+        assert (await a.get_turn(answering.id)).status == "pending"
+        own = await b.add_turn(session.id, user_id="u", text="B was answering", image_hashes=[])
+        assert await b.mark_interrupted(stale_after_s=300) == 1
+        assert (await b.get_turn(own.id)).status == "interrupted"
+        # A turn pending longer than any request may take lost its replica, whichever it was.
+        assert await b.mark_interrupted(stale_after_s=0) == 1
+        assert (await a.get_turn(answering.id)).status == "interrupted"
