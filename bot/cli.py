@@ -144,9 +144,22 @@ async def _engine_command(settings: Settings, args: argparse.Namespace) -> int:
     return await serve_forever(engine, options)
 
 
+def _settings_or_exit() -> Settings:
+    """The settings, or one line per bad variable and exit code 2 (not a traceback)."""
+    from pydantic import ValidationError
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            print(f"vlmbot: {name}={error.get('input')!r}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = load_settings()
+    settings = _settings_or_exit()
     _setup_logging(settings)
     if args.command in ("run", "chat"):
         from bot.adapter import ConfigurationError

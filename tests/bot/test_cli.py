@@ -85,16 +85,18 @@ KILLED_WORKER = textwrap.dedent(
     from pathlib import Path
     from bot.messages import IncomingMessage
     from bot.service import running_service
+    from engine.hooks import DecodeHook
     from tests.conftest import make_settings
+
+    class Stuck(DecodeHook):
+        def on_step(self, request_ids):
+            print("GENERATING", flush=True)
+            time.sleep(600)
 
     async def main():
         settings = make_settings(Path(sys.argv[1]), Path(sys.argv[2]), max_new_tokens=400)
         async with running_service(settings) as service:
-            engine = service.engine
-            def stuck(**kwargs):
-                print("GENERATING", flush=True)
-                time.sleep(600)
-            engine.generate_hook = stuck
+            service.engine.generate_hook = Stuck()
             async for _ in service.conversations.handle(IncomingMessage("console", "main", "u", "Will I be lost?")):
                 pass
 
@@ -144,3 +146,13 @@ def test_model_tiny_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None
     assert "<|im_start|>assistant" in processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], add_generation_prompt=True, tokenize=False
     )
+
+
+def test_a_malformed_setting_is_named_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [VLMBOT, "run"], input="", capture_output=True, text=True, cwd=tmp_path,
+        env=clean_env(VLMBOT_BATCH_SIZE="eight", VLMBOT_DATA_DIR=str(tmp_path / "data")), timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "VLMBOT_BATCH_SIZE='eight'" in result.stderr and "integer" in result.stderr
