@@ -20,6 +20,10 @@ __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "runn
 
 log = logging.getLogger(__name__)
 
+# Platforms redeliver for at most a day (Telegram keeps unconfirmed updates 24 h; Slack retries for
+# minutes): a week of claimed delivery ids keeps every handling exactly-once.
+DELIVERY_MEMORY_S = 7 * 24 * 3600
+
 DEMO_WARNING = (
     "No VLMBOT_MODEL is set, so this runs a tiny random-weight demo model: its answers are random text "
     "until VLMBOT_MODEL points at real Qwen2.5-VL or Qwen3-VL weights."
@@ -109,6 +113,7 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         # Any turn pending longer than a request may take has lost its replica, whichever it was.
         stale_after = settings.request_timeout_s + settings.shutdown_grace_s + 60
         interrupted = await store.mark_interrupted(stale_after_s=stale_after)
+        await store.prune_deliveries(older_than_s=DELIVERY_MEMORY_S)
         if interrupted:
             log.warning("%d answer(s) were interrupted by the last shutdown; /retry regenerates them", interrupted)
         engine, demo = await build_engine(settings)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -323,6 +323,15 @@ class Store:
             if sha256 in turn.image_hashes:
                 return True
         return False
+
+    async def prune_deliveries(self, *, older_than_s: float) -> int:
+        """Forget claimed deliveries older than any platform redelivers (Telegram keeps updates 24 h)."""
+        async with self._sessions() as db:
+            result = await db.execute(
+                delete(Delivery).where(Delivery.created_at < _now() - timedelta(seconds=older_than_s))
+            )
+            await db.commit()
+            return result.rowcount or 0
 
     async def claim_delivery(self, platform: str, delivery_id: str) -> bool:
         """True the first time a delivery id is claimed, False for every redelivery."""

@@ -108,13 +108,9 @@ class ChatApi:
 
     async def _own_session(self, request: web.Request, user_id: str) -> SessionInfo:
         session = await self._store.get_session(session_id_param(request))
-        if (
-            session is None
-            or session.platform != PLATFORM
-            or session.owner_id != user_id
-            or not session.thread_key.startswith(f"{user_id}/")
-        ):
+        if not _owned(session, user_id):
             raise ApiError(404, NOT_FOUND)
+        assert session is not None
         return session
 
     async def _detail(self, session: SessionInfo) -> dict[str, Any]:
@@ -234,12 +230,7 @@ class ChatApi:
 
     async def _reattach(self, ref: PictureRef, user_id: str) -> Attachment:
         session = await self._store.get_session(ref.session_id)
-        if (
-            session is None
-            or session.platform != PLATFORM
-            or session.owner_id != user_id
-            or not await self._store.image_in_session(ref.sha256, session.id)
-        ):
+        if not _owned(session, user_id) or not await self._store.image_in_session(ref.sha256, ref.session_id):
             raise ApiError(404, "That earlier picture is not in your conversations; attach it again.")
         try:
             data = await self._conversations.pictures.load(ref.sha256)
@@ -250,6 +241,16 @@ class ChatApi:
     async def clear(self, request: web.Request) -> web.Response:
         key = self._thread_key(request, self._user(request))
         return web.json_response({"message": await self._conversations.clear(PLATFORM, key)})
+
+
+def _owned(session: SessionInfo | None, user_id: str) -> bool:
+    """A web session belongs to the browser identity that created it, and to no one else."""
+    return (
+        session is not None
+        and session.platform == PLATFORM
+        and session.owner_id == user_id
+        and session.thread_key.startswith(f"{user_id}/")
+    )
 
 
 async def picture_response(conversations: Conversations, session_id: str, sha: str) -> web.Response:

@@ -65,3 +65,12 @@ async def test_a_restarting_replica_interrupts_only_its_own_or_stale_turns(tmp_p
         # A turn pending longer than any request may take lost its replica, whichever it was.
         assert await b.mark_interrupted(stale_after_s=0) == 1
         assert (await a.get_turn(answering.id)).status == "interrupted"
+
+
+async def test_old_deliveries_are_pruned_recent_ones_kept(tmp_path: Path) -> None:
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as store:
+        assert await store.claim_delivery("slack", "C1/1.0")
+        assert await store.prune_deliveries(older_than_s=3600) == 0
+        assert not await store.claim_delivery("slack", "C1/1.0")  # still remembered
+        assert await store.prune_deliveries(older_than_s=-1) == 1
+        assert await store.claim_delivery("slack", "C1/1.0")
