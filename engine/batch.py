@@ -58,23 +58,31 @@ class Work:
 
 
 class _Detokenizer:
-    """Incremental decoding that holds back an incomplete multi-byte character."""
+    """Incremental decoding that holds back an incomplete multi-byte character.
+
+    Decodes only a window: the tokens not yet sent plus the previous piece as context (a token's
+    text can depend on its neighbours), so each token costs the same however long the answer is
+    (decoding every token from the start made long answers quadratic)."""
 
     def __init__(self, tokenizer: Any, emit: Callable[[str], None]) -> None:
         self._tokenizer = tokenizer
         self._emit = emit
         self._ids: list[int] = []
-        self._sent = 0
+        self._context = 0  # the window starts here
+        self._sent = 0  # tokens before this were emitted
 
     def push(self, token: int | None) -> None:
+        """The next token, or None at the end (which sends whatever is held back)."""
         if token is not None:
             self._ids.append(token)
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        decode = self._tokenizer.decode
+        before = decode(self._ids[self._context : self._sent], skip_special_tokens=True)
+        text = decode(self._ids[self._context :], skip_special_tokens=True)
         if token is not None and text.endswith("\ufffd"):
             return
-        if len(text) > self._sent:
-            self._emit(text[self._sent :])
-            self._sent = len(text)
+        if len(text) > len(before):
+            self._emit(text[len(before) :])
+            self._context, self._sent = self._sent, len(self._ids)
 
 
 @dataclass(eq=False)

@@ -2,8 +2,7 @@
 
 Assign an instance to `LocalEngine.generate_hook`. Methods run on the engine's worker thread, so a
 hook may sleep (to slow decoding down), raise (to simulate a failure or `torch.OutOfMemoryError`),
-or record what the model saw. Any other callable assigned to `generate_hook` is the legacy seam: it
-replaces `model.generate` and its request runs alone, without prefix reuse or batching.
+record what the model saw, or steer the answer by editing the logits (`on_logits`).
 """
 
 from __future__ import annotations
@@ -32,4 +31,7 @@ class DecodeHook:
         """Before each token is chosen for these requests (the first token, then every batched step)."""
 
     def on_logits(self, request_ids: Sequence[str], logits: torch.Tensor) -> None:
-        """The next-token logits (one row per request) the token is chosen from."""
+        """The next-token logits (float32, one row per request, in `request_ids` order).
+
+        This is the tensor the token is chosen from (argmax, or sampling when the request has a
+        temperature), so editing it in place forces the choice."""

@@ -12,16 +12,15 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from engine.batch import INTERNAL_MESSAGE, OOM_MESSAGE, BatchRunner, Work
-from engine.decode import DecodeControl, DecodeResult, ImageBudget, build_inputs, run_generate
+from engine.decode import DecodeControl, DecodeResult, ImageBudget
 from engine.features import FeatureCache, FeatureCacheStats
 from engine.hooks import DecodeHook
 from engine.interface import (
@@ -105,9 +104,8 @@ class LocalEngine:
         self._kv = KVStore(options.kv_cache_bytes if options.prefix_cache else 0, options.kv_idle_s)
         self._features = FeatureCache(options.feature_cache_bytes)
         self._runner: BatchRunner | None = None
-        # Seam for tests and benchmarks: a `DecodeHook` observes (and may slow or fail) the decoding
-        # loop; any other callable is the legacy seam that replaces `model.generate` for a request.
-        self.generate_hook: DecodeHook | Callable[..., Any] | None = None
+        # Seam for tests and benchmarks: observes (and may slow, fail or steer) the decoding loop.
+        self.generate_hook: DecodeHook | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -276,8 +274,7 @@ class LocalEngine:
             job.out.put_nowait(outcome)
 
     def _decode_hook(self) -> DecodeHook | None:
-        hook = self.generate_hook
-        return hook if isinstance(hook, DecodeHook) else None
+        return self.generate_hook
 
     def _work_for(self, job: _Job) -> Work:
         loop = self._loop
@@ -304,23 +301,15 @@ class LocalEngine:
                     self._kv.expire()
                     continue
             self._wake.clear()
-            hook = self.generate_hook
-            if hook is not None and not isinstance(hook, DecodeHook):
-                if runner.rows:  # let the batch drain first, then run legacy requests alone
-                    new: list[_Job] = []
-                else:
-                    await self._run_legacy(loop, hook)
-                    continue
-            else:
-                free = runner.batch_size - len(runner.rows)
-                busy = runner.sessions
-                # One running request per session: its KV cache is the session's.
-                queue = self._queue
+            free = runner.batch_size - len(runner.rows)
+            busy = runner.sessions
+            # One running request per session: its KV cache is the session's.
+            queue = self._queue
 
-                def accept(job: _Job) -> bool:
-                    return job.session_id not in busy and not queue.is_running_session(job.session_id)
+            def accept(job: _Job) -> bool:
+                return job.session_id not in busy and not queue.is_running_session(job.session_id)
 
-                new = queue.take(free, accept=accept) if free > 0 else []
+            new = queue.take(free, accept=accept) if free > 0 else []
             works = []
             for job in new:
                 if job.finished or job.control.cancel.is_set():
@@ -344,49 +333,3 @@ class LocalEngine:
                 else:
                     error = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
                 runner.fail_all(error)
-
-    async def _run_legacy(self, loop: asyncio.AbstractEventLoop, hook: Callable[..., Any]) -> None:
-        for job in self._queue.take(1):
-            if job.finished or job.control.cancel.is_set():
-                self._queue.finish(job.request_id)
-                continue
-            job.started_at = time.monotonic()
-            try:
-                outcome = await loop.run_in_executor(self._executor, self._run_legacy_job, job, hook)
-            except Exception as exc:  # the worker must survive anything a request does
-                log.exception("request %s failed", job.request_id)
-                outcome = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
-            finally:
-                self._queue.finish(job.request_id)
-            job.out.put_nowait(outcome)
-
-    def _run_legacy_job(self, job: _Job, hook: Callable[..., Any]) -> GenerationStats | EngineError:
-        """Worker thread: the request alone through the hook (standing in for `model.generate`)."""
-        loaded = self.loaded
-        loop = self._loop
-        assert loop is not None
-
-        def emit(text: str) -> None:
-            loop.call_soon_threadsafe(job.out.put_nowait, TextPiece(text))
-
-        budget = self._budget()
-        note = None
-        for attempt in range(2):
-            try:
-                result = run_generate(
-                    loaded, build_inputs(loaded, job.request.turns, budget), job.request.limits, job.control, emit, hook
-                )
-                break
-            except torch.OutOfMemoryError:
-                if loaded.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                has_images = any(turn.images for turn in job.request.turns)
-                if attempt == 1 or not has_images:
-                    log.error("request %s: out of memory, giving up", job.request_id)
-                    return EngineError(OOM_MESSAGE, detail="CUDA out of memory")
-                log.warning("request %s: out of memory; retrying at half the pixel budget", job.request_id)
-                budget = budget.halved()
-                note = "The picture was read at reduced resolution because the GPU ran short of memory."
-        if result.finish_reason == "timeout":
-            return EngineTimeout()
-        return self._stats(job, result, note)

@@ -14,7 +14,7 @@ import pytest
 from adapters.console import ConsoleAdapter
 from bot.messages import Answer, AnswerDelta, Attachment, IncomingMessage, Notice, Text
 from tests.conftest import picture_bytes
-from tests.engine.test_local_engine import slow_hook
+from tests.engine.test_local_engine import record_hook, slow_hook
 
 
 class Chat:
@@ -27,13 +27,7 @@ class Chat:
         self.adapter = ConsoleAdapter(
             service.conversations, thread=thread, files_dir=tmp_path / "exports", stdout=self.out
         )
-        engine = service.engine
-
-        def record(**kwargs: Any) -> Any:
-            self.calls.append(kwargs)
-            return engine.loaded.model.generate(**kwargs)
-
-        engine.generate_hook = record
+        service.engine.generate_hook = record_hook(self.calls)
 
     async def send(self, *lines: str) -> str:
         start = self.out.tell()
@@ -98,7 +92,7 @@ async def test_picture_without_question_is_kept_for_the_next_one(service_factory
         ]
         assert replies == [Text("Got it - what would you like to know?")]
         calls: list[dict] = []
-        service.engine.generate_hook = lambda **kw: calls.append(kw) or service.engine.loaded.model.generate(**kw)
+        service.engine.generate_hook = record_hook(calls)
         replies = [r async for r in conversations.handle(IncomingMessage("console", "t", "u", "What is it?"))]
         assert isinstance(replies[-1], Answer)
         assert calls[0]["image_grid_thw"].shape[0] == 1
@@ -130,7 +124,7 @@ async def test_clear_cancels_in_flight_and_archives(service_factory, tmp_path: P
         assert [t.status for t in turns] == ["done", "cancelled"]
         assert service.engine.health().running == 0
         chat.calls.clear()
-        service.engine.generate_hook = lambda **kw: chat.calls.append(kw) or service.engine.loaded.model.generate(**kw)
+        service.engine.generate_hook = record_hook(chat.calls)
         service.conversations.limits = type(service.conversations.limits)(
             **{**service.conversations.limits.__dict__, "max_new_tokens": 4}
         )

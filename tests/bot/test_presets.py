@@ -8,12 +8,10 @@ import io
 import json
 import shutil
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from adapters.console import ConsoleAdapter
@@ -33,8 +31,8 @@ from bot.messages import (
     Text,
 )
 from bot.presets import PRESETS, extract_html, found_replies, guess_arch, html_replies, preset_named, table_replies
-from tests.conftest import picture_bytes
-from tests.engine.test_local_engine import slow_hook
+from tests.engine.test_local_engine import record_hook, slow_hook
+from tests.hooks import forced_answer
 
 # --- prompts -------------------------------------------------------------------------------------
 
@@ -119,32 +117,6 @@ def test_found_replies_on_an_unreadable_picture() -> None:
 # --- through the conversation service --------------------------------------------------------------
 
 
-def scripted(service: Any, answer: str, calls: list[dict[str, Any]] | None = None) -> Callable[..., None]:
-    """A stand-in for model.generate that streams a fixed answer through the engine's real streamer."""
-    tokenizer = service.engine.loaded.processor.tokenizer
-    ids = tokenizer.encode(answer, add_special_tokens=False)
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-
-    def generate(**kwargs: Any) -> None:
-        if calls is not None:
-            calls.append(kwargs)
-        streamer = kwargs["streamer"]
-        streamer.put(kwargs["input_ids"])  # generate() hands the prompt to the streamer first
-        for token in [*ids, end]:
-            streamer.put(torch.tensor([token]))
-        streamer.end()
-
-    return generate
-
-
-def recording(service: Any, calls: list[dict[str, Any]]) -> Callable[..., Any]:
-    def generate(**kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return service.engine.loaded.model.generate(**kwargs)
-
-    return generate
-
-
 async def ask(service: Any, text: str, *pictures: bytes, thread: str = "t") -> list[Reply]:
     message = IncomingMessage(
         "console", thread, "u", text, tuple(Attachment(p, f"p{i}.png") for i, p in enumerate(pictures))
@@ -177,7 +149,7 @@ def square_picture(size: tuple[int, int] = (560, 280), rect: tuple[int, int, int
 async def test_ocr_on_attached_picture_is_an_ordinary_turn(service_factory, red_png: bytes) -> None:
     async with service_factory() as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = recording(service, calls)
+        service.engine.generate_hook = record_hook(calls)
         replies = await ask(service, "/ocr", red_png)
         assert isinstance(replies[-1], Answer) and any(isinstance(r, Generating) for r in replies)
         [turn] = await turns(service)
@@ -204,7 +176,7 @@ async def test_preset_waits_in_the_same_queue(service_factory, red_png: bytes) -
 async def test_preset_without_any_picture(service_factory) -> None:
     async with service_factory() as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = recording(service, calls)
+        service.engine.generate_hook = record_hook(calls)
         await ask(service, "Just a question, no picture")
         assert await ask(service, "/ocr") == [Text(NO_PICTURE)]
         assert await ask(service, "/find") == [Text("Usage: /find THING, for example /find the serial number label")]
@@ -212,9 +184,9 @@ async def test_preset_without_any_picture(service_factory) -> None:
 
 
 async def test_find_without_thing_keeps_the_picture(service_factory) -> None:
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=256) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = scripted(service, '[{"bbox_2d": [77, 35, 154, 105]}]', calls)
+        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [77, 35, 154, 105]}]', calls)
         [usage] = await ask(service, "/find", square_picture())
         assert usage == Text("Usage: /find THING, for example /find the serial number label (the picture is kept)")
         replies = await ask(service, "/find the square")
@@ -224,7 +196,7 @@ async def test_find_without_thing_keeps_the_picture(service_factory) -> None:
 async def test_preset_uses_the_last_picture_of_the_session(service_factory, red_png: bytes, blue_jpeg: bytes) -> None:
     async with service_factory(max_new_tokens=4) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = recording(service, calls)
+        service.engine.generate_hook = record_hook(calls)
         await ask(service, "First look", red_png)
         await ask(service, "Second look", blue_jpeg)
         await ask(service, "A question without a picture")
@@ -238,7 +210,7 @@ async def test_preset_uses_the_last_picture_of_the_session(service_factory, red_
 async def test_preset_on_pictures_sent_without_text_does_not_repeat_them(service_factory, red_png: bytes) -> None:
     async with service_factory(max_new_tokens=4) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = recording(service, calls)
+        service.engine.generate_hook = record_hook(calls)
         assert await ask(service, "", red_png) == [Text("Got it - what would you like to know?")]
         await ask(service, "/ocr")
         assert images_in(calls[-1]) == 1
@@ -246,12 +218,12 @@ async def test_preset_on_pictures_sent_without_text_does_not_repeat_them(service
 
 
 async def test_find_draws_boxes_in_original_pixels_qwen25(service_factory) -> None:
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=256) as service:
         calls: list[dict[str, Any]] = []
         # 560x280 at the tests' 64x28x28 budget is fed to the model as 308x140 (a 22x10 grid of 14 px
         # patches); the square at (140, 70)-(280, 210) is at (77, 35)-(154, 105) there.
         answer = 'Sure.\n```json\n[\n  {"bbox_2d": [77, 35, 154, 105], "label": "dark square"}\n]\n```'
-        service.engine.generate_hook = scripted(service, answer, calls)
+        service.engine.generate_hook = forced_answer(service, answer, calls)
         replies = await ask(service, "/find the dark square", square_picture())
         assert calls[-1]["image_grid_thw"].tolist() == [[1, 10, 22]]
         assert "Look only" not in prompt_text(service, calls[-1])
@@ -277,8 +249,8 @@ async def test_find_maps_relative_coordinates_qwen3(
     """Qwen3-VL is recognised by the engine's `arch` or, failing that, by the model's name."""
     model = tmp_path / directory
     shutil.copytree(tiny_qwen3_dir, model)
-    async with service_factory(model=model) as service:
-        service.engine.generate_hook = scripted(service, '[{"bbox_2d": [250, 250, 500, 750], "label": "square"}]')
+    async with service_factory(max_new_tokens=256, model=model) as service:
+        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [250, 250, 500, 750], "label": "square"}]')
         replies = await ask(service, "/find square", square_picture())
         final = next(r for r in replies if isinstance(r, Answer))
         assert "1. square: box (140, 70) - (280, 210)" in final.text
@@ -286,9 +258,9 @@ async def test_find_maps_relative_coordinates_qwen3(
 
 
 async def test_retry_after_find_draws_again_and_export_shows_the_command(service_factory) -> None:
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=256) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = scripted(service, '[{"bbox_2d": [77, 35, 154, 105], "label": "sq"}]', calls)
+        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [77, 35, 154, 105], "label": "sq"}]', calls)
         first = await ask(service, "/find the square", square_picture())
         again = await ask(service, "/retry")
         for replies in (first, again):
@@ -308,8 +280,8 @@ async def test_retry_after_find_draws_again_and_export_shows_the_command(service
 
 
 async def test_find_nothing_located(service_factory) -> None:
-    async with service_factory() as service:
-        service.engine.generate_hook = scripted(service, "Not found. The picture shows a dark square on white.")
+    async with service_factory(max_new_tokens=256) as service:
+        service.engine.generate_hook = forced_answer(service, "Not found. The picture shows a dark square on white.")
         replies = await ask(service, "/find a cat", square_picture())
         final = next(r for r in replies if isinstance(r, Answer))
         assert final.text == (
@@ -319,9 +291,9 @@ async def test_find_nothing_located(service_factory) -> None:
 
 
 async def test_find_with_two_pictures_targets_the_last_one(service_factory, red_png: bytes) -> None:
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=256) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = scripted(service, '[{"bbox_2d": [77, 35, 154, 105]}]', calls)
+        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [77, 35, 154, 105]}]', calls)
         replies = await ask(service, "/find the square", red_png, square_picture())
         prompt = prompt_text(service, calls[-1])
         assert "(The 2 pictures above are, in order: Picture 1, Picture 2.)" in prompt
@@ -331,9 +303,9 @@ async def test_find_with_two_pictures_targets_the_last_one(service_factory, red_
 
 
 async def test_table_sends_csv(service_factory, red_png: bytes) -> None:
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=256) as service:
         table = "| Part | Qty |\n|---|---|\n| Toner, black | 2 |\n| Drum | 1 |"
-        service.engine.generate_hook = scripted(service, table)
+        service.engine.generate_hook = forced_answer(service, table)
         replies = await ask(service, "/table", red_png)
         kinds = [type(r) for r in replies]
         assert kinds.index(Answer) < kinds.index(Document)
@@ -342,16 +314,16 @@ async def test_table_sends_csv(service_factory, red_png: bytes) -> None:
         assert (document.filename, document.mime_type) == ("table.csv", "text/csv")
         rows = list(csv.reader(io.StringIO(document.data.decode("utf-8-sig"))))
         assert rows == [["Part", "Qty"], ["Toner, black", "2"], ["Drum", "1"]]
-        service.engine.generate_hook = scripted(service, "There is no table in this picture.")
+        service.engine.generate_hook = forced_answer(service, "There is no table in this picture.")
         replies = await ask(service, "/table")
         assert isinstance(replies[-1], Notice) and "no CSV" in replies[-1].text
 
 
 async def test_code_sends_html(service_factory, red_png: bytes) -> None:
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=256) as service:
         page = "<!DOCTYPE html>\n<html><head><style>b{color:red}</style></head><body><b>Login</b></body></html>"
         answer = f"```html\n{page}\n```"
-        service.engine.generate_hook = scripted(service, answer)
+        service.engine.generate_hook = forced_answer(service, answer)
         replies = await ask(service, "/code", red_png)
         [document] = [r for r in replies if isinstance(r, Document)]
         assert (document.filename, document.mime_type) == ("page.html", "text/html")
@@ -361,7 +333,7 @@ async def test_code_sends_html(service_factory, red_png: bytes) -> None:
 async def test_several_pictures_in_a_question_are_labelled(service_factory, red_png: bytes, blue_jpeg: bytes) -> None:
     async with service_factory(max_new_tokens=4) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = recording(service, calls)
+        service.engine.generate_hook = record_hook(calls)
         await ask(service, "What changed between them?", red_png, blue_jpeg)
         assert "(The 2 pictures above are, in order: Picture 1, Picture 2.)\nWhat changed between them?" in prompt_text(
             service, calls[-1]
@@ -374,8 +346,8 @@ async def test_several_pictures_in_a_question_are_labelled(service_factory, red_
 async def test_console_saves_the_marked_picture(service_factory, tmp_path: Path) -> None:
     path = tmp_path / "square.png"
     path.write_bytes(square_picture())
-    async with service_factory() as service:
-        service.engine.generate_hook = scripted(service, '[{"bbox_2d": [77, 35, 154, 105], "label": "square"}]')
+    async with service_factory(max_new_tokens=256) as service:
+        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [77, 35, 154, 105], "label": "square"}]')
         out = io.StringIO()
         console = ConsoleAdapter(service.conversations, files_dir=tmp_path / "files", stdout=out)
         await console.process_line(f"/image {path}")

@@ -27,6 +27,7 @@ from engine.interface import (
 )
 from engine.local import LocalEngine, LocalEngineOptions
 from tests.conftest import picture_bytes
+from tests.hooks import ForcedAnswer
 
 SMALL = 64 * 28 * 28
 
@@ -350,10 +351,26 @@ async def test_failure_mid_batch_fails_that_batch_and_the_worker_goes_on(engine:
     assert engine.health().ok and engine.health().running == 0
 
 
-async def test_legacy_hook_replaces_generate(engine: LocalEngine) -> None:
-    """A plain callable still stands in for `model.generate` (tests/adapters and tests/bot use it)."""
-    calls: list[dict] = []
-    engine.generate_hook = lambda **kw: calls.append(kw) or engine.loaded.model.generate(**kw)
-    events = await collect(engine, request("legacy", images=(_image((250, 0, 0)),), max_new_tokens=3))
-    assert isinstance(events[-1], GenerationStats)
-    assert calls and calls[0]["image_grid_thw"].shape[0] == 1 and calls[0]["pixel_values"] is not None
+async def test_forced_answers_per_request_in_one_batch(engine: LocalEngine) -> None:
+    """`tests.hooks.ForcedAnswer` steers each row of a batch on its own; a row without an answer decodes freely."""
+    sizes: list[int] = []
+
+    class Watched(ForcedAnswer):
+        def on_step(self, request_ids: Any) -> None:
+            sizes.append(len(request_ids))
+
+    tokenizer = engine.loaded.processor.tokenizer
+    answers = {"a": "Grüße aus 東京 ✓ - the serial number is 42.", "b": '[{"bbox_2d": [1, 2, 3, 4]}]'}
+    engine.generate_hook = Watched(tokenizer, answers=answers, piece=1, delay=0.005)
+    requests = [request(rid, session=rid, max_new_tokens=100) for rid in ("a", "b")]
+    requests.append(request("free", session="free", max_new_tokens=4))
+    results = await asyncio.gather(*(collect(engine, r) for r in requests))
+    for (rid, text), events in zip(answers.items(), results, strict=False):
+        pieces = [e.text for e in events if isinstance(e, TextPiece)]
+        assert "".join(pieces) == text and not any("\ufffd" in piece for piece in pieces), rid
+        stats = events[-1]
+        assert isinstance(stats, GenerationStats) and stats.finish_reason == "stop"
+        assert stats.output_tokens == len(tokenizer.encode(text, add_special_tokens=False)) + 1
+    free = results[2][-1]
+    assert isinstance(free, GenerationStats) and 1 <= free.output_tokens <= 4
+    assert max(sizes) == 3  # the three decoded together

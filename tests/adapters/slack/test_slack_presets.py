@@ -1,20 +1,19 @@
 """The presets end to end in Slack: the real slack-bolt app (Socket Mode and HTTP mode) on the tiny model,
-its output forced through the engine's generate hook, against the Slack stand-in."""
+its output forced through the engine's decode hook, against the Slack stand-in."""
 
 from __future__ import annotations
 
 import csv
 import io
-import time
 from typing import Any
 
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from bot.conversations import NO_PICTURE
 from bot.drawing import PALETTE
 from tests.adapters.slack.slack_standin import SlackStandIn
+from tests.hooks import forced_answer
 
 CHANNEL = "C0HELP"
 DM = "D0ALICE"
@@ -28,29 +27,6 @@ PAGE = "<!DOCTYPE html>\n<html><head><style>.row{padding:4px}</style></head><bod
 # (140, 70)-(280, 210) of the original is at (77, 35)-(154, 105) there.
 FOUND = 'Here it is:\n```json\n[{"bbox_2d": [77, 35, 154, 105], "label": "serial number"}]\n```'
 DESCRIPTION = "Type: photo\nSummary: a red rectangle on a plain background."
-
-
-def forced_generate(service: Any, answer: str, calls: list[dict[str, Any]] | None = None, *, piece: int = 8,
-                    delay: float = 0.0) -> Any:
-    """A stand-in for `model.generate` (the engine's legacy `generate_hook` seam) that streams the token
-    ids of `answer` through the engine's real streamer; every call's keyword arguments go to `calls`."""
-    tokenizer = service.engine.loaded.processor.tokenizer
-    ids = tokenizer.encode(answer, add_special_tokens=False)
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-
-    def generate(**kwargs: Any) -> None:
-        if calls is not None:
-            calls.append(kwargs)
-        streamer = kwargs["streamer"]
-        streamer.put(kwargs["input_ids"])  # generate() hands the prompt to the streamer first
-        for start in range(0, len(ids), piece):
-            streamer.put(torch.tensor(ids[start : start + piece]))
-            if delay:
-                time.sleep(delay)
-        streamer.put(torch.tensor([end]))
-        streamer.end()
-
-    return generate
 
 
 def label_picture() -> bytes:
@@ -79,10 +55,10 @@ def thread_texts(slack: SlackStandIn, root: str, channel: str = CHANNEL) -> list
 
 
 async def test_table_in_a_thread_uploads_the_csv_and_stays_in_the_session(make_bot, red_png: bytes) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, TABLE, calls)
+        service.engine.generate_hook = forced_answer(service, TABLE, calls)
         event = mention(slack, "table", files=[slack.host_file(red_png, "parts.png", "image/png")])
         root = event["ts"]
         await bot.deliver(event)
@@ -105,9 +81,9 @@ async def test_table_in_a_thread_uploads_the_csv_and_stays_in_the_session(make_b
 
 
 async def test_code_uploads_exactly_one_html_file(make_bot, red_png: bytes) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
-        service.engine.generate_hook = forced_generate(service, f"```html\n{PAGE}\n```", piece=32)
+        service.engine.generate_hook = forced_answer(service, f"```html\n{PAGE}\n```", piece=32)
         event = mention(slack, "code", files=[slack.host_file(red_png, "mockup.png", "image/png")])
         await bot.deliver(event)
         await bot.settle()
@@ -119,10 +95,10 @@ async def test_code_uploads_exactly_one_html_file(make_bot, red_png: bytes) -> N
 
 
 async def test_find_uploads_the_marked_picture_and_lists_original_pixels(make_bot) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, FOUND, calls)
+        service.engine.generate_hook = forced_answer(service, FOUND, calls)
         shot = slack.host_file(label_picture(), "device.png", "image/png")
         event = mention(slack, "find serial number", files=[shot])
         await bot.deliver(event)
@@ -146,10 +122,10 @@ async def test_find_uploads_the_marked_picture_and_lists_original_pixels(make_bo
 
 @pytest.mark.parametrize("mode", ["socket"])
 async def test_ocr_and_describe_are_answered_as_text_in_the_thread(make_bot, red_png: bytes, mode: str) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, DESCRIPTION, calls)
+        service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls)
         event = mention(slack, "ocr", files=[slack.host_file(red_png, "note.png", "image/png")])
         root = event["ts"]
         await bot.deliver(event)
@@ -165,10 +141,10 @@ async def test_ocr_and_describe_are_answered_as_text_in_the_thread(make_bot, red
 
 @pytest.mark.parametrize("mode", ["socket"])
 async def test_a_preset_without_any_picture_gets_one_line(make_bot, mode: str) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, TABLE, calls)
+        service.engine.generate_hook = forced_answer(service, TABLE, calls)
         event = mention(slack, "table")
         await bot.deliver(event)
         await bot.settle()
@@ -179,10 +155,10 @@ async def test_a_preset_without_any_picture_gets_one_line(make_bot, mode: str) -
 
 @pytest.mark.parametrize("mode", ["socket"])
 async def test_a_preset_after_an_earlier_picture_in_the_thread_uses_it(make_bot, red_png: bytes, mode: str) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, DESCRIPTION, calls)
+        service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls)
         event = mention(slack, "what is this?", files=[slack.host_file(red_png, "a.png", "image/png")])
         root = event["ts"]
         await bot.deliver(event)
@@ -198,10 +174,10 @@ async def test_a_preset_after_an_earlier_picture_in_the_thread_uses_it(make_bot,
 
 
 async def test_slash_command_preset_in_a_dm_uses_the_dm_picture(make_bot, red_png: bytes) -> None:
-    async with make_bot() as bot:
+    async with make_bot(max_new_tokens=4096) as bot:
         slack, service = bot.slack, bot.service
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, TABLE, calls)
+        service.engine.generate_hook = forced_answer(service, TABLE, calls)
         picture = slack.message_event(DM, "", channel_type="im", files=[slack.host_file(red_png, "a.png", "image/png")])
         await bot.deliver(picture)
         await bot.settle()

@@ -19,7 +19,7 @@ from tests.adapters.telegram.botapi_standin import BotApiStandIn
 __all__ = [
     "Scripted", "SettingsOnly",
     "ALLOWED_USER", "FORUM", "GROUP", "OTHER_USER", "STRANGER", "Recording", "exported", "photo_sizes", "png",
-    "forced_generate", "running_adapter", "settle", "shown_text",
+    "running_adapter", "settle", "shown_text",
 ]
 
 ALLOWED_USER = 111
@@ -177,32 +177,3 @@ class SettingsOnly:
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
-
-
-def forced_generate(
-    service: Any, answer: str, calls: list[dict[str, Any]] | None = None, *, piece: int = 8, delay: float = 0.0
-) -> Any:
-    """A stand-in for `model.generate` (the engine's legacy `generate_hook` seam) that streams the token ids
-    of `answer` through the engine's real streamer, `piece` tokens at a time, `delay` seconds apart.
-    Every call's keyword arguments (input_ids, image_grid_thw, ...) are appended to `calls`."""
-    import time
-
-    import torch
-
-    tokenizer = service.engine.loaded.processor.tokenizer
-    ids = tokenizer.encode(answer, add_special_tokens=False)
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-
-    def generate(**kwargs: Any) -> None:
-        if calls is not None:
-            calls.append(kwargs)
-        streamer = kwargs["streamer"]
-        streamer.put(kwargs["input_ids"])  # generate() hands the prompt to the streamer first
-        for start in range(0, len(ids), piece):
-            streamer.put(torch.tensor(ids[start : start + piece]))
-            if delay:
-                time.sleep(delay)
-        streamer.put(torch.tensor([end]))
-        streamer.end()
-
-    return generate

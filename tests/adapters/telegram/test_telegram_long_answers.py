@@ -1,5 +1,5 @@
 """Long answers and markup that breaks HTML, end to end: the real Application, the real core on the tiny
-model with its output forced through the engine's generate hook, and the Bot API stand-in's limits
+model with its output forced through the engine's decode hook, and the Bot API stand-in's limits
 (4096 characters, an HTML entity parser that rejects malformed markup)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 
 from adapters.telegram.render import LIMIT
 from tests.adapters.telegram.botapi_standin import _ApiError
-from tests.adapters.telegram.harness import ALLOWED_USER, forced_generate, running_adapter, settle
+from tests.adapters.telegram.harness import ALLOWED_USER, running_adapter, settle
+from tests.hooks import forced_answer
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 CHAT = ALLOWED_USER  # a private chat's id is the user's id
@@ -47,8 +48,8 @@ def writes(standin) -> list[Any]:
 
 
 async def ask(standin, service_factory, answer: str, *, piece: int = 16, delay: float = 0.0, **adapter: Any):
-    async with service_factory() as service:
-        service.engine.generate_hook = forced_generate(service, answer, piece=piece, delay=delay)
+    async with service_factory(max_new_tokens=16384) as service:
+        service.engine.generate_hook = forced_answer(service, answer, piece=piece, delay=delay)
         async with running_adapter(standin, service, **adapter) as (tg, rec):
             await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="Tell me everything"))
             await settle(standin, tg, timeout=60)

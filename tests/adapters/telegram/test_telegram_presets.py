@@ -1,5 +1,5 @@
 """The presets (/table /code /find /ocr /describe) end to end: the real python-telegram-bot Application,
-the real core on the tiny model (its output forced through the engine's generate hook), the Bot API stand-in."""
+the real core on the tiny model (its output forced through the engine's decode hook), the Bot API stand-in."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from tests.adapters.telegram.harness import (
     ALLOWED_USER,
     FORUM,
     OTHER_USER,
-    forced_generate,
     photo_sizes,
     png,
     running_adapter,
     settle,
     shown_text,
 )
+from tests.hooks import forced_answer
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 CHAT = ALLOWED_USER  # a private chat's id is the user's id
@@ -66,9 +66,9 @@ async def sessions(service: Any, thread_key: str) -> list[Any]:
 
 
 async def test_table_on_a_photo_sends_the_csv_and_stays_in_the_session(standin, service_factory):
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=4096) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, TABLE, calls)
+        service.engine.generate_hook = forced_answer(service, TABLE, calls)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, png(), caption="/table"))
             await settle(standin, adapter)
@@ -94,8 +94,8 @@ async def test_table_on_a_photo_sends_the_csv_and_stays_in_the_session(standin, 
 
 
 async def test_code_sends_exactly_one_html_file(standin, service_factory):
-    async with service_factory() as service:
-        service.engine.generate_hook = forced_generate(service, f"```html\n{PAGE}\n```", piece=32)
+    async with service_factory(max_new_tokens=4096) as service:
+        service.engine.generate_hook = forced_answer(service, f"```html\n{PAGE}\n```", piece=32)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, png(), caption="/code"))
             await settle(standin, adapter)
@@ -108,9 +108,9 @@ async def test_code_sends_exactly_one_html_file(standin, service_factory):
 
 
 async def test_find_sends_the_marked_photo_and_boxes_in_original_pixels(standin, service_factory):
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=4096) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, FOUND, calls)
+        service.engine.generate_hook = forced_answer(service, FOUND, calls)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, label_picture(), caption="/find serial number"))
             await settle(standin, adapter)
@@ -130,9 +130,9 @@ async def test_find_sends_the_marked_photo_and_boxes_in_original_pixels(standin,
 
 
 async def test_ocr_and_describe_are_answered_as_text_in_the_same_topic(standin, service_factory):
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=4096) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, DESCRIPTION, calls)
+        service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls)
 
         def in_topic(**kw: Any) -> dict[str, Any]:
             return standin.message(chat_id=FORUM, user_id=OTHER_USER, chat_type="supergroup", is_forum=True,
@@ -154,9 +154,9 @@ async def test_ocr_and_describe_are_answered_as_text_in_the_same_topic(standin, 
 
 
 async def test_a_preset_without_any_picture_gets_one_line(standin, service_factory):
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=4096) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, TABLE, calls)
+        service.engine.generate_hook = forced_answer(service, TABLE, calls)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="/table"))
             await settle(standin, adapter)
@@ -166,9 +166,9 @@ async def test_a_preset_without_any_picture_gets_one_line(standin, service_facto
 
 
 async def test_a_preset_after_an_earlier_photo_uses_it(standin, service_factory):
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=4096) as service:
         calls: list[dict[str, Any]] = []
-        service.engine.generate_hook = forced_generate(service, DESCRIPTION, calls)
+        service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, png(), caption="What is this?"))
             await settle(standin, adapter)
@@ -187,10 +187,10 @@ async def test_a_preset_after_an_earlier_photo_uses_it(standin, service_factory)
 
 
 async def test_a_preset_waits_in_the_same_queue_and_says_so(standin, service_factory):
-    async with service_factory() as service:
+    async with service_factory(max_new_tokens=4096) as service:
         calls: list[dict[str, Any]] = []
         # Every request takes about a second, so the second one waits behind the first.
-        service.engine.generate_hook = forced_generate(service, DESCRIPTION, calls, piece=4, delay=0.05)
+        service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls, piece=4, delay=0.05)
         async with running_adapter(standin, service, queue_notice_delay=0.0) as (adapter, rec):
             await standin.inject(standin.message(chat_id=FORUM, user_id=OTHER_USER, chat_type="supergroup",
                                                  is_forum=True, topic_id=20, text="@vlm_test_bot describe the office"))
@@ -209,8 +209,8 @@ async def test_find_on_a_long_screenshot_falls_back_to_a_document(standin, servi
     tall = Image.new("RGB", (100, 2500), "white")
     out = io.BytesIO()
     tall.save(out, format="PNG")
-    async with service_factory() as service:
-        service.engine.generate_hook = forced_generate(service, '[{"bbox_2d": [1, 1, 20, 40], "label": "x"}]')
+    async with service_factory(max_new_tokens=4096) as service:
+        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [1, 1, 20, 40], "label": "x"}]')
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, out.getvalue(), caption="/find x"))
             await settle(standin, adapter)

@@ -18,7 +18,7 @@ from bot.messages import Attachment, IncomingMessage
 from tests.adapters.web.conftest import Browser, new_thread, running_web
 from tests.bot.test_pictures import huge_png_header
 from tests.conftest import picture_bytes
-from tests.engine.test_local_engine import slow_hook
+from tests.engine.test_local_engine import record_hook, slow_hook
 
 MAX_BYTES = 300_000
 RED = picture_bytes(color=(220, 20, 20))
@@ -93,13 +93,7 @@ async def test_me_issues_identity_and_csrf_and_lists_presets(web: Any, browsers:
 async def test_question_streams_and_follow_up_sees_the_picture(web: Any, browsers: Any) -> None:
     service, adapter = web
     calls: list[dict[str, Any]] = []
-    engine = service.engine
-
-    def record(**kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return engine.loaded.model.generate(**kwargs)
-
-    engine.generate_hook = record
+    service.engine.generate_hook = record_hook(calls)
     async with browsers(adapter.url) as browser:
         thread = new_thread()
         status, events = await browser.ask(thread, "What colour is this?", files=[("red.png", RED, "image/png")])
