@@ -38,7 +38,7 @@ from engine.kvstore import KVEntry, KVStore
 from engine.loader import LoadedModel
 from engine.prompt import Prompt, build_prompt, model_inputs_view, pixels_for, rope_positions
 
-__all__ = ["BatchRunner", "OOM_MESSAGE", "INTERNAL_MESSAGE", "Work"]
+__all__ = ["BatchRunner", "INTERNAL_MESSAGE", "OOM_MESSAGE", "Work", "error_for"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,13 @@ class _Row:
         return self.work.request.limits
 
 
+def error_for(exc: BaseException) -> EngineError:
+    """The user-facing error for a failure of the decoding loop itself."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return EngineError(OOM_MESSAGE, detail="CUDA out of memory")
+    return EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -141,14 +148,24 @@ class BatchRunner:
         `hooks()` is read before every prefill and step, so a hook set mid-request applies at once.
         """
         with torch.inference_mode():
-            for work in new:
-                row = self._start(work, hooks())
-                if row is None:
-                    continue
-                if row.finish is not None:
-                    self._finish(row)
-                else:
-                    self._join(row)
+            for index, work in enumerate(new):
+                try:
+                    row = self._start(work, hooks())
+                    if row is None:
+                        continue
+                    if row.finish is not None:
+                        self._finish(row)
+                    else:
+                        self._join(row)
+                except Exception as exc:
+                    # Joining the batch failed (e.g. out of memory growing its cache): the caller fails
+                    # the rows already running; the ones not yet in must not wait for their timeout.
+                    admitted = {id(row.work) for row in self.rows}
+                    error = error_for(exc)
+                    for waiting in new[index:]:
+                        if id(waiting) not in admitted:
+                            waiting.done(error, None)
+                    raise
             while self.rows:
                 if self._drop_stopped():
                     return

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from engine.batch import INTERNAL_MESSAGE, OOM_MESSAGE, BatchRunner, Work
+from engine.batch import INTERNAL_MESSAGE, BatchRunner, Work, error_for
 from engine.decode import DecodeControl, DecodeResult, ImageBudget
 from engine.features import FeatureCache, FeatureCacheStats
 from engine.hooks import DecodeHook
@@ -326,10 +326,6 @@ class LocalEngine:
                 await loop.run_in_executor(self._executor, runner.run, works, self._wake, self._decode_hook)
             except Exception as exc:  # the worker must survive anything a request does
                 log.exception("decoding step failed; failing the %d requests in the batch", len(runner.rows))
-                if isinstance(exc, torch.OutOfMemoryError):
-                    error = EngineError(OOM_MESSAGE, detail="CUDA out of memory")
-                    if self.loaded.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                else:
-                    error = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
-                runner.fail_all(error)
+                if isinstance(exc, torch.OutOfMemoryError) and self.loaded.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                runner.fail_all(error_for(exc))

@@ -351,6 +351,30 @@ async def test_failure_mid_batch_fails_that_batch_and_the_worker_goes_on(engine:
     assert engine.health().ok and engine.health().running == 0
 
 
+async def test_out_of_memory_while_joining_the_batch_fails_fast(engine: LocalEngine, monkeypatch) -> None:
+    """Growing the batch's cache can run out of memory: nobody may be left waiting for a timeout."""
+    started = threading.Event()
+    engine.generate_hook = slow_hook(engine, delay=0.02, started=started)
+    running = asyncio.create_task(collect(engine, request("running", session="s1", max_new_tokens=200)))
+    await asyncio.to_thread(started.wait, 10)
+    runner = engine._runner
+    real_join = runner._join
+
+    def join_oom(row: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated, growing the batch cache)")
+
+    monkeypatch.setattr(runner, "_join", join_oom)
+    t0 = time.monotonic()
+    joining = asyncio.create_task(collect(engine, request("joining", session="s2", max_new_tokens=5, timeout_s=60)))
+    results = await asyncio.wait_for(asyncio.gather(running, joining, return_exceptions=True), 20)
+    assert time.monotonic() - t0 < 10  # not the 60 s timeout
+    assert all(isinstance(r, EngineError) and "smaller" in r.user_message for r in results), results
+    monkeypatch.setattr(runner, "_join", real_join)
+    engine.generate_hook = None
+    assert isinstance((await collect(engine, request("after", max_new_tokens=2)))[-1], GenerationStats)
+    assert engine.health().running == 0
+
+
 async def test_forced_answers_per_request_in_one_batch(engine: LocalEngine) -> None:
     """`tests.hooks.ForcedAnswer` steers each row of a batch on its own; a row without an answer decodes freely."""
     sizes: list[int] = []
