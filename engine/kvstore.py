@@ -57,6 +57,9 @@ class KVStoreStats:
     rejected: int  # entries larger than the whole budget, never stored
 
 
+_EPOCHS_KEPT = 10_000
+
+
 class KVStore:
     def __init__(
         self, budget_bytes: int, idle_s: float | None = 1800.0, clock: Callable[[], float] = time.monotonic
@@ -65,7 +68,8 @@ class KVStore:
         self._idle_s = idle_s
         self._clock = clock
         self._entries: OrderedDict[str, KVEntry] = OrderedDict()  # least recently used first
-        self._epochs: dict[str, int] = {}
+        # Released sessions, newest last: bounded, since a release only matters to a request still running.
+        self._epochs: OrderedDict[str, int] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._evictions = self._expirations = self._releases = self._rejected = 0
@@ -113,7 +117,9 @@ class KVStore:
     def release(self, session_id: str) -> bool:
         """Forget the session's entry and invalidate any entry a running request would put back."""
         with self._lock:
-            self._epochs[session_id] = self._epochs.get(session_id, 0) + 1
+            self._epochs[session_id] = self._epochs.pop(session_id, 0) + 1
+            while len(self._epochs) > _EPOCHS_KEPT:
+                self._epochs.popitem(last=False)
             entry = self._entries.pop(session_id, None)
             if entry is None:
                 return False
