@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,13 +30,12 @@ from engine.interface import (
     EngineTimeout,
     GenerationRequest,
     GenerationStats,
-    Queued,
     StreamEvent,
     TextPiece,
 )
 from engine.kvstore import KVStore, KVStoreStats
 from engine.loader import LoadedModel, load_model
-from engine.scheduler import FairQueue, QueueFull
+from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
 __all__ = ["CacheStats", "LocalEngine", "LocalEngineOptions"]
 
@@ -70,22 +69,8 @@ class CacheStats:
 
 
 @dataclass(eq=False)
-class _Job:
-    request: GenerationRequest
-    out: asyncio.Queue[StreamEvent | BaseException]
-    control: DecodeControl
-    submitted_at: float
-    started_at: float | None = None
-    last_position: int | None = None
-    finished: bool = False
-
-    @property
-    def request_id(self) -> str:
-        return self.request.request_id
-
-    @property
-    def session_id(self) -> str:
-        return self.request.session_id
+class _Job(QueuedJob):
+    control: DecodeControl = field(default_factory=DecodeControl)
 
 
 class LocalEngine:
@@ -244,11 +229,7 @@ class LocalEngine:
         self._wake.set()
 
     def _publish_positions(self) -> None:
-        for index, job in enumerate(self._queue.waiting_entries()):
-            position = index + 1
-            if job.last_position != position:
-                job.last_position = position
-                job.out.put_nowait(Queued(position))
+        publish_positions(self._queue)
 
     def _stats(self, job: _Job, result: DecodeResult, note: str | None = None) -> GenerationStats:
         now = time.monotonic()

@@ -44,7 +44,7 @@ from engine.interface import (
     StreamEvent,
     TextPiece,
 )
-from engine.scheduler import FairQueue, QueueFull
+from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
 __all__ = ["RemoteEngine", "RemoteEngineOptions", "check_health", "patch_factor_for"]
 
@@ -83,24 +83,11 @@ class RemoteEngineOptions:
 
 
 @dataclass(eq=False)
-class _Job:
-    request: GenerationRequest
-    out: asyncio.Queue[Queued | str] = field(default_factory=asyncio.Queue)
-    submitted_at: float = field(default_factory=time.monotonic)
-    started_at: float | None = None
-    last_position: int | None = None
+class _Job(QueuedJob):
+    # `out` carries Queued updates and the "start" signal when a place to the server frees up.
     cancelled: bool = False
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)  # wakes a retry backoff
     response: aiohttp.ClientResponse | None = None
-    finished: bool = False
-
-    @property
-    def request_id(self) -> str:
-        return self.request.request_id
-
-    @property
-    def session_id(self) -> str:
-        return self.request.session_id
 
 
 @dataclass
@@ -279,10 +266,7 @@ class RemoteEngine:
         self._dispatch()
 
     def _publish_positions(self) -> None:
-        for index, job in enumerate(self._queue.waiting_entries()):
-            if job.last_position != index + 1:
-                job.last_position = index + 1
-                job.out.put_nowait(Queued(index + 1))
+        publish_positions(self._queue)
 
     # --- one request --------------------------------------------------------------------------
 

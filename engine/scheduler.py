@@ -8,11 +8,15 @@ place at once, even while the model finishes its current step.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["FairQueue", "QueueFull"]
+from engine.interface import GenerationRequest, Queued
+
+__all__ = ["FairQueue", "QueueFull", "QueuedJob", "publish_positions"]
 
 
 class _Entry(Protocol):
@@ -28,6 +32,34 @@ E = TypeVar("E", bound=_Entry)
 
 class QueueFull(Exception):
     pass
+
+
+@dataclass(eq=False)
+class QueuedJob:
+    """A request in an engine's queue, with the stream its caller reads (both engines build on it)."""
+
+    request: GenerationRequest
+    out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    last_position: int | None = None
+    finished: bool = False
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
+
+
+def publish_positions(queue: FairQueue[Any]) -> None:
+    """Tell every waiting request its new place, once per change."""
+    for position, job in enumerate(queue.waiting_entries(), start=1):
+        if job.last_position != position:
+            job.last_position = position
+            job.out.put_nowait(Queued(position))
 
 
 class FairQueue(Generic[E]):
