@@ -8,43 +8,16 @@ import io
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from bot.conversations import NO_PICTURE
 from bot.drawing import PALETTE
 from tests.adapters.slack.slack_standin import SlackStandIn
 from tests.hooks import forced_answer
+from tests.preset_answers import DESCRIPTION, FOUND, PAGE, TABLE, images_in, label_picture, prompt_of
 
 CHANNEL = "C0HELP"
 DM = "D0ALICE"
-
-TABLE = "| Part | Qty |\n|---|---|\n| Toner, black | 2 |\n| Drum \"XL\" | 1 |"
-# 40 lines of code: long enough that the adapter would also upload its own code file.
-PAGE = "<!DOCTYPE html>\n<html><head><style>.row{padding:4px}</style></head><body>\n" + "\n".join(
-    f'<div class="row" id="row{i}">Row {i}: the login form field</div>' for i in range(40)
-) + "\n</body></html>"
-# 560x280 at the tests' 64x28x28 pixel budget is read by the model as 308x140: the label at
-# (140, 70)-(280, 210) of the original is at (77, 35)-(154, 105) there.
-FOUND = 'Here it is:\n```json\n[{"bbox_2d": [77, 35, 154, 105], "label": "serial number"}]\n```'
-DESCRIPTION = "Type: photo\nSummary: a red rectangle on a plain background."
-
-
-def label_picture() -> bytes:
-    image = Image.new("RGB", (560, 280), "white")
-    ImageDraw.Draw(image).rectangle((140, 70, 279, 209), fill=(30, 30, 30))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def images_in(call: dict[str, Any]) -> int:
-    grid = call.get("image_grid_thw")
-    return 0 if grid is None else int(grid.shape[0])
-
-
-def prompt_of(service: Any, call: dict[str, Any]) -> str:
-    return service.engine.loaded.processor.tokenizer.decode(call["input_ids"][0])
-
 
 def mention(slack: SlackStandIn, text: str, **kw: Any) -> dict[str, Any]:
     return slack.message_event(CHANNEL, f"<@{slack.bot_user_id}> {text}", kind="app_mention", **kw)
