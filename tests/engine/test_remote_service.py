@@ -38,6 +38,22 @@ async def ask(service: Any, text: str, *pictures: bytes) -> list[Reply]:
     return [reply async for reply in service.conversations.handle(message(text, *pictures))]
 
 
+async def answer_under_way(service: Any) -> tuple[asyncio.Task[None], list[Reply]]:
+    """Ask a long question; return once its answer streams (the task goes on collecting replies)."""
+    replies: list[Reply] = []
+    first_delta = asyncio.Event()
+
+    async def run() -> None:
+        async for reply in service.conversations.handle(message("Tell me everything.")):
+            replies.append(reply)
+            if isinstance(reply, AnswerDelta):
+                first_delta.set()
+
+    task = asyncio.create_task(run())
+    await asyncio.wait_for(first_delta.wait(), 10)
+    return task, replies
+
+
 class EngineHost:
     """This project's engine server on a fixed port, which tests stop and start again."""
 
@@ -102,17 +118,7 @@ async def test_pictures_streaming_and_follow_up(service_factory, host: EngineHos
 async def test_clear_stops_the_answer_on_the_server(service_factory, host: EngineHost) -> None:
     host.engine.generate_hook = slow_hook(host.engine, delay=0.1)  # 64 tokens: 6.4 s
     async with service_factory(engine_url=host.url, max_new_tokens=64) as service:
-        replies: list[Reply] = []
-        first_delta = asyncio.Event()
-
-        async def run() -> None:
-            async for reply in service.conversations.handle(message("Tell me everything.")):
-                replies.append(reply)
-                if isinstance(reply, AnswerDelta):
-                    first_delta.set()
-
-        task = asyncio.create_task(run())
-        await asyncio.wait_for(first_delta.wait(), 10)
+        task, replies = await answer_under_way(service)
         await service.conversations.clear("telegram", "chat:1")
         await asyncio.wait_for(task, 5)
         assert isinstance(replies[-1], Text) and replies[-1].text.startswith("Stopped")
@@ -133,17 +139,7 @@ async def test_server_down_gives_a_clear_reply(service_factory) -> None:
 async def test_server_restarted_mid_stream(service_factory, host: EngineHost) -> None:
     host.engine.generate_hook = slow_hook(host.engine, delay=0.1)
     async with service_factory(engine_url=host.url, max_new_tokens=64) as service:
-        replies: list[Reply] = []
-        first_delta = asyncio.Event()
-
-        async def run() -> None:
-            async for reply in service.conversations.handle(message("Tell me everything.")):
-                replies.append(reply)
-                if isinstance(reply, AnswerDelta):
-                    first_delta.set()
-
-        task = asyncio.create_task(run())
-        await asyncio.wait_for(first_delta.wait(), 10)
+        task, replies = await answer_under_way(service)
         await host.stop()  # the engine server goes away in the middle of the answer...
         await host.start()  # ...and comes back on the same port
         await asyncio.wait_for(task, 10)
