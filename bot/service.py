@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
+from bot.inbox import Inbox
 from bot.pictures import PictureFiles
 from bot.prompt import PromptBudget
 from bot.store import Store, open_store
@@ -36,6 +37,7 @@ class Service:
     store: Store
     engine: Engine
     conversations: Conversations
+    inbox: Inbox  # what adapters submit messages to
     demo_model: bool
 
 
@@ -130,8 +132,10 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
             health.attention_reason,
         )
         conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings))
+        inbox = Inbox(conversations, settings)
         try:
-            yield Service(settings, store, engine, conversations, demo)
+            yield Service(settings, store, engine, conversations, inbox, demo)
         finally:
             await conversations.drain(settings.shutdown_grace_s)
+            await inbox.close(grace_s=settings.shutdown_grace_s)  # replies still being written
             await engine.close()
