@@ -22,7 +22,7 @@ def configured_adapters(
     if settings.telegram_token:
         from adapters.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(settings, service.conversations))
+        adapters.append(TelegramAdapter(settings, service.inbox))
     if settings.slack_bot_token:
         from adapters.slack import SlackAdapter
 

@@ -8,14 +8,15 @@ import re
 from typing import Any
 
 import pytest
+from telegram.constants import MessageLimit
 
-from adapters.telegram.render import LIMIT
 from tests.adapters.telegram.botapi_standin import _ApiError
 from tests.adapters.telegram.harness import ALLOWED_USER, running_adapter, settle
 from tests.hooks import forced_answer
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 CHAT = ALLOWED_USER  # a private chat's id is the user's id
+LIMIT = MessageLimit.MAX_TEXT_LENGTH
 
 LONG = "\n\n".join(
     f"Paragraph {i}. " + " ".join(f"w{i}x{j}" for j in range(50)) + " and a < b & c > d with **bold** and `x<y>`."

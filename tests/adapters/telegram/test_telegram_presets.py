@@ -164,7 +164,7 @@ async def test_a_preset_waits_in_the_same_queue_and_says_so(standin, service_fac
         calls: list[dict[str, Any]] = []
         # Every request takes about a second, so the second one waits behind the first.
         service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls, piece=4, delay=0.05)
-        async with running_adapter(standin, service, queue_notice_delay=0.0) as (adapter, rec):
+        async with running_adapter(standin, service, settings={"queue_notice_delay_s": 0.0}) as (adapter, rec):
             await standin.inject(standin.message(chat_id=FORUM, user_id=OTHER_USER, chat_type="supergroup",
                                                  is_forum=True, topic_id=20, text="@vlm_test_bot describe the office"))
             await standin.wait_for(lambda: len(calls) == 1)
