@@ -26,7 +26,7 @@ def configured_adapters(
     if settings.slack_bot_token:
         from adapters.slack import SlackAdapter
 
-        adapters.append(SlackAdapter(settings, service.conversations))
+        adapters.append(SlackAdapter(settings, service.inbox))
     if settings.console == "on" or (settings.console == "auto" and not adapters):
         from adapters.console import ConsoleAdapter
 

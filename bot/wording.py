@@ -52,7 +52,7 @@ WORKING = "⏳ Working on it…"
 EMPTY_ANSWER = "The model gave an empty answer; try /retry or ask differently."
 FAILED = "Something went wrong while answering; please try again."
 CODE_FILE_CAPTION = "The code from the answer as a file."
-FILES_NEED_A_THREAD = "Files are sent into threads: say `{command}` in a thread with me instead."
+FILES_NEED_A_THREAD = "I can send files only into a thread: mention me with the command in a thread instead."
 
 # --- what comes in ------------------------------------------------------------------------------
 NOT_PICTURES = "I can only read pictures (PNG, JPEG, WebP, GIF...), so I skipped {names}. Send a photo or a screenshot and ask about it."

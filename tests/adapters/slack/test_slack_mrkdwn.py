@@ -1,10 +1,10 @@
-"""Markdown -> mrkdwn conversion and message splitting."""
+"""Markdown -> mrkdwn conversion."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapters.slack.mrkdwn import code_blocks, split_message, to_mrkdwn, unescape_slack
+from adapters.slack.mrkdwn import to_mrkdwn, unescape_slack
 
 
 @pytest.mark.parametrize(
@@ -45,50 +45,3 @@ def test_partial_stream_is_safe() -> None:
 
 def test_unescape_slack_text_for_the_model() -> None:
     assert unescape_slack("a &lt;b&gt; &amp; <https://x.io|x.io> <https://y.io>") == "a <b> & x.io (https://x.io) https://y.io"
-
-
-def test_short_text_is_one_message() -> None:
-    assert split_message("hello", 10) == ["hello"]
-
-
-def test_split_at_line_boundaries_within_limit() -> None:
-    text = "\n".join(f"line {i:02d}" for i in range(30))
-    chunks = split_message(text, 50)
-    assert all(len(c) <= 50 for c in chunks)
-    assert "\n".join(chunks) == text
-    assert all(c.startswith("line ") for c in chunks)
-
-
-def test_split_long_line_at_spaces() -> None:
-    text = " ".join(["word"] * 100)
-    chunks = split_message(text, 60)
-    assert all(len(c) <= 60 for c in chunks)
-    assert " ".join(chunks).split() == text.split()
-
-
-def test_split_does_not_cut_an_escape() -> None:
-    text = "x" * 10 + "&amp;" + "y" * 30  # a plain cut at 12 characters would fall inside "&amp;"
-    chunks = split_message(text, 20)
-    assert all(len(c) <= 20 for c in chunks)
-    assert "".join(chunks) == text
-    assert all(c.count("&") == c.count("&amp;") for c in chunks)
-
-
-def test_split_code_block_is_closed_and_reopened() -> None:
-    code = "\n".join(f"print({i})" for i in range(40))
-    text = f"Here:\n```\n{code}\n```\nBye"
-    chunks = split_message(text, 80)
-    assert len(chunks) > 2
-    for chunk in chunks:
-        assert len(chunk) <= 80
-        assert chunk.count("```") % 2 == 0, chunk
-    joined = "\n".join(chunks)
-    for i in range(40):
-        assert f"print({i})" in joined
-    assert chunks[-1].endswith("Bye")
-
-
-def test_code_blocks_are_extracted_with_language() -> None:
-    md = "a\n```html\n<p>x</p>\n```\nb\n```\nplain\n```"
-    blocks = code_blocks(md)
-    assert [(b.language, b.code) for b in blocks] == [("html", "<p>x</p>\n"), ("", "plain\n")]
