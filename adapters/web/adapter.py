@@ -9,8 +9,9 @@ from aiohttp import web
 
 from bot.adapter import ConfigurationError
 from bot.config import Settings
-from bot.conversations import Conversations
+from bot.inbox import Inbox
 
+from .api import PLATFORM
 from .app import build_app
 from .security import Access, is_loopback_host
 from .uploads import UploadLimits
@@ -37,7 +38,7 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, settings: Settings, conversations: Conversations, *, keepalive_s: float = 15.0) -> None:
+    def __init__(self, settings: Settings, inbox: Inbox, *, keepalive_s: float = 15.0) -> None:
         self._host, self._port = parse_listen(settings.web_listen)
         self._access = Access(settings.web_token, settings.web_admin_token)
         if not is_loopback_host(self._host) and self._access.token is None:
@@ -45,7 +46,8 @@ class WebAdapter:
                 f"The web chat would listen on {settings.web_listen}, beyond this machine, without an access token: "
                 "set VLMBOT_WEB_TOKEN (a long random string), or VLMBOT_WEB_LISTEN=127.0.0.1:8080."
             )
-        self._conversations = conversations
+        self._inbox = inbox
+        self._grace_s = settings.shutdown_grace_s
         self._limits = UploadLimits(
             max_file_bytes=settings.max_image_bytes,
             max_files=settings.max_images_per_turn,
@@ -63,7 +65,7 @@ class WebAdapter:
         return self._url
 
     async def start(self) -> None:
-        app = build_app(self._conversations, self._access, self._limits, keepalive_s=self._keepalive_s)
+        app = build_app(self._inbox, self._access, self._limits, keepalive_s=self._keepalive_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
@@ -94,3 +96,4 @@ class WebAdapter:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()  # closes the listener, lets open answers finish, then cancels them
+        await self._inbox.close(PLATFORM, self._grace_s)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.conversations import Conversations
+from bot.inbox import Inbox
 
 from .admin import AdminApi
 from .api import ChatApi
@@ -36,9 +36,7 @@ def _static_files() -> dict[str, bytes]:
     return {name: (STATIC_DIR / name).read_bytes() for name in _STATIC_TYPES}
 
 
-def build_app(
-    conversations: Conversations, access: Access, limits: UploadLimits, *, keepalive_s: float
-) -> web.Application:
+def build_app(inbox: Inbox, access: Access, limits: UploadLimits, *, keepalive_s: float) -> web.Application:
     files = _static_files()
 
     @web.middleware
@@ -68,6 +66,6 @@ def build_app(
     app.on_response_prepare.append(headers)
     app.router.add_get("/", static)
     app.router.add_get("/static/{name}", static)
-    app.router.add_routes(ChatApi(conversations, access, limits, keepalive_s=keepalive_s).routes())
-    app.router.add_routes(AdminApi(conversations, access).routes())
+    app.router.add_routes(ChatApi(inbox, access, limits, keepalive_s=keepalive_s).routes())
+    app.router.add_routes(AdminApi(inbox.conversations, access).routes())
     return app
