@@ -32,7 +32,7 @@ def configured_adapters(
 
         adapters.append(
             ConsoleAdapter(
-                service.conversations,
+                service.inbox,
                 files_dir=settings.data_dir / "exports",
                 on_eof=on_console_eof,
                 greeting=DEMO_WARNING if service.demo_model else None,
@@ -41,5 +41,5 @@ def configured_adapters(
     if settings.web_enabled:
         from adapters.web import WebAdapter
 
-        adapters.append(WebAdapter(settings, service.conversations))
+        adapters.append(WebAdapter(settings, service.inbox))
     return adapters

@@ -22,7 +22,7 @@ def _looks_like_html(content_type: str, head: bytes) -> bool:
     if content_type.startswith("text/html"):
         return True
     start = head.lstrip()[:15].lower()
-    return start.startswith(b"<!doctype html") or start.startswith(b"<html")
+    return start.startswith((b"<!doctype html", b"<html"))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
