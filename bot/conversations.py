@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
@@ -126,7 +126,7 @@ class Conversations:
             return too_big(size, self.limits.max_image_bytes)
         return None
 
-    async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
+    async def handle(self, message: IncomingMessage) -> AsyncGenerator[Reply, None]:
         """Everything the user should see in answer to `message`, in order."""
         if not self._accepting:
             yield Text(SHUTTING_DOWN, kind="error")

@@ -104,7 +104,7 @@ class Inbox:
         if not self.admits(delivery):
             return self._refuse(key, job)
         if delivery.addressing is Addressing.OVERHEARD and delivery.group is None:
-            return self._lanes.spawn(key, _nothing)
+            return self._lanes.done(key)
         command = parse_command(delivery.text)
         name = command[0] if command is not None else None
         if name in READ_ONLY:
@@ -129,7 +129,7 @@ class Inbox:
             sender = delivery.sender
             log.info("%s: refused user %s in chat %s (team %s)", key[0], sender.user_id, sender.chat_id, sender.team_id)
             return self._lanes.spawn(key, lambda: self._say(job.transport, refusal(sender.user_id), TextKind.INFO))
-        return self._lanes.spawn(key, _nothing)
+        return self._lanes.done(key)
 
     async def _preempt(self, job: _Job, ahead: list[Ticket]) -> None:
         assert job.claimed is not None
@@ -263,10 +263,6 @@ class Inbox:
     async def close(self, platform: str | None = None, grace_s: float = 0.0) -> None:
         """Let the platform's replies finish for up to `grace_s` seconds, then stop the rest."""
         await self._lanes.close(platform, grace_s)
-
-
-async def _nothing() -> None:
-    """The job of a message that is not for the bot."""
 
 
 def _merge(deliveries: list[Delivery]) -> Delivery:

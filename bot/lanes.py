@@ -63,6 +63,10 @@ class Ticket:
         self._ended.set()
 
 
+async def _idle() -> None:
+    """The work of a ticket that was never started."""
+
+
 class Lanes:
     def __init__(self) -> None:
         self._waiting: dict[LaneKey, deque[Ticket]] = {}
@@ -87,6 +91,12 @@ class Lanes:
         task = ticket._start(f"now-{key[0]}-{key[1]}")
         task.add_done_callback(lambda done: self._finished(ticket, done))
         self._track(task, key[0])
+        return ticket
+
+    def done(self, key: LaneKey) -> Ticket:
+        """A ticket for work there is nothing to do for (a message not for the bot)."""
+        ticket = Ticket(self, key, _idle, None)
+        ticket._end()
         return ticket
 
     def jobs(self, key: LaneKey) -> list[Ticket]:

@@ -135,7 +135,8 @@ class StatusLine(Protocol):
 class Typing(Protocol):
     """A "typing…" indicator that lasts about `typing_every_s` seconds per call."""
 
-    typing_every_s: float
+    @property
+    def typing_every_s(self) -> float: ...
 
     async def show_typing(self) -> None:
         """Best effort: failures are the transport's to log, never raised."""
@@ -144,13 +145,18 @@ class Typing(Protocol):
 
 class Transport(Protocol):
     """One reply's destination. `edits`, `streams`, `status_line` and `typing` are the transport
-    itself when it offers that ability, else None."""
+    itself when it offers that ability, else None (plain attributes in implementations)."""
 
-    capabilities: Capabilities
-    edits: Edits | None
-    streams: Streams | None
-    status_line: StatusLine | None
-    typing: Typing | None
+    @property
+    def capabilities(self) -> Capabilities: ...
+    @property
+    def edits(self) -> Edits | None: ...
+    @property
+    def streams(self) -> Streams | None: ...
+    @property
+    def status_line(self) -> StatusLine | None: ...
+    @property
+    def typing(self) -> Typing | None: ...
 
     async def post(self, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
         """A new message; `answer` when it completes an answer."""

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # The page shows any length and renders at most once per animation frame: no splitting, no throttling.
 _CAPABILITIES = Capabilities(max_text=1_000_000, min_interval_s=0.0)
-_END = ("", {})
+_END: tuple[str, dict[str, Any]] = ("", {})  # the question is finished
 
 
 def event_bytes(name: str, data: dict[str, Any]) -> bytes:
