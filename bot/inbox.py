@@ -162,18 +162,17 @@ class Inbox:
 
     async def _run(self, job: _Job) -> None:
         key: LaneKey = (job.delivery.platform, job.delivery.thread_key)
-        parts = [job, *await self._gather(key, job)] if job.delivery.group is not None else [job]
-        merged = _merge([p.delivery for p in parts])
-        if merged.addressing is Addressing.OVERHEARD:
-            return  # an album nobody asked the bot about
-        if merged.addressing is Addressing.FOLLOW_UP and not await self._takes_part(key):
-            return
-        fresh = [p for p in parts if await (p.claimed if p.claimed is not None else self._claim(p.delivery))]
-        if not fresh:
-            return
-        delivery = _merge([p.delivery for p in fresh])
         try:
-            message = await self._message(delivery, job.fetcher, job.transport)
+            parts = [job, *await self._gather(key, job)] if job.delivery.group is not None else [job]
+            merged = _merge([p.delivery for p in parts])
+            if merged.addressing is Addressing.OVERHEARD:
+                return  # an album nobody asked the bot about
+            if merged.addressing is Addressing.FOLLOW_UP and not await self._takes_part(key):
+                return
+            fresh = [p for p in parts if await (p.claimed if p.claimed is not None else self._claim(p.delivery))]
+            if not fresh:
+                return
+            message = await self._message(_merge([p.delivery for p in fresh]), job.fetcher, job.transport)
             if message is None:
                 return
             self._threads.add(key)
@@ -193,16 +192,21 @@ class Inbox:
             await self._report(job.transport, key)
 
     async def _gather(self, key: LaneKey, first: _Job) -> list[_Job]:
-        """The other parts of `first`'s message, once none has arrived for the group's wait."""
-        while await self._lanes.arrival(key, first.delivery.group_wait_s):
-            pass
-        parts = []
-        for ticket in self._lanes.waiting(key):
-            job = ticket.payload
-            if isinstance(job, _Job) and job.delivery.group == first.delivery.group:
-                self._lanes.withdraw(ticket)
-                parts.append(job)
-        return parts
+        """The other parts of `first`'s message, once no new part has come for the group's wait."""
+        group, wait = first.delivery.group, first.delivery.group_wait_s
+
+        def parts() -> list[Ticket]:
+            return [t for t in self._lanes.waiting(key) if isinstance(t.payload, _Job) and t.payload.delivery.group == group]
+
+        loop = asyncio.get_running_loop()
+        seen, deadline = len(parts()), loop.time() + wait
+        while (remaining := deadline - loop.time()) > 0 and await self._lanes.arrival(key, remaining):
+            if len(parts()) > seen:  # another part: wait again (other messages of the thread do not count)
+                seen, deadline = len(parts()), loop.time() + wait
+        taken = parts()
+        for ticket in taken:
+            self._lanes.withdraw(ticket)
+        return [ticket.payload for ticket in taken]
 
     async def _takes_part(self, key: LaneKey) -> bool:
         return key in self._threads or await self.conversations.has_conversation(*key)
