@@ -10,7 +10,8 @@ A local fair queue (the same `FairQueue` as the in-process engine) bounds the re
 the server, so users see their queue position; SSE comments `: queued N` from this project's server
 report the server's own queue too. Connection failures are retried with backoff until the first
 token arrives (the request is idempotent until then); after that a lost connection ends the answer
-with an error, since a half answer cannot be resumed.
+with an error, since a half answer cannot be resumed. An answer is complete when a choice says its
+`finish_reason` or the stream says `[DONE]`: `transformers serve` and some proxies never send `[DONE]`.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class _Progress:
     """What one streamed reply has said so far."""
 
     model: str
-    complete: bool = False
+    complete: bool = False  # the stream said `[DONE]`, or a choice said its `finish_reason`
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -122,7 +123,10 @@ class _Progress:
                 self.pieces += 1
                 texts.append(text)
             if choice.get("finish_reason"):
+                # A finished choice is a complete answer: transformers serve (and some proxies) end the
+                # stream after this chunk (and a usage chunk) without ever sending `[DONE]`.
                 self.finish_reason = choice["finish_reason"]
+                self.complete = True
         return texts
 
 
@@ -317,6 +321,7 @@ class RemoteEngine:
         except (aiohttp.ClientConnectionError, ConnectionError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
         job.response = response
+        broken = False
         try:
             if not job.cancelled:  # else cancelled while the request was being sent: nothing to read
                 if response.status != 200:
@@ -329,16 +334,17 @@ class RemoteEngine:
                         progress.complete = True
                         break
                     else:
-                        for text in progress.take(json.loads(value)):
+                        for text in progress.take(_chunk_json(value)):
                             yield TextPiece(text)
                 if not progress.complete and not job.cancelled:
-                    raise _Retryable("the stream ended without [DONE]")
+                    raise _Retryable("the stream ended before the answer said it was finished")
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError) as exc:
-            if not job.cancelled:
+            if not job.cancelled and not progress.complete:  # lost after the finish: the answer is whole
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+            broken = True
         finally:
             job.response = None
-            if progress.complete:
+            if progress.complete and not broken:
                 response.release()
             else:
                 response.close()  # unread stream (caller gone, cancel, error): drop it, so the server stops
@@ -481,12 +487,25 @@ async def _wait(awaitable: Any, deadline: float | None) -> Any:
         raise EngineTimeout() from None
 
 
+def _chunk_json(value: str) -> dict[str, Any]:
+    """One streamed chunk; a server that sends something else is refusing in a way we cannot read."""
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        raise EngineError(REJECTED, detail=f"the model server streamed a chunk that is not JSON: {value[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise EngineError(REJECTED, detail=f"the model server streamed a chunk that is not an object: {value[:200]!r}")
+    return data
+
+
 async def _sse_events(response: aiohttp.ClientResponse, deadline: float | None) -> AsyncIterator[tuple[str, str]]:
     """("data", payload) per event and ("comment", text) per comment line, until the stream ends."""
     data: list[str] = []
     while True:
         raw = await _wait(response.content.readline(), deadline)
         if not raw:
+            if data:  # the last event, not followed by a blank line before the stream closed
+                yield "data", "\n".join(data)
             return
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:
