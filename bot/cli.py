@@ -1,4 +1,4 @@
-"""The `vlmbot` command: run, chat, db, model, engine."""
+"""The `vlmbot` command: run, chat, db, feedback, model, engine."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import json
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import Settings, load_settings
@@ -88,6 +90,42 @@ async def _db(settings: Settings, action: str, revision: str) -> int:
     return 0
 
 
+async def _feedback(settings: Settings, since: datetime, now: datetime, as_json: bool) -> int:
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from bot.feedback_report import feedback_report
+    from bot.store import open_store
+
+    url = settings.resolved_database_url()
+    parsed = make_url(url)
+    # Only read: a mistyped data dir must not leave an empty database behind.
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        print(f"vlmbot: there is no database at {parsed.database}; check VLMBOT_DATA_DIR", file=sys.stderr)
+        return 1
+    async with open_store(url, migrate=False) as store:
+        async with store.engine.connect() as connection:
+            ready = await connection.run_sync(lambda sync: inspect(sync).has_table("feedback"))
+        if not ready:
+            print("vlmbot: the database has no feedback table yet; run `vlmbot db upgrade`", file=sys.stderr)
+            return 1
+        report = await feedback_report(store, since, now=now)
+    # ASCII-only JSON: users' text may hold control characters that a terminal would act on.
+    print(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    return 0
+
+
+def _since(text: str) -> tuple[datetime, datetime]:
+    """argparse type of --since: (since, now)."""
+    from bot.feedback_report import parse_since
+
+    now = datetime.now(UTC)
+    try:
+        return parse_since(text, now), now
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmbot", description="Helpdesk bot for questions about pictures.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     down = db_sub.add_parser("downgrade", help="revert migrations")
     down.add_argument("revision")
+    feedback = sub.add_parser("feedback", help="votes on answers since a time, and every answer voted down")
+    feedback.add_argument(
+        "--since", type=_since, default="7d", help="30m, 12h, 7d, 2w, or an ISO date or time in UTC (default: 7d)"
+    )
+    feedback.add_argument("--json", action="store_true", help="print JSON for scripts")
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="action", required=True)
     tiny = model_sub.add_parser("tiny", help="write a tiny random-weight checkpoint of a real architecture")
@@ -173,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "db":
         return asyncio.run(_db(settings, args.action, args.revision))
+    if args.command == "feedback":
+        since, now = args.since
+        return asyncio.run(_feedback(settings, since, now, args.json))
     if args.command == "engine":
         return asyncio.run(_engine_command(settings, args))
     if args.command == "model" and args.action == "tiny":

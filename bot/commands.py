@@ -25,6 +25,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "Answer the last question again"),
     CommandSpec("export", "Download this conversation as JSON"),
     CommandSpec("status", "Queue position and model state"),
+    CommandSpec("good", "Mark the last answer as helpful"),
+    CommandSpec("bad", "Mark the last answer as not helpful, for the helpdesk to review"),
     *(CommandSpec(preset.name, preset.description, preset.usage) for preset in PRESETS),
 )
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from bot.commands import help_text, parse_command
+from bot.feedback import Feedback, vote_entries
 from bot.messages import (
     Answer,
     AnswerDelta,
@@ -27,6 +28,7 @@ from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_pi
 from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
 from bot.prompt import PromptBudget, build_prompt, pending_pictures
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from bot.votes import Vote, VoteResult
 from engine.interface import (
     Engine,
     EngineError,
@@ -93,6 +95,7 @@ class Conversations:
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
         self._cancelled_turns: set[int] = set()
+        self._feedback = Feedback(store)
 
     # --- for adapters -------------------------------------------------------------------------
 
@@ -106,6 +109,14 @@ class Conversations:
     async def has_conversation(self, platform: str, thread_key: str) -> bool:
         """Whether the thread has an active session (e.g. a Slack thread the bot already answered in)."""
         return bool(await self.store.list_sessions(platform=platform, thread_key=thread_key, limit=1, active_only=True))
+
+    async def record_vote(self, platform: str, thread_key: str, user_id: str, turn_id: int, vote: Vote) -> VoteResult:
+        """A user's thumbs up or down on the answer of `turn_id` (`Answer.turn_id`), pressed in `thread_key`.
+
+        One vote per user and answer; a new vote replaces the old. Refused (UNKNOWN_TURN) when the turn
+        is not in that thread of that platform, and (NOT_AN_ANSWER) when it has no final answer.
+        """
+        return await self._feedback.record_vote(platform, thread_key, user_id, turn_id, vote)
 
     def check_attachment_size(self, size: int | None) -> str | None:
         if size is not None and size > self.limits.max_image_bytes:
@@ -319,6 +330,10 @@ class Conversations:
             yield await self._export(message)
         elif name == "status":
             yield Text(await self._status(message))
+        elif name in ("good", "bad"):
+            vote = Vote.UP if name == "good" else Vote.DOWN
+            result = await self._feedback.vote_last_answer(message.platform, message.thread_key, message.user_id, vote)
+            yield Text(result.text, kind="info" if result.accepted else "error")
         elif (preset := preset_named(name)) is not None:
             async for reply in self._preset(message, preset, args):
                 yield reply
@@ -498,6 +513,7 @@ class Conversations:
         if session is None:
             raise KeyError(session_id)
         turns = await self.store.turns(session_id)
+        votes = await self.store.votes_in_session(session_id)
         body = {
             "session": session.id,
             "name": session.title,
@@ -522,6 +538,7 @@ class Conversations:
                     "prompt_tokens": t.prompt_tokens,
                     "output_tokens": t.output_tokens,
                     "model": t.model,
+                    "feedback": vote_entries(votes.get(t.id, ())),
                 }
                 for t in turns
             ],

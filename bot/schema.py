@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Delivery", "ImageRow", "SessionRow", "TurnRow"]
+from bot.votes import Vote
+
+__all__ = ["Base", "Delivery", "FeedbackRow", "ImageRow", "SessionRow", "TurnRow"]
 
 
 class Base(DeclarativeBase):
@@ -93,3 +95,33 @@ class Delivery(Base):
     platform: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# A PostgreSQL enum type; elsewhere a string column with a CHECK constraint. Stored by value ("up").
+_VOTE_TYPE = Enum(
+    Vote,
+    name="feedback_vote",
+    values_callable=lambda members: [member.value for member in members],
+    create_constraint=True,
+    length=8,
+)
+
+
+class FeedbackRow(Base):
+    """A user's vote on a final answer: one per user and turn, changed in place (see `Store.vote`)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    # The platform of the turn's session; user ids are only unique within their platform.
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+    vote: Mapped[Vote] = mapped_column(_VOTE_TYPE)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the user's first vote
+    voted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the current vote
+
+    __table_args__ = (
+        UniqueConstraint("turn_id", "platform", "user_id", name="uq_feedback_turn_user"),
+        Index("ix_feedback_voted_at", "voted_at"),
+    )

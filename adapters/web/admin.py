@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.conversations import Conversations
+from bot.feedback import vote_entries
 from bot.store import SessionInfo
 
 from .api import export_response, picture_response, session_id_param, sha_param
@@ -60,10 +61,13 @@ class AdminApi:
         session = await self._session(request)
         turns = await self._store.turns(session.id)  # all of them, removed ones marked by in_context
         first = next((t.user_text for t in turns if t.user_text), None)
+        votes = await self._store.votes_in_session(session.id)
         return web.json_response(
             {
                 "session": session_view(session, first) | {"owner": session.owner_id},
-                "turns": [turn_view(t) | {"user": t.user_id} for t in turns],
+                "turns": [
+                    turn_view(t) | {"user": t.user_id, "feedback": vote_entries(votes.get(t.id, ()))} for t in turns
+                ],
                 "read_only": True,
             }
         )

@@ -24,7 +24,7 @@ async def test_upgrade_then_downgrade(tmp_path: Path) -> None:
     engine = create_async_engine(url)
     await upgrade_database(engine)
     await engine.dispose()
-    assert {"sessions", "turns", "images", "deliveries", "alembic_version"} <= await _tables(url)
+    assert {"sessions", "turns", "images", "deliveries", "feedback", "alembic_version"} <= await _tables(url)
     engine = create_async_engine(url)
     await downgrade_database(engine, "base")
     await engine.dispose()

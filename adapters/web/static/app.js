@@ -364,6 +364,12 @@
     if (turn.latency_ms != null) bits.push(`${(turn.latency_ms / 1000).toFixed(1)} s`);
     if (turn.output_tokens != null) bits.push(`${turn.output_tokens} tokens`);
     if (!turn.in_context) bits.push("removed");
+    if (turn.feedback && turn.feedback.length) {
+      // The operator view's votes: counts here, who voted what on hover.
+      const up = turn.feedback.filter((f) => f.vote === "up").length;
+      bits.push(`👍 ${up} 👎 ${turn.feedback.length - up}`);
+      meta.title = turn.feedback.map((f) => `${f.user}: ${f.vote}`).join("\n");
+    }
     meta.textContent = bits.join(" · ");
     bot.append(meta);
     article.append(bot);

@@ -191,6 +191,7 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
     from playwright.async_api import async_playwright, expect
 
     from bot.messages import Attachment, IncomingMessage
+    from bot.votes import Vote
 
     OUTPUT.mkdir(exist_ok=True)
     async with service_factory() as service:
@@ -198,8 +199,8 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
             platform="telegram", thread_key="chat:42", user_id="7", text="What is on this invoice?",
             attachments=(Attachment(picture_bytes(color=(20, 160, 60)), "invoice.png"),),
         )
-        async for _ in service.conversations.handle(telegram):
-            pass
+        replies = [reply async for reply in service.conversations.handle(telegram)]
+        await service.conversations.record_vote("telegram", "chat:42", "7", replies[-1].turn_id, Vote.DOWN)
         async with running_web(service, web_token="user-token-abcdef", web_admin_token="admin-token-123456") as web:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
@@ -236,6 +237,7 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
                     await expect(page.locator(".session .meta")).to_contain_text("telegram")
                     await page.locator(".session").click()
                     await expect(page.locator("#banner")).to_contain_text("telegram session chat:42")
+                    await expect(page.locator(".msg.bot .meta")).to_contain_text("👍 0 👎 1")
                     thumb = page.locator("img.thumb").first
                     await expect(thumb).to_be_visible()
                     assert await thumb.evaluate("img => img.complete && img.naturalWidth") > 0
