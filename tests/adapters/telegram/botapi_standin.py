@@ -17,6 +17,8 @@ Answer streaming and feedback (Bot API 10.0, python-telegram-bot 22.8):
 - `callback_query(...)` builds the update of a user pressing a callback button of a bot message
   (inject it like any update: getUpdates or webhook); `answerCallbackQuery` answers it once, recorded
   in `callback_queries`.
+- `allowed_updates` (getUpdates / setWebhook) is honoured: an update of another type is not delivered
+  but kept in `undelivered`, so a bot that asks only for "message" never sees a button press.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ from tests.adapters.telegram.botapi_markup import (
 __all__ = ["BotApiStandIn", "CallbackQuery", "Draft", "HtmlParseError", "RecordedRequest", "parse_html"]
 
 TEXT_LIMIT = 4096
+# allowed_updates: "Specify an empty list to receive all update types except chat_member, message_reaction,
+# and message_reaction_count (default). If not specified, the previous setting will be used."
+# (https://core.telegram.org/bots/api#getupdates)
+_DEFAULT_UPDATES = frozenset({
+    "message", "edited_message", "channel_post", "edited_channel_post", "business_connection",
+    "business_message", "edited_business_message", "deleted_business_messages", "inline_query",
+    "chosen_inline_result", "callback_query", "shipping_query", "pre_checkout_query", "purchased_paid_media",
+    "poll", "poll_answer", "my_chat_member", "chat_join_request", "chat_boost", "removed_chat_boost",
+})
 CAPTION_LIMIT = 1024
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 _SUPPORTED_TAGS = {
@@ -241,6 +252,8 @@ class BotApiStandIn:
         self.callback_queries: dict[str, CallbackQuery] = {}
         self._visible_drafts: dict[tuple[int, int | None], Draft] = {}
         self._query_ids = itertools.count(7_000_000_001)
+        self.allowed_updates: list[str] | None = None  # None or []: Telegram's default set
+        self.undelivered: list[dict[str, Any]] = []
         self._files: dict[str, _StoredFile] = {}
         self._pending: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
@@ -291,9 +304,16 @@ class BotApiStandIn:
         return {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.file_size}
 
     async def inject(self, update: dict[str, Any]) -> int:
-        """Queue an update (an `update_id` is assigned unless present) for getUpdates or the webhook."""
+        """Queue an update (an `update_id` is assigned unless present) for getUpdates or the webhook.
+
+        An update of a type the bot did not ask for (`allowed_updates` of its last getUpdates or
+        setWebhook) is not delivered, as on Telegram; it is kept in `undelivered`."""
         update = dict(update)
         update.setdefault("update_id", next(self._update_ids))
+        kind = next(k for k in update if k != "update_id")
+        if kind not in (self.allowed_updates or _DEFAULT_UPDATES):
+            self.undelivered.append(update)
+            return update["update_id"]
         async with self._new_update:
             self._pending.append(update)
             self._new_update.notify_all()
@@ -587,20 +607,32 @@ class BotApiStandIn:
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
             raise _ApiError(400, "Bad Request: secret token contains unallowed characters")
         self.webhook = {"url": url, "secret_token": secret}
+        self._allow(p)
         if str(p.get("drop_pending_updates", "")).lower() in ("true", "1"):
             self._pending.clear()
         if self._pusher is None or self._pusher.done():
             self._pusher = asyncio.create_task(self._push_loop())
         return True
 
+    def _allow(self, p) -> None:
+        if "allowed_updates" in p:  # left out: the previous setting stays
+            allowed = p["allowed_updates"]
+            if not isinstance(allowed, list):
+                raise _ApiError(400, "Bad Request: can't parse allowed updates JSON object")
+            self.allowed_updates = allowed or None
+
     async def _api_getWebhookInfo(self, p, f):
-        return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
+        info = {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
                 "pending_update_count": len(self._pending)}
+        if self.allowed_updates:
+            info["allowed_updates"] = self.allowed_updates
+        return info
 
     async def _api_getUpdates(self, p, f):
         if self.webhook:
             raise _ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
                                  "use deleteWebhook to delete the webhook first")
+        self._allow(p)
         offset = int(p.get("offset") or 0)
         timeout = float(p.get("timeout") or 0)
         limit = int(p.get("limit") or 100)

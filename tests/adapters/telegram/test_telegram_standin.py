@@ -271,3 +271,21 @@ async def test_a_button_press_in_a_group_arrives_by_webhook(standin):
     query = update.callback_query
     assert query.data == "fb:t9:up" and query.from_user.id == 222 and query.message.chat.id == -100200
     assert query.message.chat.type == "supergroup"
+
+
+async def test_button_presses_reach_only_a_bot_that_asks_for_them(standin):
+    async with _bot(standin) as bot:
+        sent = await bot.send_message(42, "Answer", reply_markup=_feedback_keyboard())
+        press = lambda: standin.callback_query(42, sent.message_id, user_id=42, data="fb:t1:up")  # noqa: E731
+        assert await bot.get_updates(timeout=0, allowed_updates=["message"]) == ()
+        await standin.inject(press())
+        assert await bot.get_updates(timeout=0) == ()  # the setting holds until the bot changes it
+        assert [u["callback_query"]["data"] for u in standin.undelivered] == ["fb:t1:up"]
+        await bot.get_updates(timeout=0, allowed_updates=["message", "callback_query"])
+        uid = await standin.inject(press())
+        (update,) = await bot.get_updates(timeout=1)
+        assert update.update_id == uid and update.callback_query.data == "fb:t1:up"
+        await bot.set_webhook("http://127.0.0.1:1/hook", allowed_updates=["message"])
+        assert (await bot.get_webhook_info()).allowed_updates == ("message",)
+        await standin.inject(press())
+    assert len(standin.undelivered) == 2
