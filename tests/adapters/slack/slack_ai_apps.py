@@ -165,7 +165,8 @@ class AiAppsMethods:
 
     async def _m_chat_startStream(self, params: dict[str, Any]) -> web.Response:
         if self.streaming_error:
-            extra = {"needed": "chat:write", "provided": ""} if self.streaming_error == "missing_scope" else {}
+            scopes = ",".join(sorted(self.scopes - {"chat:write"}))
+            extra = {"needed": "chat:write", "provided": scopes} if self.streaming_error == "missing_scope" else {}
             return _fail(self.streaming_error, **extra)
         if (refused := self._missing_scope("chat:write")) is not None:
             return refused

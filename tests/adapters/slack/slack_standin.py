@@ -365,8 +365,12 @@ class SlackStandIn(AiAppsMethods):
         thread = [m for m in self.messages if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
         if not thread:
             return web.json_response({"ok": False, "error": "thread_not_found"})
-        oldest = float(params.get("oldest") or 0)
-        thread = [m for m in thread if float(m.ts) >= oldest]
+        # "oldest: Only messages after this Unix timestamp"; "inclusive: Include messages with oldest or
+        # latest timestamps in results" (https://docs.slack.dev/reference/methods/conversations.replies).
+        if params.get("oldest"):
+            oldest = float(params["oldest"])
+            inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+            thread = [m for m in thread if float(m.ts) > oldest or (inclusive and float(m.ts) == oldest)]
         limit = int(params.get("limit") or 1000)
         return web.json_response({
             "ok": True, "messages": [m.as_dict(with_metadata=with_metadata) for m in thread[:limit]],

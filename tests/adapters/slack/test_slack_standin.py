@@ -338,8 +338,10 @@ async def test_messages_keep_blocks_and_metadata(slack: SlackStandIn) -> None:
     bot = replies["messages"][1]
     assert bot["ts"] == posted["ts"] and bot["metadata"]["event_payload"] == {"turn": "t1"}
     assert bot["blocks"][0]["elements"][0]["action_id"] == "feedback"
-    plain = await client.conversations_replies(channel=DM, ts=root, oldest=posted["ts"])
+    plain = await client.conversations_replies(channel=DM, ts=root, oldest=root)
     assert [m["ts"] for m in plain["messages"]] == [posted["ts"]] and "metadata" not in plain["messages"][0]
+    inclusive = await client.conversations_replies(channel=DM, ts=root, oldest=root, inclusive=True, limit=1)
+    assert [m["ts"] for m in inclusive["messages"]] == [root] and inclusive["has_more"] is True
     assert replies["messages"][0]["blocks"][0]["type"] == "rich_text"  # text-only messages get a rich_text block
 
 
