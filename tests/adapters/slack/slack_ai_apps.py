@@ -165,9 +165,9 @@ class AiAppsMethods:
 
     async def _m_chat_startStream(self, params: dict[str, Any]) -> web.Response:
         if self.streaming_error:
-            scopes = ",".join(sorted(self.scopes - {"chat:write"}))
-            extra = {"needed": "chat:write", "provided": scopes} if self.streaming_error == "missing_scope" else {}
-            return _fail(self.streaming_error, **extra)
+            if self.streaming_error == "missing_scope":
+                return _fail("missing_scope", needed="chat:write", provided=",".join(sorted(self.scopes - {"chat:write"})))
+            return _fail(self.streaming_error)
         if (refused := self._missing_scope("chat:write")) is not None:
             return refused
         channel, thread_ts = params.get("channel"), params.get("thread_ts")
