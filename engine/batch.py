@@ -133,7 +133,7 @@ class BatchRunner:
         self._mask: torch.Tensor | None = None  # (rows, cached length): 0 marks left padding
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
-        self._deepstack = loaded.arch == "qwen3_vl"
+        self._deepstack = loaded.arch.name == "qwen3_vl"
         self.counters = {"prefix_hits": 0, "reused_tokens": 0, "prefilled_tokens": 0, "encoded_images": 0}
 
     @property
