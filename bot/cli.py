@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import Settings, load_settings
+from engine.arch import ArchName
 
 __all__ = ["main"]
 
@@ -146,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="action", required=True)
     tiny = model_sub.add_parser("tiny", help="write a tiny random-weight checkpoint of a real architecture")
-    tiny.add_argument("--arch", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
+    tiny.add_argument("--arch", choices=[str(name) for name in ArchName], default=str(ArchName.QWEN2_5_VL))
     tiny.add_argument("--out", type=Path, required=True)
     tiny.add_argument("--size", choices=["tiny", "bench"], default="tiny", help="bench: ~60 M parameters")
     engine = sub.add_parser("engine", help="the model engine as an OpenAI-compatible HTTP service")

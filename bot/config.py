@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ArchSetting
+
 __all__ = ["Settings", "load_settings"]
 
 
@@ -43,9 +45,9 @@ class Settings(BaseSettings):
         "VLMBOT_ATTENTION", "auto", "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa."
     )
     max_pixels: int = _env(
-        "VLMBOT_MAX_PIXELS", 1280 * 28 * 28, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
+        "VLMBOT_MAX_PIXELS", DEFAULT_MAX_PIXELS, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
     )
-    min_pixels: int = _env("VLMBOT_MIN_PIXELS", 4 * 28 * 28, "Smallest picture size after resizing.")
+    min_pixels: int = _env("VLMBOT_MIN_PIXELS", DEFAULT_MIN_PIXELS, "Smallest picture size after resizing.")
     max_new_tokens: int = _env("VLMBOT_MAX_NEW_TOKENS", 1024, "Upper bound on the length of one answer in tokens.")
     context_tokens: int = _env(
         "VLMBOT_CONTEXT_TOKENS", 16384, "Prompt budget; older turns are left out of the prompt beyond it."
@@ -68,6 +70,12 @@ class Settings(BaseSettings):
     engine_api_key: str | None = _env("VLMBOT_ENGINE_API_KEY", None, "Bearer key for VLMBOT_ENGINE_URL.")
     engine_model: str | None = _env(
         "VLMBOT_ENGINE_MODEL", None, "Model name to request from the remote server (default: its first model)."
+    )
+    engine_arch: ArchSetting = _env(
+        "VLMBOT_ENGINE_ARCH",
+        "auto",
+        "Architecture of the remote model when its server does not say (this project's server does): "
+        "qwen2_5_vl, qwen3_vl, or auto = judged by the model's name.",
     )
     engine_api_keys: IdList = _env(
         "VLMBOT_SERVER_API_KEYS", (), "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth."

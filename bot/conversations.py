@@ -25,10 +25,11 @@ from bot.messages import (
     Text,
 )
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
-from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
+from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
 from bot.prompt import PromptBudget, build_prompt, pending_pictures
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from bot.votes import Vote, VoteResult
+from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.interface import (
     Engine,
     EngineError,
@@ -63,14 +64,13 @@ class ConversationLimits:
     request_timeout_s: float
     budget: PromptBudget
     # The engine's resize budget, needed to map Qwen2.5-VL grounding answers (pixels of the resized
-    # picture) back to the original; None derives it from `budget` (max) and the default (min).
-    min_pixels: int | None = None
-    max_pixels: int | None = None
+    # picture) back to the original.
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
-        max_pixels = self.max_pixels if self.max_pixels is not None else self.budget.tokens_per_image * 28 * 28
-        min_pixels = self.min_pixels if self.min_pixels is not None else 4 * 28 * 28
+        min_pixels, max_pixels = self.min_pixels, self.max_pixels
         if halved:
             return min(min_pixels, max_pixels // 2), max_pixels // 2
         return min_pixels, max_pixels
@@ -377,7 +377,15 @@ class Conversations:
                     # An earlier picture goes into this question again, right next to the instruction.
                     own = [target]
             in_question = [*carried, *own]
-            arch = self._arch()
+            try:
+                arch = await self.engine.model_arch()  # the grounding prompt differs by architecture
+            except EngineError as exc:
+                log.warning("session %s: /%s: the model's architecture is not known: %s", session.id, preset.name, exc)
+                if checked:  # keep the pictures, so the same command works once the server is back
+                    hashes = [picture.sha256 for picture in checked]
+                    await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+                yield Text(exc.user_message, kind="error")
+                return
             if preset.needs_argument:  # /find marks one picture: name it when the question has several
                 number = len(in_question) - in_question[::-1].index(target)
                 text = preset.prompt(arch, argument, picture=number if len(in_question) > 1 else None)
@@ -391,11 +399,7 @@ class Conversations:
             async for reply in self._answer(session, turn, present):
                 yield reply
 
-    def _arch(self) -> str:
-        """The local engine knows its checkpoint's architecture; a remote one is judged by its model name."""
-        return guess_arch(getattr(self.engine, "arch", None), self.engine.model_name)
-
-    def _presenter(self, preset: Preset, arch: str, target: str, argument: str) -> Presenter | None:
+    def _presenter(self, preset: Preset, arch: ModelArch, target: str, argument: str) -> Presenter | None:
         """What the user gets besides the answer: files for /table and /code, the marked picture for /find."""
         if preset.name == "find":
 

@@ -14,6 +14,7 @@ from bot.conversations import ConversationLimits, Conversations
 from bot.pictures import PictureFiles
 from bot.prompt import PromptBudget
 from bot.store import Store, open_store
+from engine.arch import ModelArch, visual_tokens_bound
 from engine.interface import Engine
 
 __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
@@ -59,6 +60,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
                 base_url=settings.engine_url,
                 api_key=settings.engine_api_key,
                 model=settings.engine_model,
+                arch=settings.engine_arch,
                 min_pixels=settings.min_pixels,
                 max_pixels=settings.max_pixels,
                 queue_size=settings.queue_size,
@@ -88,7 +90,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
     ), demo
 
 
-def conversation_limits(settings: Settings) -> ConversationLimits:
+def conversation_limits(settings: Settings, arch: ModelArch | None) -> ConversationLimits:
+    """`arch`: the engine's, when known at start (else the prompt budget counts the costliest picture)."""
     return ConversationLimits(
         max_image_bytes=settings.max_image_bytes,
         max_image_source_pixels=settings.max_image_source_pixels,
@@ -99,8 +102,7 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         max_pixels=settings.max_pixels,
         budget=PromptBudget(
             context_tokens=settings.context_tokens,
-            # 28 px per visual token side is the smaller factor (Qwen2.5-VL), so an upper bound for both.
-            tokens_per_image=settings.max_pixels // (28 * 28),
+            tokens_per_image=visual_tokens_bound(settings.max_pixels, arch),
         ),
     )
 
@@ -129,7 +131,7 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
             health.attention,
             health.attention_reason,
         )
-        conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings))
+        conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings, engine.arch))
         try:
             yield Service(settings, store, engine, conversations, demo)
         finally:

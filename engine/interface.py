@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from engine.arch import ModelArch
+
 __all__ = [
     "Engine",
     "EngineBusy",
@@ -21,6 +23,7 @@ __all__ = [
     "GenerationLimits",
     "GenerationRequest",
     "GenerationStats",
+    "ModelArch",
     "PromptImage",
     "PromptTurn",
     "Queued",
@@ -135,6 +138,20 @@ class Engine(Protocol):
 
     @property
     def model_name(self) -> str: ...
+
+    @property
+    def arch(self) -> ModelArch | None:
+        """The served model's architecture (patch factor, grounding coordinates) once known: after
+        `start` in process; for a remote server once it has been reached. None before that."""
+        ...
+
+    async def model_arch(self) -> ModelArch:
+        """The architecture, finding it out if it is not known yet (a remote engine asks its server).
+
+        Raises `EngineError` (`EngineUnavailable` for a server that cannot be reached) when it
+        cannot be known now.
+        """
+        ...
 
     async def start(self) -> None: ...
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.batch import INTERNAL_MESSAGE, BatchRunner, Work, error_for
 from engine.decode import DecodeControl, DecodeResult, ImageBudget
 from engine.features import FeatureCache, FeatureCacheStats
@@ -47,8 +48,8 @@ class LocalEngineOptions:
     model_path: Path
     device: str = "auto"
     attention: str = "auto"
-    min_pixels: int = 4 * 28 * 28
-    max_pixels: int = 1280 * 28 * 28
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_draft: bool = True
     queue_size: int = 32
     batch_size: int = 8  # requests decoded together; 1 disables batching
@@ -99,9 +100,14 @@ class LocalEngine:
         return self._options.model_path.name
 
     @property
-    def arch(self) -> str | None:
-        """"qwen2_5_vl" or "qwen3_vl" once loaded: grounding answers differ in coordinate system."""
+    def arch(self) -> ModelArch | None:
+        """Read from the checkpoint's config when the model loads; None before `start`."""
         return self._loaded.arch if self._loaded else None
+
+    async def model_arch(self) -> ModelArch:
+        if self._loaded is None:
+            raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
+        return self._loaded.arch
 
     @property
     def loaded(self) -> LoadedModel:

@@ -26,6 +26,7 @@ class OpenAIStandIn:
     send_done: bool = True  # False: end like transformers serve, right after the finish (and usage) chunk
     send_usage: bool = True
     cut_before_finish: bool = False  # end the stream cleanly after the pieces, with no finish_reason
+    models_status: int = 200  # e.g. 404: a server without GET /v1/models
     received: list[Received] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -50,6 +51,8 @@ class OpenAIStandIn:
             await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.models_status != 200:
+            return web.json_response({"error": {"message": "Not Found"}}, status=self.models_status)
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "vllm"}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:

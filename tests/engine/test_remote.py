@@ -26,7 +26,7 @@ from engine.interface import (
     TextPiece,
 )
 from engine.local import LocalEngine
-from engine.remote import LOST_MID_ANSWER, RemoteEngine, RemoteEngineOptions, api_base, patch_factor_for
+from engine.remote import LOST_MID_ANSWER, RemoteEngine, RemoteEngineOptions, api_base
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
 from tests.conftest import picture_bytes
 from tests.engine.openai_standin import OpenAIStandIn
@@ -254,10 +254,7 @@ async def test_connection_lost_mid_answer(standin: OpenAIStandIn) -> None:
         await engine.close()
 
 
-def test_patch_factor_and_base_url() -> None:
-    assert patch_factor_for("Qwen/Qwen3-VL-8B-Instruct") == 32
-    assert patch_factor_for("Qwen2.5-VL-7B-Instruct") == 28
-    assert patch_factor_for("my-finetune") == 28
+def test_base_url() -> None:
     assert api_base("http://engine:8000") == api_base("http://engine:8000/v1/") == "http://engine:8000/v1"
 
 
