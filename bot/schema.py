@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Delivery", "ImageRow", "SessionRow", "TurnRow"]
+__all__ = ["Base", "Delivery", "ImageRow", "SessionRow", "TurnRow", "WebLoginRow"]
 
 
 class Base(DeclarativeBase):
@@ -93,3 +93,16 @@ class Delivery(Base):
     platform: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebLoginRow(Base):
+    """A sign-in to the web chat. The browser holds a random id; only its SHA-256 is stored here."""
+
+    __tablename__ = "web_logins"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # user | admin
+    # A keyed hash of the token the login was made with: changing the token ends every such login.
+    token_mark: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

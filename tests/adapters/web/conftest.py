@@ -17,9 +17,12 @@ from adapters.web import WebAdapter
 class Browser:
     """One browser: its own cookie jar (identity, CSRF, sign-in), talking to the chat like the page does."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, tls: bool = False, headers: dict[str, str] | None = None) -> None:
+        """`tls`: the browser sees the page as https (a TLS proxy in front), so it sends Secure cookies;
+        `headers` go with every request (what a proxy adds, such as X-Forwarded-For)."""
         self.base = base_url.rstrip("/")
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[self.base] if tls else None)
+        self.http = aiohttp.ClientSession(cookie_jar=jar, headers=headers)
         self.csrf = ""
         self.me: dict[str, Any] = {}
 
@@ -32,6 +35,9 @@ class Browser:
             self.me = await response.json()
         self.csrf = self.me["csrf"]
         return self.me
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.http.cookie_jar if c.key == name), None)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"X-CSRF-Token": self.csrf, "Origin": self.base, **(extra or {})}
@@ -107,8 +113,8 @@ def browsers() -> Callable[..., Any]:
     """`async with browsers(url) as browser:` - a started browser with identity and CSRF cookies."""
 
     @asynccontextmanager
-    async def make(url: str, *, start: bool = True) -> AsyncIterator[Browser]:
-        browser = Browser(url)
+    async def make(url: str, *, start: bool = True, **options: Any) -> AsyncIterator[Browser]:
+        browser = Browser(url, **options)
         try:
             if start:
                 await browser.start()

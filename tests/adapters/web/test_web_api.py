@@ -338,8 +338,13 @@ async def test_access_token_required_when_set(service_factory: Any, browsers: An
             assert (await browser.get("/api/sessions"))[0] == 401
             status, body = await browser.ask(new_thread(), "Hi")
             assert status == 401 and "token" in body["error"]
+            bearer = {"Authorization": "Bearer s3cret-token-value"}
             assert (await browser.get("/api/sessions", headers={"Authorization": "Bearer wrong"}))[0] == 401
-            assert (await browser.get("/api/sessions", headers={"Authorization": "Bearer s3cret-token-value"}))[0] == 200
+            status, body = await browser.get("/api/sessions", headers=bearer)
+            assert status == 401 and "identity" in body["error"]  # identities go only to allowed browsers
+            assert (await browser.get("/api/me", headers=bearer))[1]["user"] is not None
+            assert (await browser.get("/api/sessions", headers=bearer))[0] == 200
+            assert (await browser.get("/api/sessions"))[0] == 401  # the identity alone is not a sign-in
             status, body = await browser.request("POST", "/api/login", json={"token": "wrong"})
             assert status == 401 and "not right" in body["error"]
             status, body = await browser.request("POST", "/api/login", json={})
