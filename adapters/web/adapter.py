@@ -16,7 +16,7 @@ from bot.web_logins import WebLogins
 from .app import build_app
 from .identity import load_secret
 from .security import Access, is_loopback_host
-from .uploads import UploadLimits
+from .uploads import PictureChecks, UploadLimits
 
 __all__ = ["MIN_TOKEN_CHARS", "WebAdapter", "WebConfigError", "parse_listen"]
 
@@ -56,7 +56,15 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, settings: Settings, conversations: Conversations, *, keepalive_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        conversations: Conversations,
+        *,
+        keepalive_s: float = 15.0,
+        checks: PictureChecks | None = None,
+    ) -> None:
+        """`checks`: the upload decoder with its concurrency cap (made from the settings when None)."""
         self._host, self._port = parse_listen(settings.web_listen)
         check_tokens(settings)
         if not is_loopback_host(self._host) and not settings.web_token:
@@ -72,6 +80,7 @@ class WebAdapter:
             max_source_pixels=settings.max_image_source_pixels,
             max_decodes=settings.web_picture_decodes,
         )
+        self._checks = checks or PictureChecks(self._limits)
         self._keepalive_s = keepalive_s
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -100,7 +109,7 @@ class WebAdapter:
 
     async def start(self) -> None:
         access = await self._access()
-        app = build_app(self._conversations, access, self._limits, keepalive_s=self._keepalive_s)
+        app = build_app(self._conversations, access, self._limits, self._checks, keepalive_s=self._keepalive_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:

@@ -59,13 +59,19 @@ def export_response(session: SessionInfo, data: bytes) -> web.Response:
 
 class ChatApi:
     def __init__(
-        self, conversations: Conversations, access: Access, limits: UploadLimits, *, keepalive_s: float = 15.0
+        self,
+        conversations: Conversations,
+        access: Access,
+        limits: UploadLimits,
+        checks: PictureChecks,
+        *,
+        keepalive_s: float = 15.0,
     ) -> None:
         self._conversations = conversations
         self._store = conversations.store
         self._access = access
         self._limits = limits
-        self._checks = PictureChecks(limits)
+        self._checks = checks
         self._keepalive_s = keepalive_s
 
     def routes(self) -> list[web.RouteDef]:

@@ -13,7 +13,7 @@ from .admin import AdminApi
 from .api import ChatApi
 from .errors import error_middleware
 from .security import Access
-from .uploads import UploadLimits
+from .uploads import PictureChecks, UploadLimits
 
 __all__ = ["build_app"]
 
@@ -40,7 +40,7 @@ def _static_files() -> dict[str, bytes]:
 
 
 def build_app(
-    conversations: Conversations, access: Access, limits: UploadLimits, *, keepalive_s: float
+    conversations: Conversations, access: Access, limits: UploadLimits, checks: PictureChecks, *, keepalive_s: float
 ) -> web.Application:
     files = _static_files()
 
@@ -71,6 +71,6 @@ def build_app(
     app.on_response_prepare.append(headers)
     app.router.add_get("/", static)
     app.router.add_get("/static/{name}", static)
-    app.router.add_routes(ChatApi(conversations, access, limits, keepalive_s=keepalive_s).routes())
+    app.router.add_routes(ChatApi(conversations, access, limits, checks, keepalive_s=keepalive_s).routes())
     app.router.add_routes(AdminApi(conversations, access).routes())
     return app

@@ -66,26 +66,36 @@ class MessageForm:
 
 
 class PictureChecks:
-    """Decodes uploads to prove them usable, at most `limits.max_decodes` at once (one per app)."""
+    """Decodes uploads to prove them usable, at most `limits.max_decodes` at once across every request."""
 
     def __init__(self, limits: UploadLimits) -> None:
         self._limits = limits
         self._slots = asyncio.Semaphore(limits.max_decodes)
+        self.decoding = 0  # pictures being decoded now
+        self.waiting = 0  # pictures waiting for a slot
 
     async def check(self, files: list[Attachment]) -> None:
         limits = self._limits
         for attachment in files:
-            async with self._slots:
-                try:
-                    await asyncio.to_thread(
-                        check_picture,
-                        attachment.data,
-                        max_bytes=limits.max_file_bytes,
-                        max_pixels=limits.max_source_pixels,
-                        name=attachment.filename,
-                    )
-                except PictureRejected as exc:
-                    raise ApiError(400, exc.user_message) from None
+            self.waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
+            self.decoding += 1
+            try:
+                await asyncio.to_thread(
+                    check_picture,
+                    attachment.data,
+                    max_bytes=limits.max_file_bytes,
+                    max_pixels=limits.max_source_pixels,
+                    name=attachment.filename,
+                )
+            except PictureRejected as exc:
+                raise ApiError(400, exc.user_message) from None
+            finally:
+                self.decoding -= 1
+                self._slots.release()
 
 
 def _mb(n: int) -> str:

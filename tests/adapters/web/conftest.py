@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from adapters.web import WebAdapter
+from adapters.web.uploads import PictureChecks
 
 
 class Browser:
@@ -97,10 +98,10 @@ def new_thread() -> str:
 
 
 @asynccontextmanager
-async def running_web(service: Any, **overrides: Any) -> AsyncIterator[WebAdapter]:
+async def running_web(service: Any, *, checks: PictureChecks | None = None, **overrides: Any) -> AsyncIterator[WebAdapter]:
     overrides.setdefault("web_listen", "127.0.0.1:0")
     settings = service.settings.model_copy(update=overrides)
-    adapter = WebAdapter(settings, service.conversations, keepalive_s=0.5)
+    adapter = WebAdapter(settings, service.conversations, keepalive_s=0.5, checks=checks)
     await adapter.start()
     try:
         yield adapter
