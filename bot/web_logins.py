@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.schema import WebLoginRow
@@ -63,21 +63,15 @@ class WebLogins:
         kind: LoginKind = "admin" if row.kind == "admin" else "user"
         return WebLogin(kind=kind, token_mark=row.token_mark, expires_at=expires_at)
 
-    async def revoke(self, id_hashes: list[str]) -> int:
+    async def revoke(self, id_hashes: list[str]) -> None:
         if not id_hashes:
-            return 0
+            return
         async with self._sessions() as db:
-            result = await db.execute(delete(WebLoginRow).where(WebLoginRow.id_hash.in_(id_hashes)))
+            await db.execute(delete(WebLoginRow).where(WebLoginRow.id_hash.in_(id_hashes)))
             await db.commit()
-            return result.rowcount or 0
 
-    async def prune(self) -> int:
+    async def prune(self) -> None:
         """Forget expired logins."""
         async with self._sessions() as db:
-            result = await db.execute(delete(WebLoginRow).where(WebLoginRow.expires_at <= datetime.now(UTC)))
+            await db.execute(delete(WebLoginRow).where(WebLoginRow.expires_at <= datetime.now(UTC)))
             await db.commit()
-            return result.rowcount or 0
-
-    async def count(self) -> int:
-        async with self._sessions() as db:
-            return len((await db.execute(select(WebLoginRow.id_hash))).all())

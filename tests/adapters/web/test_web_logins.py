@@ -42,7 +42,7 @@ async def test_each_login_has_its_own_cookie_stored_only_as_a_hash(service_facto
             assert "" not in values and len(set(values)) == 3  # no longer one value for everyone
             stored = await rows(service)
             kinds = ["user", "user", "admin"]
-            assert sorted(stored) == sorted((hashlib.sha256(v.encode()).hexdigest(), k) for v, k in zip(values, kinds))
+            assert sorted(stored) == sorted((hashlib.sha256(v.encode()).hexdigest(), k) for v, k in zip(values, kinds, strict=True))
             assert all(v not in str(stored) for v in values)
             assert (await a.get("/api/sessions"))[0] == 200 and (await b.get("/api/admin/sessions"))[0] == 200
             assert (await a.get("/api/admin/sessions"))[0] == 401
