@@ -36,14 +36,14 @@ NOT_FOUND = "There is no such conversation here."
 
 def session_id_param(request: web.Request) -> str:
     value = request.match_info["session"]
-    if not _UUID.match(value):
+    if not _UUID.fullmatch(value):
         raise ApiError(404, NOT_FOUND)
     return value
 
 
 def sha_param(request: web.Request) -> str:
     value = request.match_info["sha"]
-    if not _SHA.match(value):
+    if not _SHA.fullmatch(value):
         raise ApiError(404, "There is no such picture.")
     return value
 
@@ -102,7 +102,7 @@ class ChatApi:
 
     def _thread_key(self, request: web.Request, user_id: str) -> str:
         thread = request.match_info["thread"]
-        if not _THREAD.match(thread):
+        if not _THREAD.fullmatch(thread):
             raise ApiError(400, "That chat id is malformed; start a new chat.")
         return f"{user_id}/{thread}"
 
@@ -196,7 +196,7 @@ class ChatApi:
     async def remove_turn(self, request: web.Request) -> web.Response:
         session = await self._own_session(request, await self._user(request))
         raw = request.match_info["turn"]
-        if not _TURN.match(raw):
+        if not _TURN.fullmatch(raw):
             raise ApiError(404, "There is no such turn.")
         turn_id = int(raw)
         turn = await self._store.get_turn(turn_id)

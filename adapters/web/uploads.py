@@ -139,7 +139,7 @@ class _CappedBody:
 
 def parse_ref(value: str) -> PictureRef:
     session_id, _, sha = value.strip().partition("/")
-    if not _SESSION.match(session_id) or not _SHA.match(sha):
+    if not _SESSION.fullmatch(session_id) or not _SHA.fullmatch(sha):
         raise ApiError(400, "That picture reference is malformed; attach the picture again.")
     return PictureRef(session_id, sha)
 

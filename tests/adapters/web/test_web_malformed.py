@@ -144,6 +144,8 @@ async def test_malformed_forms_paths_and_headers(site: Any) -> None:
         (f"{session}/turns/%EF%BC%91", True),  # a fullwidth 1, which int() would take
         ("/api/sessions/%ED%A0%80", True),
         ("/api/threads/%ff%fe", True),
+        ("/api/threads/abcdef%0A", True),  # a trailing newline, which a regex's $ lets through
+        (f"{session}%0A", True),
         ("/api/threads/" + "a" * 5000, True),
         ("/api/admin/sessions?platform=%00", True),
         ("/api/admin/sessions?search=%ED%A0%80%ff%00", False),  # decoded with replacement characters: a search
