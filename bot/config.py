@@ -129,6 +129,18 @@ class Settings(BaseSettings):
     web_listen: str = _env("VLMBOT_WEB_LISTEN", "127.0.0.1:8080", "host:port of the web chat.")
     web_token: str | None = _env("VLMBOT_WEB_TOKEN", None, "Access token; required when not bound to loopback.")
     web_admin_token: str | None = _env("VLMBOT_WEB_ADMIN_TOKEN", None, "Operator token: read-only view of all sessions.")
+    web_login_ttl_s: float = _env(
+        "VLMBOT_WEB_LOGIN_TTL", 7 * 24 * 3600.0, "Seconds a web sign-in lasts before the token is asked for again."
+    )
+    web_tls_proxy: bool = _env(
+        "VLMBOT_WEB_TLS_PROXY",
+        False,
+        "true when a TLS reverse proxy serves the web chat as https: cookies become Secure and __Host-, "
+        "and login throttling counts by the proxy's X-Forwarded-For address.",
+    )
+    web_picture_decodes: int = _env(
+        "VLMBOT_WEB_PICTURE_DECODES", 2, "Uploaded pictures the web chat decodes at once (a 64-megapixel one takes ~250 MB)."
+    )
 
     @field_validator(
         "engine_api_keys", "telegram_allowed_users", "telegram_allowed_chats", "slack_allowed_teams",

@@ -9,7 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.votes import Vote
 
-__all__ = ["Base", "Delivery", "FeedbackRow", "ImageRow", "SessionRow", "TurnRow"]
+__all__ = ["Base", "Delivery", "FeedbackRow", "ImageRow", "SessionRow", "TurnRow", "WebLoginRow"]
 
 
 class Base(DeclarativeBase):
@@ -125,3 +125,16 @@ class FeedbackRow(Base):
         UniqueConstraint("turn_id", "platform", "user_id", name="uq_feedback_turn_user"),
         Index("ix_feedback_voted_at", "voted_at"),
     )
+
+
+class WebLoginRow(Base):
+    """A sign-in to the web chat. The browser holds a random id; only its SHA-256 is stored here."""
+
+    __tablename__ = "web_logins"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # user | admin
+    # A keyed hash of the token the login was made with: changing the token ends every such login.
+    token_mark: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
