@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from bot.config import Settings, load_settings
+from bot.filemodes import private_umask
 
 __all__ = ["main"]
 
@@ -73,9 +75,10 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
 async def _db(settings: Settings, action: str, revision: str) -> int:
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from bot.filemodes import prepare_data_dir
     from bot.migrate import downgrade_database, upgrade_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, settings.resolved_database_url())
     engine = create_async_engine(settings.resolved_database_url())
     try:
         if action == "upgrade":
@@ -159,6 +162,18 @@ def _settings_or_exit() -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "model" or (args.command == "engine" and args.action == "health"):
+        # `model tiny` writes random weights where the operator asks, with the operator's umask.
+        return _main(args)
+    # Conversations, pictures, exports, the database: nothing vlmbot writes is for other users.
+    previous = private_umask()
+    try:
+        return _main(args)
+    finally:
+        os.umask(previous)  # as it was, for a caller in the same process (tests)
+
+
+def _main(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     _setup_logging(settings)
     if args.command in ("run", "chat"):
