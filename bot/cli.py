@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bot import logsafe
 from bot.config import Settings, load_settings
 from bot.filemodes import private_umask
 
@@ -20,6 +21,7 @@ log = logging.getLogger("vlmbot")
 
 
 def _setup_logging(settings: Settings) -> None:
+    logsafe.install(settings.secret_values())
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

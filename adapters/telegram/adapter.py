@@ -13,6 +13,7 @@ from telegram import BotCommand, Update
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
+from bot import logsafe
 from bot.adapter import ConfigurationError
 from bot.commands import COMMANDS
 from bot.config import Settings
@@ -140,6 +141,7 @@ class TelegramAdapter:
         url = self._settings.telegram_webhook_url or ""
         # The secret is checked on every request; without a configured one a random one is registered.
         secret = self._settings.telegram_webhook_secret or secrets.token_urlsafe(32)
+        logsafe.register(secret, "TELEGRAM_WEBHOOK_SECRET")
 
         async def deliver(data: object) -> None:
             await app.update_queue.put(Update.de_json(data, app.bot))  # type: ignore[arg-type]
