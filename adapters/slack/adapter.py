@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -32,6 +31,7 @@ from . import commands
 from .access import REFUSAL, AccessPolicy
 from .events import SlackMessage, parse_message, strip_mention
 from .files import DownloadError, download
+from .http_events import events_handler, json_errors
 from .mrkdwn import MESSAGE_LIMIT, to_mrkdwn, unescape_slack
 from .render import RenderOptions, render
 from .stream import Poster, ReplyStream
@@ -178,11 +178,8 @@ class SlackAdapter:
             log.warning("slack: missing scopes %s; see adapters/slack/manifest.yaml", ", ".join(missing))
 
     async def _serve_http(self, app: AsyncApp) -> None:
-        async def events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
-
-        web_app = web.Application()
-        web_app.router.add_post(EVENTS_PATH, events)
+        web_app = web.Application(middlewares=[json_errors])
+        web_app.router.add_post(EVENTS_PATH, events_handler(app, self._settings.slack_signing_secret or ""))
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         host, _, port = self._settings.slack_http_listen.rpartition(":")

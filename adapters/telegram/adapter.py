@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.error import Forbidden, TelegramError
@@ -36,7 +37,7 @@ from .downloads import Downloader
 from .outbox import Outbox, Target
 from .render import Chunk, code_blocks, split
 from .stream import ReplyStream, Typing
-from .updates import Inbound, parse_update
+from .updates import Inbound, parse_update, update_from_json
 from .webhook import WebhookServer
 
 __all__ = ["TelegramAdapter"]
@@ -143,8 +144,8 @@ class TelegramAdapter:
         secret = self._settings.telegram_webhook_secret or secrets.token_urlsafe(32)
         logsafe.register(secret, "TELEGRAM_WEBHOOK_SECRET")
 
-        async def deliver(data: object) -> None:
-            await app.update_queue.put(Update.de_json(data, app.bot))  # type: ignore[arg-type]
+        async def deliver(data: dict[str, Any]) -> None:
+            await app.update_queue.put(update_from_json(data, app.bot))
 
         self._webhook = WebhookServer(url, self._settings.telegram_webhook_listen, secret, deliver)
         await self._webhook.start()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from telegram import Message, Update
+from typing import Any
 
-__all__ = ["Inbound", "MediaRef", "parse_update", "thread_key"]
+from telegram import Bot, Message, Update
+
+from .webhook import MalformedUpdate
+
+__all__ = ["Inbound", "MediaRef", "parse_update", "thread_key", "update_from_json"]
 
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
 
@@ -131,3 +135,11 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
         addressed=addressed,
         media_group_id=message.media_group_id,
     )
+
+
+def update_from_json(data: dict[str, Any], bot: Bot) -> Update:
+    """A webhook's JSON object -> the Update, or MalformedUpdate (answered with 400, not a 500)."""
+    try:
+        return Update.de_json(data, bot)
+    except Exception as exc:  # PTB raises whatever a malformed field provokes (TypeError, KeyError...)
+        raise MalformedUpdate(f"not a Telegram update ({type(exc).__name__})") from exc
