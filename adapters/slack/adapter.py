@@ -32,7 +32,7 @@ from .access import REFUSAL, AccessPolicy
 from .events import SlackMessage, parse_message, strip_mention
 from .files import DownloadError, download
 from .http_events import events_handler, json_errors
-from .mrkdwn import MESSAGE_LIMIT, to_mrkdwn, unescape_slack
+from .mrkdwn import MESSAGE_LIMIT, escape, to_mrkdwn, unescape_slack
 from .render import RenderOptions, render
 from .stream import Poster, ReplyStream
 
@@ -281,8 +281,9 @@ class SlackAdapter:
             await replies.aclose()
 
     async def _say(self, channel: str, thread_ts: str | None, text: str) -> None:
+        """Post plain text (escaped: a file name such as `<!channel>.png` must not ping anyone)."""
         assert self._poster is not None
-        await ReplyStream(self._poster, channel, thread_ts, limit=self._options.limit).show(text, final=True)
+        await ReplyStream(self._poster, channel, thread_ts, limit=self._options.limit).show(escape(text), final=True)
 
     # --- the slash command --------------------------------------------------------------------
 
@@ -308,7 +309,7 @@ class SlackAdapter:
             assert self._poster is not None
             client = self._poster.client
             root = await self._poster.call(
-                "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {text}")
+                "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {escape(text)}")
             )
             key = f"{channel}/{root['ts']}"
             await self._answer(IncomingMessage(PLATFORM, key, user, text), channel, root["ts"])
