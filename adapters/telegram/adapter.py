@@ -145,7 +145,7 @@ class TelegramAdapter:
         logsafe.register(secret, "TELEGRAM_WEBHOOK_SECRET")
 
         async def deliver(data: dict[str, Any]) -> None:
-            await app.update_queue.put(update_from_json(data, app.bot))
+            await app.update_queue.put(update_from_json(data, app.bot, bot_id=self._bot_id, username=self._username))
 
         self._webhook = WebhookServer(url, self._settings.telegram_webhook_listen, secret, deliver)
         await self._webhook.start()

@@ -137,9 +137,14 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
     )
 
 
-def update_from_json(data: dict[str, Any], bot: Bot) -> Update:
-    """A webhook's JSON object -> the Update, or MalformedUpdate (answered with 400, not a 500)."""
+def update_from_json(data: dict[str, Any], bot: Bot, *, bot_id: int, username: str) -> Update:
+    """A webhook's JSON object -> the Update, or MalformedUpdate (answered with 400, not a 500).
+
+    PTB does not check field types (`"chat": null` and `"text": true` pass), so the update must also
+    go through `parse_update` here, rather than fail after it was acknowledged."""
     try:
-        return Update.de_json(data, bot)
-    except Exception as exc:  # PTB raises whatever a malformed field provokes (TypeError, KeyError...)
+        update = Update.de_json(data, bot)
+        parse_update(update, bot_id=bot_id, username=username)
+    except Exception as exc:  # a malformed field provokes whatever it provokes (TypeError, KeyError...)
         raise MalformedUpdate(f"not a Telegram update ({type(exc).__name__})") from exc
+    return update
