@@ -68,7 +68,7 @@ def test_secrets_are_redacted_everywhere_in_a_record(logged: tuple[logging.Logge
         raise RuntimeError("Client error for url 'https://api.telegram.org/bot123456:AAH-telegram-token/getMe'")
     except RuntimeError:
         logger.exception("the request failed")
-    logger.error("a bad format string %s %s", "xoxb-111-222-slackbot")
+    logger.error("a bad format string %s %s", "xoxb-111-222-slackbot")  # noqa: PLE1206 (on purpose)
     logger.debug("nothing secret here")
     text = out.getvalue()
     for value in values:

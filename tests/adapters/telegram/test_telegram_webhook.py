@@ -68,9 +68,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 async def _post(url: str, method: str, headers: dict[str, str], body: bytes) -> tuple[int, str, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, url, data=body, headers=headers) as response:
-            return response.status, response.content_type, await response.json(content_type=None)
+    async with aiohttp.ClientSession() as http, http.request(method, url, data=body, headers=headers) as response:
+        return response.status, response.content_type, await response.json(content_type=None)
 
 
 async def test_malformed_requests_get_a_json_4xx_and_the_bot_goes_on(standin: BotApiStandIn, settings: Settings) -> None:
