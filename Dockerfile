@@ -39,7 +39,7 @@ COPY adapters ./adapters
 COPY migrations ./migrations
 RUN pip install . \
     && useradd --create-home --uid 10001 vlmbot \
-    && mkdir -p /data \
+    && mkdir -p -m 700 /data \
     && chown vlmbot:vlmbot /data
 
 USER vlmbot

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.conversations import Conversations
+from bot.filemodes import make_private_dir, write_private_file
 from bot.messages import (
     Answer,
     AnswerDelta,
@@ -165,10 +166,8 @@ class ConsoleAdapter:
             self._out.write("\n")
 
     def _save(self, filename: str, data: bytes) -> Path:
-        self._files_dir.mkdir(parents=True, exist_ok=True)
-        path = self._files_dir / Path(filename).name
-        path.write_bytes(data)
-        return path
+        make_private_dir(self._files_dir)
+        return write_private_file(self._files_dir / Path(filename).name, data)
 
     def _say(self, text: str) -> None:
         self._out.write(text + "\n")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import json
+import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot import logsafe
 from bot.config import Settings, load_settings
+from bot.filemodes import private_umask
 from engine.arch import ArchName
 
 __all__ = ["main"]
@@ -21,6 +24,7 @@ log = logging.getLogger("vlmbot")
 
 
 def _setup_logging(settings: Settings) -> None:
+    logsafe.install(settings.secret_values())
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -76,9 +80,10 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
 async def _db(settings: Settings, action: str, revision: str) -> int:
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from bot.filemodes import prepare_data_dir
     from bot.migrate import downgrade_database, upgrade_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, settings.resolved_database_url())
     engine = create_async_engine(settings.resolved_database_url())
     try:
         if action == "upgrade":
@@ -203,6 +208,18 @@ def _settings_or_exit() -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "model" or (args.command == "engine" and args.action == "health"):
+        # `model tiny` writes random weights where the operator asks, with the operator's umask.
+        return _main(args)
+    # Conversations, pictures, exports, the database: nothing vlmbot writes is for other users.
+    previous = private_umask()
+    try:
+        return _main(args)
+    finally:
+        os.umask(previous)  # as it was, for a caller in the same process (tests)
+
+
+def _main(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     _setup_logging(settings)
     if args.command in ("run", "chat"):

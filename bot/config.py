@@ -9,13 +9,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ArchSetting
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["SECRET_SETTINGS", "Settings", "load_settings"]
 
 
 def _env(name: str, default, description: str, **kw):
@@ -23,6 +24,12 @@ def _env(name: str, default, description: str, **kw):
 
 
 IdList = Annotated[tuple[str, ...], NoDecode]
+
+# Settings whose values never appear in a log (bot/logsafe.py); the database URL's password neither.
+SECRET_SETTINGS = (
+    "telegram_token", "telegram_webhook_secret", "slack_bot_token", "slack_app_token", "slack_signing_secret",
+    "engine_api_key", "engine_api_keys", "web_token", "web_admin_token",
+)
 
 
 class Settings(BaseSettings):
@@ -151,6 +158,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    def secret_values(self) -> list[tuple[str, str]]:
+        """(variable name, value) of every configured secret, for redaction from the logs."""
+        found: list[tuple[str, str]] = []
+        for name in SECRET_SETTINGS:
+            value = getattr(self, name)
+            alias = type(self).model_fields[name].validation_alias
+            label = alias.choices[0] if isinstance(alias, AliasChoices) else name
+            for item in value if isinstance(value, tuple) else (value,):
+                if item:
+                    found.append((str(label), str(item)))
+        password = urlsplit(self.database_url).password if self.database_url else None
+        if password:
+            found += [("VLMBOT_DATABASE_URL password", password), ("VLMBOT_DATABASE_URL password", unquote(password))]
+        return found
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from bot.filemodes import make_private_dir
+
 __all__ = ["CheckedPicture", "PictureFiles", "PictureRejected", "check_picture"]
 
 _FORMAT_MIME = {
@@ -100,7 +102,7 @@ class PictureFiles:
         target = self.path(sha256)
         if target.exists():
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:

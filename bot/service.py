@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
+from bot.filemodes import prepare_data_dir
 from bot.pictures import PictureFiles
 from bot.prompt import PromptBudget
 from bot.store import Store, open_store
@@ -110,7 +111,7 @@ def conversation_limits(settings: Settings, arch: ModelArch | None) -> Conversat
 @asynccontextmanager
 async def running_service(settings: Settings) -> AsyncIterator[Service]:
     """Database, engine and conversations; on exit drains answers in flight and closes everything."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, settings.resolved_database_url())
     async with open_store(settings.resolved_database_url(), instance_id=settings.instance_id) as store:
         # Any turn pending longer than a request may take has lost its replica, whichever it was.
         stale_after = settings.request_timeout_s + settings.shutdown_grace_s + 60

@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -32,7 +31,8 @@ from . import commands
 from .access import REFUSAL, AccessPolicy
 from .events import SlackMessage, parse_message, strip_mention
 from .files import DownloadError, download
-from .mrkdwn import MESSAGE_LIMIT, to_mrkdwn, unescape_slack
+from .http_events import events_handler, json_errors
+from .mrkdwn import MESSAGE_LIMIT, escape, to_mrkdwn, unescape_slack
 from .render import RenderOptions, render
 from .stream import Poster, ReplyStream
 
@@ -178,11 +178,8 @@ class SlackAdapter:
             log.warning("slack: missing scopes %s; see adapters/slack/manifest.yaml", ", ".join(missing))
 
     async def _serve_http(self, app: AsyncApp) -> None:
-        async def events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
-
-        web_app = web.Application()
-        web_app.router.add_post(EVENTS_PATH, events)
+        web_app = web.Application(middlewares=[json_errors])
+        web_app.router.add_post(EVENTS_PATH, events_handler(app, self._settings.slack_signing_secret or ""))
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         host, _, port = self._settings.slack_http_listen.rpartition(":")
@@ -284,8 +281,9 @@ class SlackAdapter:
             await replies.aclose()
 
     async def _say(self, channel: str, thread_ts: str | None, text: str) -> None:
+        """Post plain text (escaped: a file name such as `<!channel>.png` must not ping anyone)."""
         assert self._poster is not None
-        await ReplyStream(self._poster, channel, thread_ts, limit=self._options.limit).show(text, final=True)
+        await ReplyStream(self._poster, channel, thread_ts, limit=self._options.limit).show(escape(text), final=True)
 
     # --- the slash command --------------------------------------------------------------------
 
@@ -311,7 +309,7 @@ class SlackAdapter:
             assert self._poster is not None
             client = self._poster.client
             root = await self._poster.call(
-                "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {text}")
+                "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {escape(text)}")
             )
             key = f"{channel}/{root['ts']}"
             await self._answer(IncomingMessage(PLATFORM, key, user, text), channel, root["ts"])

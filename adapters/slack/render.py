@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Reply, Text
 
-from .mrkdwn import MESSAGE_LIMIT, code_blocks, to_mrkdwn
+from .mrkdwn import MESSAGE_LIMIT, code_blocks, escape, to_mrkdwn
 from .stream import Poster, ReplyStream
 
 __all__ = ["RenderOptions", "render", "upload"]
@@ -49,7 +49,7 @@ async def upload(
         "files.upload",
         lambda: poster.client.files_upload_v2(
             channel=channel, thread_ts=thread_ts, content=data, filename=filename, title=filename,
-            initial_comment=comment,
+            initial_comment=escape(comment) if comment else None,  # plain text: it may quote the user
         ),
     )
 

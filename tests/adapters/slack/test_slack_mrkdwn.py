@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from adapters.slack.mrkdwn import code_blocks, split_message, to_mrkdwn, unescape_slack
+from adapters.slack.mrkdwn import code_blocks, escape, split_message, to_mrkdwn, unescape_slack
 
 
 @pytest.mark.parametrize(
@@ -92,3 +94,55 @@ def test_code_blocks_are_extracted_with_language() -> None:
     md = "a\n```html\n<p>x</p>\n```\nb\n```\nplain\n```"
     blocks = code_blocks(md)
     assert [(b.language, b.code) for b in blocks] == [("html", "<p>x</p>\n"), ("", "plain\n")]
+
+
+# --- model output cannot write Slack markup (issue 11, finding 9) -------------------------------
+
+# A link this module made: a URL without the characters that end it, then a label without markup.
+OUR_LINK = re.compile(r"<https?://[^\s<>|]+\|[^<>]*>")
+
+INJECTIONS = [
+    "[docs](https://x/>y<!channel>)",
+    "[docs](https://x/|<!here>)",
+    "[docs](https://x/?a=1&b=<@U0ALICE>)",
+    "[<!channel> and <@U0ALICE>](https://x/)",
+    "Attention <!channel>, <!here>, <!everyone>, <!subteam^S0OPS> and <@U0ALICE> in <#C0HELP|help>",
+    "already escaped: &lt;!channel&gt; &amp;lt;!here&amp;gt;",
+    "`<!channel>` and ```<!here>```",
+    "```\n<!channel>\n```",
+    "| <!here> | <@U0ALICE> |\n|---|---|",
+    "# <!channel> heading",
+    "- **<!channel>** ~~<!here>~~ *<@U1>*",
+    "placeholder lookalikes \x00L7\x00 and \x00B\x00",
+]
+
+
+def outside_our_links(mrkdwn: str) -> str:
+    return OUR_LINK.sub("", mrkdwn)
+
+
+def test_a_link_url_cannot_close_the_link_and_ping() -> None:
+    assert to_mrkdwn("[docs](https://x/>y<!channel>)") == "<https://x/%3Ey%3C!channel%3E|docs>"
+    assert to_mrkdwn("[docs](https://x/|<!here>)") == "<https://x/%7C%3C!here%3E|docs>"
+    assert to_mrkdwn("[a](https://x/?a=1&b=2)") == "<https://x/?a=1&amp;b=2|a>"
+
+
+@pytest.mark.parametrize("markdown", INJECTIONS)
+def test_model_written_markup_is_shown_not_obeyed(markdown: str) -> None:
+    out = to_mrkdwn(markdown)
+    assert "<" not in outside_our_links(out) and ">" not in outside_our_links(out), out
+    for chunk in split_message(out, 40):
+        assert "<!" not in chunk and "<@" not in chunk and "<#" not in chunk, chunk
+
+
+def test_plain_text_mentions_are_escaped() -> None:
+    assert to_mrkdwn("<!channel> hi <@U0ALICE>") == "&lt;!channel&gt; hi &lt;@U0ALICE&gt;"
+    assert escape("<!here> & co") == "&lt;!here&gt; &amp; co"
+
+
+def test_split_does_not_cut_a_link() -> None:
+    link = "<https://x.io/p|a label with several words>"
+    text = to_mrkdwn("word " * 10 + "[a label with several words](https://x.io/p) end")
+    chunks = split_message(text, 80)  # a cut at the last space that fits would fall inside the label
+    assert all(len(c) <= 80 for c in chunks)
+    assert [c for c in chunks if link in c] and all(c.count("<") == c.count(">") for c in chunks), chunks
