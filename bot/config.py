@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     min_pixels: int = _env("VLMBOT_MIN_PIXELS", 4 * 28 * 28, "Smallest picture size after resizing.")
     max_new_tokens: int = _env("VLMBOT_MAX_NEW_TOKENS", 1024, "Upper bound on the length of one answer in tokens.")
     context_tokens: int = _env(
-        "VLMBOT_CONTEXT_TOKENS", 16384, "Prompt budget; older turns are left out of the prompt beyond it."
+        "VLMBOT_CONTEXT_TOKENS",
+        16384,
+        "Most tokens a prompt may have as the model counts them (pictures and instructions included); "
+        "older turns are left out beyond it. A remote engine's count is a safe over-estimate.",
+        gt=0,
     )
     queue_size: int = _env("VLMBOT_QUEUE_SIZE", 32, "Requests waiting or running at once; more are refused as busy.")
     request_timeout_s: float = _env("VLMBOT_REQUEST_TIMEOUT", 300.0, "Seconds a request may take, waiting included.")

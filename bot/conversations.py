@@ -25,7 +25,7 @@ from bot.messages import (
 )
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
 from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
-from bot.prompt import PromptBudget, build_prompt, pending_pictures
+from bot.prompt import SYSTEM_PROMPT, PromptTooLong, build_prompt, pending_pictures, pending_turns
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from engine.interface import (
     Engine,
@@ -59,19 +59,17 @@ class ConversationLimits:
     max_images_per_turn: int
     max_new_tokens: int
     request_timeout_s: float
-    budget: PromptBudget
+    context_tokens: int  # the whole prompt, as the engine counts it
     # The engine's resize budget, needed to map Qwen2.5-VL grounding answers (pixels of the resized
-    # picture) back to the original; None derives it from `budget` (max) and the default (min).
-    min_pixels: int | None = None
-    max_pixels: int | None = None
+    # picture) back to the original.
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 1280 * 28 * 28
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
-        max_pixels = self.max_pixels if self.max_pixels is not None else self.budget.tokens_per_image * 28 * 28
-        min_pixels = self.min_pixels if self.min_pixels is not None else 4 * 28 * 28
         if halved:
-            return min(min_pixels, max_pixels // 2), max_pixels // 2
-        return min_pixels, max_pixels
+            return min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2
+        return self.min_pixels, self.max_pixels
 
 
 @dataclass
@@ -210,11 +208,27 @@ class Conversations:
         """
         history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
         try:
-            prompt = await build_prompt(history, turn, self.limits.budget, self.pictures.load)
+            prompt = await build_prompt(
+                history,
+                turn,
+                system=SYSTEM_PROMPT,
+                context_tokens=self.limits.context_tokens,
+                count=self.engine.count_prompt_tokens,
+                load_image=self.pictures.load,
+            )
         except FileNotFoundError as exc:
             log.error("session %s: a stored picture is missing: %s", session.id, exc)
             await self.store.finish_turn(turn.id, status="failed", error=f"missing picture: {exc}")
             yield Text(MISSING_PICTURE, kind="error")
+            return
+        except PromptTooLong as exc:
+            log.info("session %s turn %s: %s", session.id, turn.id, exc)
+            await self.store.finish_turn(turn.id, status="failed", error=str(exc))
+            # Set aside with the pictures waiting for it, or every next question would carry them again.
+            for waiting in history[len(history) - len(pending_turns(history)):]:
+                await self.store.drop_from_context(waiting.id)
+            await self.store.drop_from_context(turn.id)
+            yield Text(exc.user_message, kind="error")
             return
         if prompt.left_out:
             yield Notice(

@@ -12,7 +12,6 @@ from pathlib import Path
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.pictures import PictureFiles
-from bot.prompt import PromptBudget
 from bot.store import Store, open_store
 from engine.interface import Engine
 
@@ -97,11 +96,7 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         request_timeout_s=settings.request_timeout_s,
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
-        budget=PromptBudget(
-            context_tokens=settings.context_tokens,
-            # 28 px per visual token side is the smaller factor (Qwen2.5-VL), so an upper bound for both.
-            tokens_per_image=settings.max_pixels // (28 * 28),
-        ),
+        context_tokens=settings.context_tokens,
     )
 
 
