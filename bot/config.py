@@ -77,6 +77,17 @@ class Settings(BaseSettings):
         "VLMBOT_SERVER_API_KEYS", (), "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth."
     )
 
+    # --- the operator's instructions --------------------------------------------------------
+    instructions_file: Path | None = _env(
+        "VLMBOT_INSTRUCTIONS_FILE", None, "Text or Markdown added to the system prompt of every conversation."
+    )
+    instructions_dir: Path | None = _env(
+        "VLMBOT_INSTRUCTIONS_DIR",
+        None,
+        "Per-place instructions: telegram_<chat id>.md, slack_<channel id>.md, web.md, console.md "
+        "(extend the general ones; <place>.replace.md replaces them).",
+    )
+
     # --- input limits ----------------------------------------------------------------------
     max_image_bytes: int = _env("VLMBOT_MAX_IMAGE_BYTES", 20 * 1024**2, "Largest picture file accepted.")
     max_image_source_pixels: int = _env(

@@ -23,6 +23,7 @@ from bot.messages import (
     Reply,
     Text,
 )
+from bot.instructions import Instructions
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
 from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
 from bot.prompt import SYSTEM_PROMPT, PromptTooLong, build_prompt, pending_pictures, pending_turns
@@ -82,11 +83,19 @@ class _InFlight:
 class Conversations:
     """Turns incoming messages into stored turns and engine requests, one active session per thread."""
 
-    def __init__(self, store: Store, engine: Engine, pictures: PictureFiles, limits: ConversationLimits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        pictures: PictureFiles,
+        limits: ConversationLimits,
+        instructions: Instructions | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
         self.pictures = pictures
         self.limits = limits
+        self.instructions = instructions
         self._accepting = True
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
@@ -207,11 +216,14 @@ class Conversations:
         or picture); the stored answer stays the model's own text.
         """
         history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
+        system = SYSTEM_PROMPT
+        if self.instructions is not None:
+            system = await self.instructions.system_prompt(session.platform, session.thread_key)
         try:
             prompt = await build_prompt(
                 history,
                 turn,
-                system=SYSTEM_PROMPT,
+                system=system,
                 context_tokens=self.limits.context_tokens,
                 count=self.engine.count_prompt_tokens,
                 load_image=self.pictures.load,

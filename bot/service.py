@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
+from bot.instructions import Instructions
 from bot.pictures import PictureFiles
 from bot.store import Store, open_store
 from engine.interface import Engine
@@ -115,18 +116,30 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         if demo:
             log.warning(DEMO_WARNING)
         await engine.start()
-        health = engine.health()
-        log.info(
-            "engine ready: model %s on %s (%s), attention %s (%s)",
-            health.model,
-            health.device,
-            health.dtype,
-            health.attention,
-            health.attention_reason,
-        )
-        conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings))
         try:
-            yield Service(settings, store, engine, conversations, demo)
+            health = engine.health()
+            log.info(
+                "engine ready: model %s on %s (%s), attention %s (%s)",
+                health.model,
+                health.device,
+                health.dtype,
+                health.attention,
+                health.attention_reason,
+            )
+            instructions = Instructions(
+                settings.instructions_file,
+                settings.instructions_dir,
+                engine.count_prompt_tokens,
+                # Half the budget at most, so that a question and some history always fit beside them.
+                limit=settings.context_tokens // 2,
+            )
+            await instructions.check()
+            conversations = Conversations(
+                store, engine, PictureFiles(settings.images_dir), conversation_limits(settings), instructions
+            )
+            try:
+                yield Service(settings, store, engine, conversations, demo)
+            finally:
+                await conversations.drain(settings.shutdown_grace_s)
         finally:
-            await conversations.drain(settings.shutdown_grace_s)
             await engine.close()
