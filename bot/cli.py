@@ -1,4 +1,4 @@
-"""The `vlmbot` command: run, chat, db, model, engine."""
+"""The `vlmbot` command: run, chat, db, data, model, engine."""
 
 from __future__ import annotations
 
@@ -88,6 +88,26 @@ async def _db(settings: Settings, action: str, revision: str) -> int:
     return 0
 
 
+async def _data(settings: Settings, args: argparse.Namespace) -> int:
+    """`vlmbot data prune` and `vlmbot data erase`: the same removal the running bot does."""
+    from bot.erasure import DataRemoval
+    from bot.pictures import PictureFiles
+    from bot.store import open_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_store(settings.resolved_database_url()) as store:
+        removal = DataRemoval(store.engine, PictureFiles(settings.images_dir), settings.exports_dir)
+        if args.action == "prune":
+            removed = await removal.prune(settings.retention_days)
+            days = settings.retention_days
+            scope = f"older than {days} day(s)" if days else "none (VLMBOT_RETENTION_DAYS=0 keeps them)"
+            print(f"pruned turns and exports {scope}; removed {removed.describe()}")
+        else:
+            removed = await removal.erase_user(args.platform, args.user)
+            print(f"erased {args.platform} user {args.user}: {removed.describe()}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmbot", description="Helpdesk bot for questions about pictures.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     down = db_sub.add_parser("downgrade", help="revert migrations")
     down.add_argument("revision")
+    data = sub.add_parser("data", help="stored conversations and pictures: retention and erasure")
+    data_sub = data.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("prune", help="delete what is older than VLMBOT_RETENTION_DAYS and pictures nothing uses")
+    erase = data_sub.add_parser("erase", help="erase one user's messages, the answers and their pictures")
+    erase.add_argument("--platform", required=True, choices=["telegram", "slack", "web", "console"])
+    erase.add_argument("--user", required=True, help="the user's id on that platform")
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="action", required=True)
     tiny = model_sub.add_parser("tiny", help="write a tiny random-weight checkpoint of a real architecture")
@@ -173,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "db":
         return asyncio.run(_db(settings, args.action, args.revision))
+    if args.command == "data":
+        return asyncio.run(_data(settings, args))
     if args.command == "engine":
         return asyncio.run(_engine_command(settings, args))
     if args.command == "model" and args.action == "tiny":

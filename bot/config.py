@@ -88,6 +88,15 @@ class Settings(BaseSettings):
         "(extend the general ones; <place>.replace.md replaces them).",
     )
 
+    # --- retention -------------------------------------------------------------------------
+    retention_days: int = _env(
+        "VLMBOT_RETENTION_DAYS",
+        0,
+        "Days sessions, turns, pictures and exports are kept (deleted daily and by `vlmbot data prune`); "
+        "0 keeps them forever.",
+        ge=0,
+    )
+
     # --- input limits ----------------------------------------------------------------------
     max_image_bytes: int = _env("VLMBOT_MAX_IMAGE_BYTES", 20 * 1024**2, "Largest picture file accepted.")
     max_image_source_pixels: int = _env(
@@ -155,6 +164,11 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where the terminal chat saves exports and files."""
+        return self.data_dir / "exports"
 
     @property
     def demo_model_dir(self) -> Path:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bot.commands import help_text, parse_command
 from bot.messages import (
@@ -23,6 +24,7 @@ from bot.messages import (
     Reply,
     Text,
 )
+from bot.erasure import DataRemoval
 from bot.instructions import Instructions
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
 from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
@@ -47,6 +49,7 @@ SHUTTING_DOWN = "The bot is restarting; please send your message again in a minu
 CLEARED_WHILE_WAITING = "Not answered: this conversation was cleared while the question waited."
 MISSING_PICTURE = "A picture of this conversation is missing from storage; please /clear and send it again."
 INTERNAL_ERROR = "Something went wrong while answering; please try again."
+_PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "web": "the web chat", "console": "the terminal chat"}
 NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."
 
 # Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
@@ -90,12 +93,14 @@ class Conversations:
         pictures: PictureFiles,
         limits: ConversationLimits,
         instructions: Instructions | None = None,
+        exports_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.pictures = pictures
         self.limits = limits
         self.instructions = instructions
+        self.removal = DataRemoval(store.engine, pictures, exports_dir)
         self._accepting = True
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
@@ -345,6 +350,8 @@ class Conversations:
             yield await self._export(message)
         elif name == "status":
             yield Text(await self._status(message))
+        elif name == "forget":
+            yield Text(await self._forget(message, args))
         elif (preset := preset_named(name)) is not None:
             async for reply in self._preset(message, preset, args):
                 yield reply
@@ -553,6 +560,35 @@ class Conversations:
             ],
         }
         return json.dumps(body, indent=2, ensure_ascii=False).encode()
+
+    async def _forget(self, message: IncomingMessage, argument: str) -> str:
+        """/forget says what of the user's would go on this platform; /forget confirm erases it."""
+        where = _PLATFORM_NAMES.get(message.platform, message.platform)
+        argument = argument.strip().lower()
+        if argument not in ("", "confirm"):
+            return "/forget shows what of yours would be erased; /forget confirm erases it."
+        plan = await self.removal.plan_user(message.platform, message.user_id)
+        if not (plan.turns or plan.sessions):
+            return f"Nothing of yours is stored from {where}."
+        if not argument:
+            kept = f" ({plan.kept_pictures} more stay: messages that are kept use them)" if plan.kept_pictures else ""
+            return (
+                f"/forget confirm erases everything of yours from {where}: {plan.turns} message(s) and the answers "
+                f"to them in {plan.conversations} conversation(s), and {plan.pictures} picture(s){kept}. "
+                "Other people's messages stay. This cannot be undone."
+            )
+        for inflight in list(self._inflight.values()):
+            if inflight.turn_id in plan.turn_ids:  # an answer to a question about to go: stop it
+                self._cancelled_turns.add(inflight.turn_id)
+                await self.engine.cancel(inflight.request_id)
+        removed = await self.removal.erase_user(message.platform, message.user_id)
+        for session_id in removed.touched_sessions:
+            await self.engine.release_session(session_id)  # its KV cache holds the erased text
+        log.info("%s:%s erased their data with /forget", message.platform, message.user_id)
+        return (
+            f"Erased {removed.turns} message(s) of yours and the answers to them in {removed.conversations} "
+            f"conversation(s), and {removed.pictures} picture(s)."
+        )
 
     async def _status(self, message: IncomingMessage) -> str:
         health = self.engine.health()

@@ -71,6 +71,12 @@ class TurnRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    __table_args__ = (
+        # Erasure finds a user's turns, the retention prune old turns (migration 0006).
+        Index("ix_turns_user_id", "user_id"),
+        Index("ix_turns_created_at", "created_at"),
+    )
+
 
 class ImageRow(Base):
     """A stored picture: the file is `images/<sha256[:2]>/<sha256>` under the data dir."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.instructions import Instructions
 from bot.pictures import PictureFiles
+from bot.retention import prune_daily
 from bot.store import Store, open_store
 from engine.interface import Engine
 
@@ -135,11 +137,22 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
             )
             await instructions.check()
             conversations = Conversations(
-                store, engine, PictureFiles(settings.images_dir), conversation_limits(settings), instructions
+                store,
+                engine,
+                PictureFiles(settings.images_dir),
+                conversation_limits(settings),
+                instructions,
+                exports_dir=settings.exports_dir,
+            )
+            pruning = asyncio.create_task(
+                prune_daily(conversations.removal, settings.retention_days, engine), name="vlmbot-prune"
             )
             try:
                 yield Service(settings, store, engine, conversations, demo)
             finally:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
                 await conversations.drain(settings.shutdown_grace_s)
         finally:
             await engine.close()
