@@ -1,4 +1,4 @@
-"""The `vlmbot` command: run, chat, db, data, model, engine."""
+"""The `vlmbot` command: run, chat, health, db, data, model, engine."""
 
 from __future__ import annotations
 
@@ -52,21 +52,40 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
             ]
         else:
             adapters = configured_adapters(settings, service, on_console_eof=stop.set)
+        monitoring = None
+        if not console_only and settings.metrics_listen:
+            from bot.monitoring import Monitoring, engine_probe
+
+            monitoring = Monitoring(
+                settings.metrics_listen,
+                service.conversations.metrics,
+                service.store.engine,
+                engine_probe(service.engine, settings.engine_url),
+            )
+            await monitoring.start()
         started = []
         try:
+            if monitoring is not None:
+                monitoring.expect([adapter.name for adapter in adapters])
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
+                if monitoring is not None:
+                    monitoring.running(adapter.name)
             log.info("adapters running: %s", ", ".join(a.name for a in started) or "none")
             await stop.wait()
             log.info("shutting down")
         finally:
+            if monitoring is not None:
+                monitoring.stopping()  # /health says so at once: no new work for a replica going away
             await service.conversations.drain(settings.shutdown_grace_s)
             for adapter in reversed(started):
                 try:
                     await adapter.stop()
                 except Exception:
                     log.exception("adapter %s did not stop cleanly", adapter.name)
+            if monitoring is not None:
+                await monitoring.stop()
     return 0
 
 
@@ -108,6 +127,23 @@ async def _data(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _health(settings: Settings, url: str | None) -> int:
+    """The container health check of `vlmbot run`: its own /health, on the address it listens on."""
+    from bot.monitoring import parse_listen
+    from engine.remote import check_health
+
+    if url is None:
+        if not settings.metrics_listen:
+            print("VLMBOT_METRICS_LISTEN is empty: this bot serves no /health", file=sys.stderr)
+            return 1
+        host, port = parse_listen(settings.metrics_listen)
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    healthy, seen = await check_health(url)
+    print(seen)
+    return 0 if healthy else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmbot", description="Helpdesk bot for questions about pictures.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     erase = data_sub.add_parser("erase", help="erase one user's messages, the answers and their pictures")
     erase.add_argument("--platform", required=True, choices=["telegram", "slack", "web", "console"])
     erase.add_argument("--user", required=True, help="the user's id on that platform")
+    health = sub.add_parser("health", help="exit 0 when the bot's /health (VLMBOT_METRICS_LISTEN) says it is up")
+    health.add_argument("--url", help="the bot's address (default: from VLMBOT_METRICS_LISTEN)")
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="action", required=True)
     tiny = model_sub.add_parser("tiny", help="write a tiny random-weight checkpoint of a real architecture")
@@ -199,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "db":
         return asyncio.run(_db(settings, args.action, args.revision))
+    if args.command == "health":
+        return asyncio.run(_health(settings, args.url))
     if args.command == "data":
         return asyncio.run(_data(settings, args))
     if args.command == "engine":

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         "This bot replica's name (default: the host name); a restart interrupts only its own pending answers.",
     )
     log_level: str = _env("VLMBOT_LOG_LEVEL", "INFO", "Python logging level.")
+    metrics_listen: str = _env(
+        "VLMBOT_METRICS_LISTEN",
+        "127.0.0.1:9464",
+        "host:port where `vlmbot run` serves /metrics (Prometheus) and /health; empty = not served.",
+    )
     console: Literal["auto", "on", "off"] = _env(
         "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."
     )
@@ -155,6 +160,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if value.strip() and (not sep or not port.isdigit() or int(port) > 65535):
+            raise ValueError("must be host:port (e.g. 127.0.0.1:9464), or empty to serve no metrics")
+        return value.strip()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

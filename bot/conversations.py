@@ -26,12 +26,14 @@ from bot.messages import (
 )
 from bot.erasure import DataRemoval
 from bot.instructions import Instructions
+from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
 from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
 from bot.prompt import SYSTEM_PROMPT, PromptTooLong, build_prompt, pending_pictures, pending_turns
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from engine.interface import (
     Engine,
+    EngineBusy,
     EngineError,
     GenerationLimits,
     GenerationRequest,
@@ -105,6 +107,7 @@ class Conversations:
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
         self._cancelled_turns: set[int] = set()
+        self.metrics = BotMetrics(in_progress=lambda: len(self._inflight))
 
     # --- for adapters -------------------------------------------------------------------------
 
@@ -122,15 +125,23 @@ class Conversations:
     def check_attachment_size(self, size: int | None) -> str | None:
         if size is not None and size > self.limits.max_image_bytes:
             limit = self.limits.max_image_bytes / 1024 / 1024
+            self.metrics.refused("picture")
             return f"That file is {size / 1024 / 1024:.1f} MB, over the {limit:.0f} MB limit; please send a smaller picture."
         return None
 
+    def refused(self, reason: RefusalReason) -> None:
+        """An adapter turned a message away before it reached `handle` (e.g. the sender is not allowed)."""
+        self.metrics.refused(reason)
+
     async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
         """Everything the user should see in answer to `message`, in order."""
+        command = parse_command(message.text)
+        kind: MessageKind = "command" if command is not None else "picture" if message.attachments else "text"
+        self.metrics.received(message.platform, kind)
         if not self._accepting:
+            self.metrics.refused("restarting")
             yield Text(SHUTTING_DOWN, kind="error")
             return
-        command = parse_command(message.text)
         if command is not None:
             async for reply in self._command(message, *command):
                 yield reply
@@ -142,6 +153,7 @@ class Conversations:
 
     async def _check_all(self, attachments: Sequence[Attachment]) -> list[CheckedPicture] | str:
         if len(attachments) > self.limits.max_images_per_turn:
+            self.metrics.refused("picture")
             return f"That is {len(attachments)} pictures; I can look at {self.limits.max_images_per_turn} at a time."
         checked: list[CheckedPicture] = []
         for attachment in attachments:
@@ -156,6 +168,7 @@ class Conversations:
                     )
                 )
             except PictureRejected as exc:
+                self.metrics.refused("picture")
                 return exc.user_message
         return checked
 
@@ -239,6 +252,7 @@ class Conversations:
             yield Text(MISSING_PICTURE, kind="error")
             return
         except PromptTooLong as exc:
+            self.metrics.refused("too_long")
             log.info("session %s turn %s: %s", session.id, turn.id, exc)
             await self.store.finish_turn(turn.id, status="failed", error=str(exc))
             # Set aside with the pictures waiting for it, or every next question would carry them again.
@@ -264,7 +278,8 @@ class Conversations:
         self._inflight[session.id] = inflight
         parts: list[str] = []
         stats: GenerationStats | None = None
-        status, error = "interrupted", None
+        status: Outcome = "interrupted"
+        error: str | None = None
         log.info("session %s turn %s: request %s queued", session.id, turn.id, request.request_id)
         try:
             stream = self.engine.generate(request)
@@ -287,6 +302,8 @@ class Conversations:
                 status = "done"
         except EngineError as exc:
             status, error = "failed", str(exc)
+            if isinstance(exc, EngineBusy):
+                self.metrics.refused("busy")
             log.warning("session %s turn %s failed: %s", session.id, turn.id, exc)
             yield Text(exc.user_message, kind="error")
         except Exception as exc:  # a bug must cost one answer, not the adapter's task
@@ -305,6 +322,7 @@ class Conversations:
                 stats=_turn_stats(stats),
             )
             self._cancelled_turns.discard(turn.id)
+            self.metrics.answered(status, stats)
             if self._inflight.get(session.id) is inflight:
                 del self._inflight[session.id]
             inflight.done.set()
