@@ -134,6 +134,15 @@ def test_every_variable_exists() -> None:
         assert used <= settings, f"{name} names unknown settings: {sorted(used - settings)}"
 
 
+def test_every_setting_is_in_the_configuration_table() -> None:
+    """README's configuration table lists each setting of bot/config.py once, and nothing else."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Configuration\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \|", section, re.M)
+    assert len(rows) == len(set(rows)) and set(rows) == setting_names()
+
+
 def test_dockerfile_copies_files_that_exist(compose: dict[str, Any]) -> None:
     for service in our_services(compose).values():
         build = service.get("build")
