@@ -22,15 +22,18 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.pictures import PictureFiles
-from bot.schema import Base, ImageRow, SessionRow, TurnRow
+from bot.schema import ImageRow, SessionRow, TurnRow
 
-__all__ = ["GRACE_S", "TURN_CHILDREN", "DataRemoval", "Removal"]
+__all__ = ["GRACE_S", "TURN_CHILDREN", "USER_ROWS", "DataRemoval", "Removal"]
 
 log = logging.getLogger(__name__)
 
 # Tables whose rows belong to a turn and go with it: (table, name of its column holding the turn id).
 # The feedback table joins with one line: (FeedbackRow, "turn_id").
-TURN_CHILDREN: tuple[tuple[type[Base], str], ...] = ()
+TURN_CHILDREN: tuple[tuple[type[Any], str], ...] = ()
+# Tables with rows a user wrote about other things, erased with the user's data: (table, platform
+# column, user id column). The feedback table's votes: (FeedbackRow, "platform", "user_id").
+USER_ROWS: tuple[tuple[type[Any], str, str], ...] = ()
 
 GRACE_S = 24 * 3600  # a picture file or row younger than this may be waiting for its turn
 _CHUNK = 500  # ids per IN (...) list
@@ -110,6 +113,9 @@ class DataRemoval:
             kept_owned = [sid for sid in owned if sid not in doomed]
             for chunk in _chunks(kept_owned):
                 await db.execute(update(SessionRow).where(SessionRow.id.in_(chunk)).values(owner_id=None))
+            for table, platform_column, user_column in USER_ROWS:
+                mine = (getattr(table, platform_column) == platform, getattr(table, user_column) == user_id)
+                await db.execute(delete(table).where(*mine))
         removal = self._removal(plan, doomed, pictures, size)
         exports = await asyncio.to_thread(self._remove_files, plan.candidates - plan.referenced, removal.touched_sessions)
         removal = replace(removal, exports=exports)

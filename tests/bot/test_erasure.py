@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Integer, String, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from adapters.slack.commands import from_text
 from bot.erasure import DataRemoval
@@ -299,3 +300,46 @@ async def test_forget_through_telegram_and_slack_wording(service_factory) -> Non
         assert texts[-2].startswith("/forget confirm erases everything of yours from Telegram: 1 message(s)")
         assert texts[-1] == "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture(s)."
         assert [s.thread_key for s in await service.store.list_sessions(platform="telegram")] == [f"chat:{GROUP}"]
+
+
+class _VotesBase(DeclarativeBase):
+    pass
+
+
+class _Vote(_VotesBase):
+    """Rows shaped like the feedback table's: a user's vote on a turn."""
+
+    __tablename__ = "test_votes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(Integer)
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+
+
+async def test_rows_about_turns_and_users_go_with_them(database_url: str, service_factory, monkeypatch) -> None:
+    """One line each in bot.erasure adds a table: its rows on erased turns, and the user's own rows."""
+    import bot.erasure
+
+    monkeypatch.setattr(bot.erasure, "TURN_CHILDREN", ((_Vote, "turn_id"),))
+    monkeypatch.setattr(bot.erasure, "USER_ROWS", ((_Vote, "platform", "user_id"),))
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        async with service.store.engine.begin() as db:
+            await db.run_sync(_VotesBase.metadata.create_all)
+        group = await service.store.active_session("telegram", "chat:-100200")
+        ann_turn, bob_turn = [t.id for t in await service.store.turns(group.id) if t.answer][:2]
+        async with service.store.engine.begin() as db:
+            await db.execute(insert(_Vote), [
+                {"turn_id": bob_turn, "platform": "telegram", "user_id": ANN},  # Ann's vote on Bob's answer
+                {"turn_id": ann_turn, "platform": "telegram", "user_id": BOB},  # Bob's vote on Ann's answer
+                {"turn_id": bob_turn, "platform": "telegram", "user_id": BOB},
+                {"turn_id": bob_turn, "platform": "slack", "user_id": ANN},  # same id, another platform
+            ])
+        await service.conversations.removal.erase_user("telegram", ANN)
+        async with service.store.engine.connect() as db:
+            left = (await db.execute(select(_Vote.turn_id, _Vote.platform, _Vote.user_id).order_by(_Vote.id))).all()
+        assert [tuple(row) for row in left] == [(bob_turn, "telegram", BOB), (bob_turn, "slack", ANN)]
+        await age(service, "telegram chat:-100200", 3)
+        await service.conversations.removal.prune(2)
+        async with service.store.engine.connect() as db:
+            assert (await db.execute(select(_Vote.id))).all() == []
