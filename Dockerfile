@@ -44,6 +44,6 @@ RUN pip install . \
 
 USER vlmbot
 VOLUME ["/data"]
-EXPOSE 8000 8080 8443 3000
+EXPOSE 8000 8080 8443 3000 9464
 ENTRYPOINT ["vlmbot"]
 CMD ["run"]

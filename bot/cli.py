@@ -1,4 +1,4 @@
-"""The `vlmbot` command: run, chat, db, feedback, model, engine."""
+"""The `vlmbot` command: run, chat, health, db, data, feedback, model, engine."""
 
 from __future__ import annotations
 
@@ -59,21 +59,40 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
             ]
         else:
             adapters = configured_adapters(settings, service, on_console_eof=stop.set)
+        monitoring = None
+        if not console_only and settings.metrics_listen:
+            from bot.monitoring import Monitoring, engine_probe
+
+            monitoring = Monitoring(
+                settings.metrics_listen,
+                service.conversations.metrics,
+                service.store.engine,
+                engine_probe(service.engine, settings.engine_url),
+            )
+            await monitoring.start()
         started = []
         try:
+            if monitoring is not None:
+                monitoring.expect([adapter.name for adapter in adapters])
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
+                if monitoring is not None:
+                    monitoring.running(adapter.name)
             log.info("adapters running: %s", ", ".join(a.name for a in started) or "none")
             await stop.wait()
             log.info("shutting down")
         finally:
+            if monitoring is not None:
+                monitoring.stopping()  # /health says so at once: no new work for a replica going away
             await service.conversations.drain(settings.shutdown_grace_s)
             for adapter in reversed(started):
                 try:
                     await adapter.stop()
                 except Exception:
                     log.exception("adapter %s did not stop cleanly", adapter.name)
+            if monitoring is not None:
+                await monitoring.stop()
     return 0
 
 
@@ -132,6 +151,43 @@ def _since(text: str) -> tuple[datetime, datetime]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+async def _data(settings: Settings, args: argparse.Namespace) -> int:
+    """`vlmbot data prune` and `vlmbot data erase`: the same removal the running bot does."""
+    from bot.erasure import DataRemoval
+    from bot.pictures import PictureFiles
+    from bot.store import open_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_store(settings.resolved_database_url()) as store:
+        removal = DataRemoval(store.engine, PictureFiles(settings.images_dir), settings.exports_dir)
+        if args.action == "prune":
+            removed = await removal.prune(settings.retention_days)
+            days = settings.retention_days
+            scope = f"older than {days} day(s)" if days else "none (VLMBOT_RETENTION_DAYS=0 keeps them)"
+            print(f"pruned turns and exports {scope}; removed {removed.describe()}")
+        else:
+            removed = await removal.erase_user(args.platform, args.user)
+            print(f"erased {args.platform} user {args.user}: {removed.describe()}")
+    return 0
+
+
+async def _health(settings: Settings, url: str | None) -> int:
+    """The container health check of `vlmbot run`: its own /health, on the address it listens on."""
+    from bot.monitoring import parse_listen
+    from engine.remote import check_health
+
+    if url is None:
+        if not settings.metrics_listen:
+            print("VLMBOT_METRICS_LISTEN is empty: this bot serves no /health", file=sys.stderr)
+            return 1
+        host, port = parse_listen(settings.metrics_listen)
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    healthy, seen = await check_health(url)
+    print(seen)
+    return 0 if healthy else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmbot", description="Helpdesk bot for questions about pictures.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +205,14 @@ def _parser() -> argparse.ArgumentParser:
         "--since", type=_since, default="7d", help="30m, 12h, 7d, 2w, or an ISO date or time in UTC (default: 7d)"
     )
     feedback.add_argument("--json", action="store_true", help="print JSON for scripts")
+    data = sub.add_parser("data", help="stored conversations and pictures: retention and erasure")
+    data_sub = data.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("prune", help="delete what is older than VLMBOT_RETENTION_DAYS and pictures nothing uses")
+    erase = data_sub.add_parser("erase", help="erase one user's messages, the answers and their pictures")
+    erase.add_argument("--platform", required=True, choices=["telegram", "slack", "web", "console"])
+    erase.add_argument("--user", required=True, help="the user's id on that platform")
+    health = sub.add_parser("health", help="exit 0 when the bot's /health (VLMBOT_METRICS_LISTEN) says it is up")
+    health.add_argument("--url", help="the bot's address (default: from VLMBOT_METRICS_LISTEN)")
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="action", required=True)
     tiny = model_sub.add_parser("tiny", help="write a tiny random-weight checkpoint of a real architecture")
@@ -237,6 +301,10 @@ def _main(args: argparse.Namespace) -> int:
     if args.command == "feedback":
         since, now = args.since
         return asyncio.run(_feedback(settings, since, now, args.json))
+    if args.command == "health":
+        return asyncio.run(_health(settings, args.url))
+    if args.command == "data":
+        return asyncio.run(_data(settings, args))
     if args.command == "engine":
         return asyncio.run(_engine_command(settings, args))
     if args.command == "model" and args.action == "tiny":

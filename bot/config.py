@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     min_pixels: int = _env("VLMBOT_MIN_PIXELS", DEFAULT_MIN_PIXELS, "Smallest picture size after resizing.")
     max_new_tokens: int = _env("VLMBOT_MAX_NEW_TOKENS", 1024, "Upper bound on the length of one answer in tokens.")
     context_tokens: int = _env(
-        "VLMBOT_CONTEXT_TOKENS", 16384, "Prompt budget; older turns are left out of the prompt beyond it."
+        "VLMBOT_CONTEXT_TOKENS",
+        16384,
+        "Most tokens a prompt may have as the model counts them (pictures and instructions included); "
+        "older turns are left out beyond it. A remote engine's count is a safe over-estimate.",
+        gt=0,
     )
     queue_size: int = _env("VLMBOT_QUEUE_SIZE", 32, "Requests waiting or running at once; more are refused as busy.")
     request_timeout_s: float = _env("VLMBOT_REQUEST_TIMEOUT", 300.0, "Seconds a request may take, waiting included.")
@@ -88,6 +92,26 @@ class Settings(BaseSettings):
         "VLMBOT_SERVER_API_KEYS", (), "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth."
     )
 
+    # --- the operator's instructions --------------------------------------------------------
+    instructions_file: Path | None = _env(
+        "VLMBOT_INSTRUCTIONS_FILE", None, "Text or Markdown added to the system prompt of every conversation."
+    )
+    instructions_dir: Path | None = _env(
+        "VLMBOT_INSTRUCTIONS_DIR",
+        None,
+        "Per-place instructions: telegram_<chat id>.md, slack_<channel id>.md, web.md, console.md "
+        "(extend the general ones; <place>.replace.md replaces them).",
+    )
+
+    # --- retention -------------------------------------------------------------------------
+    retention_days: int = _env(
+        "VLMBOT_RETENTION_DAYS",
+        0,
+        "Days sessions, turns, pictures and exports are kept (deleted daily and by `vlmbot data prune`); "
+        "0 keeps them forever.",
+        ge=0,
+    )
+
     # --- input limits ----------------------------------------------------------------------
     max_image_bytes: int = _env("VLMBOT_MAX_IMAGE_BYTES", 20 * 1024**2, "Largest picture file accepted.")
     max_image_source_pixels: int = _env(
@@ -103,6 +127,11 @@ class Settings(BaseSettings):
         "This bot replica's name (default: the host name); a restart interrupts only its own pending answers.",
     )
     log_level: str = _env("VLMBOT_LOG_LEVEL", "INFO", "Python logging level.")
+    metrics_listen: str = _env(
+        "VLMBOT_METRICS_LISTEN",
+        "127.0.0.1:9464",
+        "host:port where `vlmbot run` serves /metrics (Prometheus) and /health; empty = not served.",
+    )
     console: Literal["auto", "on", "off"] = _env(
         "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."
     )
@@ -174,6 +203,14 @@ class Settings(BaseSettings):
             found += [("VLMBOT_DATABASE_URL password", password), ("VLMBOT_DATABASE_URL password", unquote(password))]
         return found
 
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if value.strip() and (not sep or not port.isdigit() or int(port) > 65535):
+            raise ValueError("must be host:port (e.g. 127.0.0.1:9464), or empty to serve no metrics")
+        return value.strip()
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -182,6 +219,11 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where the terminal chat saves exports and files."""
+        return self.data_dir / "exports"
 
     @property
     def demo_model_dir(self) -> Path:

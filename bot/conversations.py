@@ -9,9 +9,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bot.commands import help_text, parse_command
+from bot.erasure import DataRemoval
 from bot.feedback import Feedback, vote_entries
+from bot.instructions import Instructions
 from bot.messages import (
     Answer,
     AnswerDelta,
@@ -24,14 +27,22 @@ from bot.messages import (
     Reply,
     Text,
 )
+from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
 from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
-from bot.prompt import PromptBudget, build_prompt, pending_pictures
+from bot.prompt import (
+    SYSTEM_PROMPT,
+    PromptTooLong,
+    build_prompt,
+    pending_pictures,
+    pending_turns,
+)
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from bot.votes import Vote, VoteResult
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.interface import (
     Engine,
+    EngineBusy,
     EngineError,
     GenerationLimits,
     GenerationRequest,
@@ -49,6 +60,7 @@ SHUTTING_DOWN = "The bot is restarting; please send your message again in a minu
 CLEARED_WHILE_WAITING = "Not answered: this conversation was cleared while the question waited."
 MISSING_PICTURE = "A picture of this conversation is missing from storage; please /clear and send it again."
 INTERNAL_ERROR = "Something went wrong while answering; please try again."
+_PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "web": "the web chat", "console": "the terminal chat"}
 NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."
 
 # Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
@@ -62,7 +74,7 @@ class ConversationLimits:
     max_images_per_turn: int
     max_new_tokens: int
     request_timeout_s: float
-    budget: PromptBudget
+    context_tokens: int  # the whole prompt, as the engine counts it
     # The engine's resize budget, needed to map Qwen2.5-VL grounding answers (pixels of the resized
     # picture) back to the original.
     min_pixels: int = DEFAULT_MIN_PIXELS
@@ -70,10 +82,9 @@ class ConversationLimits:
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
-        min_pixels, max_pixels = self.min_pixels, self.max_pixels
         if halved:
-            return min(min_pixels, max_pixels // 2), max_pixels // 2
-        return min_pixels, max_pixels
+            return min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2
+        return self.min_pixels, self.max_pixels
 
 
 @dataclass
@@ -86,16 +97,27 @@ class _InFlight:
 class Conversations:
     """Turns incoming messages into stored turns and engine requests, one active session per thread."""
 
-    def __init__(self, store: Store, engine: Engine, pictures: PictureFiles, limits: ConversationLimits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        pictures: PictureFiles,
+        limits: ConversationLimits,
+        instructions: Instructions | None = None,
+        exports_dir: Path | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
         self.pictures = pictures
         self.limits = limits
+        self.instructions = instructions
+        self.removal = DataRemoval(store.engine, pictures, exports_dir)
         self._accepting = True
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
         self._cancelled_turns: set[int] = set()
         self._feedback = Feedback(store)
+        self.metrics = BotMetrics(in_progress=lambda: len(self._inflight))
 
     # --- for adapters -------------------------------------------------------------------------
 
@@ -116,20 +138,30 @@ class Conversations:
         One vote per user and answer; a new vote replaces the old. Refused (UNKNOWN_TURN) when the turn
         is not in that thread of that platform, and (NOT_AN_ANSWER) when it has no final answer.
         """
-        return await self._feedback.record_vote(platform, thread_key, user_id, turn_id, vote)
+        result = await self._feedback.record_vote(platform, thread_key, user_id, turn_id, vote)
+        self.metrics.voted(result)
+        return result
 
     def check_attachment_size(self, size: int | None) -> str | None:
         if size is not None and size > self.limits.max_image_bytes:
             limit = self.limits.max_image_bytes / 1024 / 1024
+            self.metrics.refused("picture")
             return f"That file is {size / 1024 / 1024:.1f} MB, over the {limit:.0f} MB limit; please send a smaller picture."
         return None
 
+    def refused(self, reason: RefusalReason) -> None:
+        """An adapter turned a message away before it reached `handle` (e.g. the sender is not allowed)."""
+        self.metrics.refused(reason)
+
     async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
         """Everything the user should see in answer to `message`, in order."""
+        command = parse_command(message.text)
+        kind: MessageKind = "command" if command is not None else "picture" if message.attachments else "text"
+        self.metrics.received(message.platform, kind)
         if not self._accepting:
+            self.metrics.refused("restarting")
             yield Text(SHUTTING_DOWN, kind="error")
             return
-        command = parse_command(message.text)
         if command is not None:
             async for reply in self._command(message, *command):
                 yield reply
@@ -141,6 +173,7 @@ class Conversations:
 
     async def _check_all(self, attachments: Sequence[Attachment]) -> list[CheckedPicture] | str:
         if len(attachments) > self.limits.max_images_per_turn:
+            self.metrics.refused("picture")
             return f"That is {len(attachments)} pictures; I can look at {self.limits.max_images_per_turn} at a time."
         checked: list[CheckedPicture] = []
         for attachment in attachments:
@@ -155,6 +188,7 @@ class Conversations:
                     )
                 )
             except PictureRejected as exc:
+                self.metrics.refused("picture")
                 return exc.user_message
         return checked
 
@@ -220,12 +254,32 @@ class Conversations:
         or picture); the stored answer stays the model's own text.
         """
         history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
+        system = SYSTEM_PROMPT
+        if self.instructions is not None:
+            system = await self.instructions.system_prompt(session.platform, session.thread_key)
         try:
-            prompt = await build_prompt(history, turn, self.limits.budget, self.pictures.load)
+            prompt = await build_prompt(
+                history,
+                turn,
+                system=system,
+                context_tokens=self.limits.context_tokens,
+                count=self.engine.count_prompt_tokens,
+                load_image=self.pictures.load,
+            )
         except FileNotFoundError as exc:
             log.error("session %s: a stored picture is missing: %s", session.id, exc)
             await self.store.finish_turn(turn.id, status="failed", error=f"missing picture: {exc}")
             yield Text(MISSING_PICTURE, kind="error")
+            return
+        except PromptTooLong as exc:
+            self.metrics.refused("too_long")
+            log.info("session %s turn %s: %s", session.id, turn.id, exc)
+            await self.store.finish_turn(turn.id, status="failed", error=str(exc))
+            # Set aside with the pictures waiting for it, or every next question would carry them again.
+            for waiting in history[len(history) - len(pending_turns(history)):]:
+                await self.store.drop_from_context(waiting.id)
+            await self.store.drop_from_context(turn.id)
+            yield Text(exc.user_message, kind="error")
             return
         if prompt.left_out:
             yield Notice(
@@ -244,7 +298,8 @@ class Conversations:
         self._inflight[session.id] = inflight
         parts: list[str] = []
         stats: GenerationStats | None = None
-        status, error = "interrupted", None
+        status: Outcome = "interrupted"
+        error: str | None = None
         log.info("session %s turn %s: request %s queued", session.id, turn.id, request.request_id)
         try:
             stream = self.engine.generate(request)
@@ -267,6 +322,8 @@ class Conversations:
                 status = "done"
         except EngineError as exc:
             status, error = "failed", str(exc)
+            if isinstance(exc, EngineBusy):
+                self.metrics.refused("busy")
             log.warning("session %s turn %s failed: %s", session.id, turn.id, exc)
             yield Text(exc.user_message, kind="error")
         except Exception as exc:  # a bug must cost one answer, not the adapter's task
@@ -285,6 +342,7 @@ class Conversations:
                 stats=_turn_stats(stats),
             )
             self._cancelled_turns.discard(turn.id)
+            self.metrics.answered(status, stats)
             if self._inflight.get(session.id) is inflight:
                 del self._inflight[session.id]
             inflight.done.set()
@@ -333,7 +391,10 @@ class Conversations:
         elif name in ("good", "bad"):
             vote = Vote.UP if name == "good" else Vote.DOWN
             result = await self._feedback.vote_last_answer(message.platform, message.thread_key, message.user_id, vote)
+            self.metrics.voted(result)
             yield Text(result.text, kind="info" if result.accepted else "error")
+        elif name == "forget":
+            yield Text(await self._forget(message, args))
         elif (preset := preset_named(name)) is not None:
             async for reply in self._preset(message, preset, args):
                 yield reply
@@ -548,6 +609,38 @@ class Conversations:
             ],
         }
         return json.dumps(body, indent=2, ensure_ascii=False).encode()
+
+    async def _forget(self, message: IncomingMessage, argument: str) -> str:
+        """/forget says what of the user's would go on this platform; /forget confirm erases it."""
+        where = _PLATFORM_NAMES.get(message.platform, message.platform)
+        argument = argument.strip().lower()
+        if argument not in ("", "confirm"):
+            return "/forget shows what of yours would be erased; /forget confirm erases it."
+        plan = await self.removal.plan_user(message.platform, message.user_id)
+        if not (plan.turns or plan.sessions or plan.user_rows):
+            return f"Nothing of yours is stored from {where}."
+        if not argument:
+            kept = f" ({plan.kept_pictures} more stay: messages that are kept use them)" if plan.kept_pictures else ""
+            votes = f", and your {plan.user_rows} vote(s) on answers" if plan.user_rows else ""
+            also = "" if votes else "and "
+            return (
+                f"/forget confirm erases everything of yours from {where}: {plan.turns} message(s) and the answers "
+                f"to them in {plan.conversations} conversation(s), {also}{plan.pictures} picture(s){kept}{votes}. "
+                "Other people's messages stay. This cannot be undone."
+            )
+        for inflight in list(self._inflight.values()):
+            if inflight.turn_id in plan.turn_ids:  # an answer to a question about to go: stop it
+                self._cancelled_turns.add(inflight.turn_id)
+                await self.engine.cancel(inflight.request_id)
+        removed = await self.removal.erase_user(message.platform, message.user_id)
+        for session_id in removed.touched_sessions:
+            await self.engine.release_session(session_id)  # its KV cache holds the erased text
+        log.info("%s:%s erased their data with /forget", message.platform, message.user_id)
+        return (
+            f"Erased {removed.turns} message(s) of yours and the answers to them in {removed.conversations} "
+            f"conversation(s), and {removed.pictures} picture(s)"
+            + (f"; and {removed.user_rows} vote(s) of yours on answers." if removed.user_rows else ".")
+        )
 
     async def _status(self, message: IncomingMessage) -> str:
         health = self.engine.health()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,10 +13,10 @@ from pathlib import Path
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.filemodes import prepare_data_dir
+from bot.instructions import Instructions
 from bot.pictures import PictureFiles
-from bot.prompt import PromptBudget
+from bot.retention import prune_daily
 from bot.store import Store, open_store
-from engine.arch import ModelArch, visual_tokens_bound
 from engine.interface import Engine
 
 __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
@@ -91,8 +92,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
     ), demo
 
 
-def conversation_limits(settings: Settings, arch: ModelArch | None) -> ConversationLimits:
-    """`arch`: the engine's, when known at start (else the prompt budget counts the costliest picture)."""
+def conversation_limits(settings: Settings) -> ConversationLimits:
     return ConversationLimits(
         max_image_bytes=settings.max_image_bytes,
         max_image_source_pixels=settings.max_image_source_pixels,
@@ -101,10 +101,7 @@ def conversation_limits(settings: Settings, arch: ModelArch | None) -> Conversat
         request_timeout_s=settings.request_timeout_s,
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
-        budget=PromptBudget(
-            context_tokens=settings.context_tokens,
-            tokens_per_image=visual_tokens_bound(settings.max_pixels, arch),
-        ),
+        context_tokens=settings.context_tokens,
     )
 
 
@@ -123,18 +120,41 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         if demo:
             log.warning(DEMO_WARNING)
         await engine.start()
-        health = engine.health()
-        log.info(
-            "engine ready: model %s on %s (%s), attention %s (%s)",
-            health.model,
-            health.device,
-            health.dtype,
-            health.attention,
-            health.attention_reason,
-        )
-        conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings, engine.arch))
         try:
-            yield Service(settings, store, engine, conversations, demo)
+            health = engine.health()
+            log.info(
+                "engine ready: model %s on %s (%s), attention %s (%s)",
+                health.model,
+                health.device,
+                health.dtype,
+                health.attention,
+                health.attention_reason,
+            )
+            instructions = Instructions(
+                settings.instructions_file,
+                settings.instructions_dir,
+                engine.count_prompt_tokens,
+                # Half the budget at most, so that a question and some history always fit beside them.
+                limit=settings.context_tokens // 2,
+            )
+            await instructions.check()
+            conversations = Conversations(
+                store,
+                engine,
+                PictureFiles(settings.images_dir),
+                conversation_limits(settings),
+                instructions,
+                exports_dir=settings.exports_dir,
+            )
+            pruning = asyncio.create_task(
+                prune_daily(conversations.removal, settings.retention_days, engine), name="vlmbot-prune"
+            )
+            try:
+                yield Service(settings, store, engine, conversations, demo)
+            finally:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
+                await conversations.drain(settings.shutdown_grace_s)
         finally:
-            await conversations.drain(settings.shutdown_grace_s)
             await engine.close()

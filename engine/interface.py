@@ -7,7 +7,7 @@ dataclass of plain values; no torch or transformers type leaves the engine packa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -178,3 +178,10 @@ class Engine(Protocol):
         ...
 
     def health(self) -> EngineHealth: ...
+
+    async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
+        """The prompt's length in tokens as the model counts it, pictures and chat template included.
+
+        An engine that cannot count exactly (a remote server) returns an upper bound, never less.
+        """
+        ...

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.batch import INTERNAL_MESSAGE, BatchRunner, Work, error_for
+from engine.counting import PromptCounter
 from engine.decode import DecodeControl, DecodeResult, ImageBudget
 from engine.features import FeatureCache, FeatureCacheStats
 from engine.hooks import DecodeHook
@@ -31,6 +32,7 @@ from engine.interface import (
     EngineTimeout,
     GenerationRequest,
     GenerationStats,
+    PromptTurn,
     StreamEvent,
     TextPiece,
 )
@@ -90,6 +92,7 @@ class LocalEngine:
         self._kv = KVStore(options.kv_cache_bytes if options.prefix_cache else 0, options.kv_idle_s)
         self._features = FeatureCache(options.feature_cache_bytes)
         self._runner: BatchRunner | None = None
+        self._counter: PromptCounter | None = None
         # Seam for tests and benchmarks: observes (and may slow, fail or steer) the decoding loop.
         self.generate_hook: DecodeHook | None = None
 
@@ -123,6 +126,7 @@ class LocalEngine:
             lambda: load_model(options.model_path, device_setting=options.device, attention=options.attention),
         )
         self._runner = BatchRunner(self._loaded, self._budget(), options.batch_size, self._kv, self._features)
+        self._counter = PromptCounter(self._loaded, self._budget())
         self._worker = asyncio.create_task(self._work(), name="vlmbot-engine-worker")
 
     async def close(self) -> None:
@@ -208,6 +212,12 @@ class LocalEngine:
             running=self._queue.running,
             ok=loaded is not None and self._worker is not None and not self._worker.done(),
         )
+
+    async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
+        """Exact: the same token ids the decoding loop builds (`engine.counting.PromptCounter`)."""
+        if self._counter is None:
+            raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
+        return await asyncio.to_thread(self._counter.count, turns)
 
     def cache_stats(self) -> CacheStats:
         """Sizes and hit counts of the KV store and the feature cache (not part of `Engine`)."""

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ from engine.interface import (
     StreamEvent,
     TextPiece,
 )
+from engine.prompt_bound import picture_token_bound, prompt_token_bound
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
 __all__ = ["RemoteEngine", "RemoteEngineOptions", "check_health"]
@@ -277,6 +278,10 @@ class RemoteEngine:
             ok=self._ok,
             detail=self._detail,
         )
+
+    async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
+        """An upper bound, since the server's tokenizer is not here: `engine.prompt_bound`."""
+        return prompt_token_bound(turns, picture_token_bound(self._options.max_pixels))
 
     # --- queue --------------------------------------------------------------------------------
 

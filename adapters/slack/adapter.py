@@ -229,6 +229,7 @@ class SlackAdapter:
             # refuse those who address the bot; others chatting in a thread it is in are left alone
             if (message.mentioned or message.is_dm) and self._refused.add(message.delivery_key):
                 log.info("slack: refused user %s in channel %s (team %s)", message.user, message.channel, message.team)
+                self._conversations.refused("access")
                 await self._say(message.channel, message.reply_thread_ts, REFUSAL)
             return
         if not await self._conversations.claim_delivery(PLATFORM, message.delivery_key):

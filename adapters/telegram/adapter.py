@@ -200,6 +200,7 @@ class TelegramAdapter:
                 if inbound.media_group_id:
                     self._refused_albums.append(inbound.media_group_id)
                 log.info("telegram: refused user %s in chat %s", inbound.user_id, inbound.chat_id)
+                self._conversations.refused("access")
                 refusal = REFUSAL.format(user_id=inbound.user_id)
                 self._enqueue(inbound.thread_key, lambda: self._send_text(self._target(inbound), refusal))
             return

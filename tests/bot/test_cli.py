@@ -19,6 +19,7 @@ VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLMBOT_", "TELEGRAM_", "SLACK_"))}
+    env["VLMBOT_METRICS_LISTEN"] = "127.0.0.1:0"  # the default port may be taken by another bot on this machine
     env.update(extra)
     return env
 

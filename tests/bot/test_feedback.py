@@ -105,3 +105,25 @@ def test_help_lists_good_and_bad() -> None:
     text = help_text()
     assert "/good - Mark the last answer as helpful" in text
     assert "/bad - Mark the last answer as not helpful" in text
+
+
+async def test_votes_are_counted_in_metrics_and_erased_with_their_user(service_factory: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def counted(service: Any) -> dict[str, float]:
+        families = text_string_to_metric_families(service.conversations.metrics.render().decode())
+        return {s.labels["vote"]: s.value for f in families for s in f.samples if s.name == "vlmbot_feedback_votes_total"}
+
+    async with service_factory() as service:
+        vote = service.conversations.record_vote
+        turn = await answer_id(service, "What is this?", picture=picture_bytes())
+        await vote("telegram", "chat:1", "7", turn, Vote.UP)
+        await vote("telegram", "chat:1", "7", turn, Vote.UP)  # unchanged: not counted again
+        await vote("telegram", "chat:1", "8", turn, Vote.DOWN)
+        assert counted(service) == {"up": 1.0, "down": 1.0}
+
+        # User 8 erases what they sent: their vote on user 7's answer goes too; user 7's stays.
+        assert "/forget confirm" in (await send(service, "/forget", user="8"))[-1].text
+        await send(service, "/forget confirm", user="8")
+        votes = (await service.store.votes_in_session((await service.store.get_turn(turn)).session_id))[turn]
+        assert [(v.user_id, v.vote) for v in votes] == [("7", Vote.UP)]
