@@ -39,11 +39,11 @@ COPY adapters ./adapters
 COPY migrations ./migrations
 RUN pip install . \
     && useradd --create-home --uid 10001 vlmbot \
-    && mkdir -p /data \
+    && mkdir -p -m 700 /data \
     && chown vlmbot:vlmbot /data
 
 USER vlmbot
 VOLUME ["/data"]
-EXPOSE 8000 8080 8443 3000
+EXPOSE 8000 8080 8443 3000 9464
 ENTRYPOINT ["vlmbot"]
 CMD ["run"]

@@ -17,10 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from bot.filemodes import make_private_dir, write_private_file
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
 from bot.messages import Attachment
-from bot.transport import AnswerDone, Capabilities, MessageRef, OutgoingFile, StreamRef, TextKind
+from bot.transport import (
+    AnswerDone,
+    Capabilities,
+    MessageRef,
+    OutgoingFile,
+    StreamRef,
+    TextKind,
+)
 
 __all__ = ["ConsoleAdapter", "ConsoleTransport"]
 
@@ -150,9 +158,8 @@ class ConsoleTransport:
         return f"m{next(self._ids)}"
 
     async def post_file(self, file: OutgoingFile) -> None:
-        self._files_dir.mkdir(parents=True, exist_ok=True)
-        path = self._files_dir / Path(file.filename).name
-        path.write_bytes(file.data)
+        make_private_dir(self._files_dir)
+        path = write_private_file(self._files_dir / Path(file.filename).name, file.data)
         self._print(f"{file.caption or 'File'} Saved to {path}\n")
 
     async def start_stream(self) -> StreamRef:

@@ -60,7 +60,7 @@ def resolve_model(args: argparse.Namespace) -> Path:
         torch.set_num_threads(args.threads)
     if args.model is not None:
         return args.model
-    out = CACHE_DIR / f"bench-{args.arch}"
+    out = CACHE_DIR / f"bench-{args.arch}-printable"  # earlier bench checkpoints wrote invalid UTF-8
     if not (out / "config.json").exists():
         from engine.tiny import write_tiny_checkpoint
 

@@ -14,9 +14,10 @@ import argparse
 import time
 
 from bench.common import machine, photo_jpeg, table
-from engine.images import PATCH_FACTOR, prepare_image
+from engine.arch import ARCHS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from engine.images import prepare_image
 
-MIN_PIXELS, MAX_PIXELS = 4 * 28 * 28, 1280 * 28 * 28  # the defaults of bot/config.py
+MIN_PIXELS, MAX_PIXELS = DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS  # the defaults of bot/config.py
 
 
 def timed(data: bytes, factor: int, draft: bool) -> tuple[float, tuple[int, int]]:
@@ -36,8 +37,8 @@ def main() -> None:
     rows = []
     for label, noise in (("clean", 0.03), ("grainy", 0.15)):
         data = photo_jpeg((args.width, args.height), noise=noise)
-        for arch in ("qwen2_5_vl", "qwen3_vl"):
-            factor = PATCH_FACTOR[arch]
+        for arch in ARCHS.values():
+            factor = arch.patch_factor
             on, off = [], []
             for _ in range(args.repeat):  # interleaved, so other load falls on both
                 t, size_on = timed(data, factor, True)
@@ -46,7 +47,7 @@ def main() -> None:
                 off.append(t)
             assert size_on == size_off
             rows.append(
-                [f"{label} {len(data) / 1e6:.1f} MB", arch, f"{size_on[0]}x{size_on[1]}",
+                [f"{label} {len(data) / 1e6:.1f} MB", str(arch.name), f"{size_on[0]}x{size_on[1]}",
                  min(on) * 1000, min(off) * 1000, min(off) / min(on)]
             )
     print(table(["photo", "arch", "output", "draft on ms", "draft off ms", "speed-up"], rows))

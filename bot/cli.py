@@ -1,16 +1,22 @@
-"""The `vlmbot` command: run, chat, db, model, engine."""
+"""The `vlmbot` command: run, chat, health, db, data, feedback, model, engine."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bot import logsafe
 from bot.config import Settings, load_settings
+from bot.filemodes import private_umask
+from engine.arch import ArchName
 
 __all__ = ["main"]
 
@@ -18,6 +24,7 @@ log = logging.getLogger("vlmbot")
 
 
 def _setup_logging(settings: Settings) -> None:
+    logsafe.install(settings.secret_values())
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -52,30 +59,50 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
             ]
         else:
             adapters = configured_adapters(settings, service, on_console_eof=stop.set)
+        monitoring = None
+        if not console_only and settings.metrics_listen:
+            from bot.monitoring import Monitoring, engine_probe
+
+            monitoring = Monitoring(
+                settings.metrics_listen,
+                service.conversations.metrics,
+                service.store.engine,
+                engine_probe(service.engine, settings.engine_url),
+            )
+            await monitoring.start()
         started = []
         try:
+            if monitoring is not None:
+                monitoring.expect([adapter.name for adapter in adapters])
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
+                if monitoring is not None:
+                    monitoring.running(adapter.name)
             log.info("adapters running: %s", ", ".join(a.name for a in started) or "none")
             await stop.wait()
             log.info("shutting down")
         finally:
+            if monitoring is not None:
+                monitoring.stopping()  # /health says so at once: no new work for a replica going away
             await service.conversations.drain(settings.shutdown_grace_s)
             for adapter in reversed(started):
                 try:
                     await adapter.stop()
                 except Exception:
                     log.exception("adapter %s did not stop cleanly", adapter.name)
+            if monitoring is not None:
+                await monitoring.stop()
     return 0
 
 
 async def _db(settings: Settings, action: str, revision: str) -> int:
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from bot.filemodes import prepare_data_dir
     from bot.migrate import downgrade_database, upgrade_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, settings.resolved_database_url())
     engine = create_async_engine(settings.resolved_database_url())
     try:
         if action == "upgrade":
@@ -86,6 +113,79 @@ async def _db(settings: Settings, action: str, revision: str) -> int:
         await engine.dispose()
     print(f"database {action}d to {revision}")
     return 0
+
+
+async def _feedback(settings: Settings, since: datetime, now: datetime, as_json: bool) -> int:
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from bot.feedback_report import feedback_report
+    from bot.store import open_store
+
+    url = settings.resolved_database_url()
+    parsed = make_url(url)
+    # Only read: a mistyped data dir must not leave an empty database behind.
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        print(f"vlmbot: there is no database at {parsed.database}; check VLMBOT_DATA_DIR", file=sys.stderr)
+        return 1
+    async with open_store(url, migrate=False) as store:
+        async with store.engine.connect() as connection:
+            ready = await connection.run_sync(lambda sync: inspect(sync).has_table("feedback"))
+        if not ready:
+            print("vlmbot: the database has no feedback table yet; run `vlmbot db upgrade`", file=sys.stderr)
+            return 1
+        report = await feedback_report(store, since, now=now)
+    # ASCII-only JSON: users' text may hold control characters that a terminal would act on.
+    print(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    return 0
+
+
+def _since(text: str) -> tuple[datetime, datetime]:
+    """argparse type of --since: (since, now)."""
+    from bot.feedback_report import parse_since
+
+    now = datetime.now(UTC)
+    try:
+        return parse_since(text, now), now
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _data(settings: Settings, args: argparse.Namespace) -> int:
+    """`vlmbot data prune` and `vlmbot data erase`: the same removal the running bot does."""
+    from bot.erasure import DataRemoval
+    from bot.pictures import PictureFiles
+    from bot.store import open_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_store(settings.resolved_database_url()) as store:
+        removal = DataRemoval(store.engine, PictureFiles(settings.images_dir), settings.exports_dir)
+        if args.action == "prune":
+            removed = await removal.prune(settings.retention_days)
+            days = settings.retention_days
+            scope = f"older than {days} day(s)" if days else "none (VLMBOT_RETENTION_DAYS=0 keeps them)"
+            print(f"pruned turns and exports {scope}; removed {removed.describe()}")
+        else:
+            removed = await removal.erase_user(args.platform, args.user)
+            print(f"erased {args.platform} user {args.user}: {removed.describe()}")
+    return 0
+
+
+async def _health(settings: Settings, url: str | None) -> int:
+    """The container health check of `vlmbot run`: its own /health, on the address it listens on."""
+    from bot.monitoring import parse_listen
+    from engine.remote import check_health
+
+    if url is None:
+        if not settings.metrics_listen:
+            print("VLMBOT_METRICS_LISTEN is empty: this bot serves no /health", file=sys.stderr)
+            return 1
+        host, port = parse_listen(settings.metrics_listen)
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    healthy, seen = await check_health(url)
+    print(seen)
+    return 0 if healthy else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,10 +200,23 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     down = db_sub.add_parser("downgrade", help="revert migrations")
     down.add_argument("revision")
+    feedback = sub.add_parser("feedback", help="votes on answers since a time, and every answer voted down")
+    feedback.add_argument(
+        "--since", type=_since, default="7d", help="30m, 12h, 7d, 2w, or an ISO date or time in UTC (default: 7d)"
+    )
+    feedback.add_argument("--json", action="store_true", help="print JSON for scripts")
+    data = sub.add_parser("data", help="stored conversations and pictures: retention and erasure")
+    data_sub = data.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("prune", help="delete what is older than VLMBOT_RETENTION_DAYS and pictures nothing uses")
+    erase = data_sub.add_parser("erase", help="erase one user's messages, the answers and their pictures")
+    erase.add_argument("--platform", required=True, choices=["telegram", "slack", "web", "console"])
+    erase.add_argument("--user", required=True, help="the user's id on that platform")
+    health = sub.add_parser("health", help="exit 0 when the bot's /health (VLMBOT_METRICS_LISTEN) says it is up")
+    health.add_argument("--url", help="the bot's address (default: from VLMBOT_METRICS_LISTEN)")
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="action", required=True)
     tiny = model_sub.add_parser("tiny", help="write a tiny random-weight checkpoint of a real architecture")
-    tiny.add_argument("--arch", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
+    tiny.add_argument("--arch", choices=[str(name) for name in ArchName], default=str(ArchName.QWEN2_5_VL))
     tiny.add_argument("--out", type=Path, required=True)
     tiny.add_argument("--size", choices=["tiny", "bench"], default="tiny", help="bench: ~60 M parameters")
     engine = sub.add_parser("engine", help="the model engine as an OpenAI-compatible HTTP service")
@@ -159,6 +272,18 @@ def _settings_or_exit() -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "model" or (args.command == "engine" and args.action == "health"):
+        # `model tiny` writes random weights where the operator asks, with the operator's umask.
+        return _main(args)
+    # Conversations, pictures, exports, the database: nothing vlmbot writes is for other users.
+    previous = private_umask()
+    try:
+        return _main(args)
+    finally:
+        os.umask(previous)  # as it was, for a caller in the same process (tests)
+
+
+def _main(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     _setup_logging(settings)
     if args.command in ("run", "chat"):
@@ -173,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "db":
         return asyncio.run(_db(settings, args.action, args.revision))
+    if args.command == "feedback":
+        since, now = args.since
+        return asyncio.run(_feedback(settings, since, now, args.json))
+    if args.command == "health":
+        return asyncio.run(_health(settings, args.url))
+    if args.command == "data":
+        return asyncio.run(_data(settings, args))
     if args.command == "engine":
         return asyncio.run(_engine_command(settings, args))
     if args.command == "model" and args.action == "tiny":

@@ -24,7 +24,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("undo", "Remove the last question from the conversation"),
     CommandSpec("retry", "Answer the last question again"),
     CommandSpec("export", "Download this conversation as JSON"),
+    CommandSpec("forget", "Erase your messages, the answers and your pictures here", "[confirm]"),
     CommandSpec("status", "Queue position and model state"),
+    CommandSpec("good", "Mark the last answer as helpful"),
+    CommandSpec("bad", "Mark the last answer as not helpful, for the helpdesk to review"),
     *(CommandSpec(preset.name, preset.description, preset.usage) for preset in PRESETS),
 )
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ArchSetting
+
+__all__ = ["SECRET_SETTINGS", "Settings", "load_settings"]
 
 
 def _env(name: str, default, description: str, **kw):
@@ -21,6 +24,12 @@ def _env(name: str, default, description: str, **kw):
 
 
 IdList = Annotated[tuple[str, ...], NoDecode]
+
+# Settings whose values never appear in a log (bot/logsafe.py); the database URL's password neither.
+SECRET_SETTINGS = (
+    "telegram_token", "telegram_webhook_secret", "slack_bot_token", "slack_app_token", "slack_signing_secret",
+    "engine_api_key", "engine_api_keys", "web_token", "web_admin_token",
+)
 
 
 class Settings(BaseSettings):
@@ -43,12 +52,16 @@ class Settings(BaseSettings):
         "VLMBOT_ATTENTION", "auto", "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa."
     )
     max_pixels: int = _env(
-        "VLMBOT_MAX_PIXELS", 1280 * 28 * 28, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
+        "VLMBOT_MAX_PIXELS", DEFAULT_MAX_PIXELS, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
     )
-    min_pixels: int = _env("VLMBOT_MIN_PIXELS", 4 * 28 * 28, "Smallest picture size after resizing.")
+    min_pixels: int = _env("VLMBOT_MIN_PIXELS", DEFAULT_MIN_PIXELS, "Smallest picture size after resizing.")
     max_new_tokens: int = _env("VLMBOT_MAX_NEW_TOKENS", 1024, "Upper bound on the length of one answer in tokens.")
     context_tokens: int = _env(
-        "VLMBOT_CONTEXT_TOKENS", 16384, "Prompt budget; older turns are left out of the prompt beyond it."
+        "VLMBOT_CONTEXT_TOKENS",
+        16384,
+        "Most tokens a prompt may have as the model counts them (pictures and instructions included); "
+        "older turns are left out beyond it. A remote engine's count is a safe over-estimate.",
+        gt=0,
     )
     queue_size: int = _env("VLMBOT_QUEUE_SIZE", 32, "Requests waiting or running at once; more are refused as busy.")
     request_timeout_s: float = _env("VLMBOT_REQUEST_TIMEOUT", 300.0, "Seconds a request may take, waiting included.")
@@ -69,8 +82,34 @@ class Settings(BaseSettings):
     engine_model: str | None = _env(
         "VLMBOT_ENGINE_MODEL", None, "Model name to request from the remote server (default: its first model)."
     )
+    engine_arch: ArchSetting = _env(
+        "VLMBOT_ENGINE_ARCH",
+        "auto",
+        "Architecture of the remote model when its server does not say (this project's server does): "
+        "qwen2_5_vl, qwen3_vl, or auto = judged by the model's name.",
+    )
     engine_api_keys: IdList = _env(
         "VLMBOT_SERVER_API_KEYS", (), "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth."
+    )
+
+    # --- the operator's instructions --------------------------------------------------------
+    instructions_file: Path | None = _env(
+        "VLMBOT_INSTRUCTIONS_FILE", None, "Text or Markdown added to the system prompt of every conversation."
+    )
+    instructions_dir: Path | None = _env(
+        "VLMBOT_INSTRUCTIONS_DIR",
+        None,
+        "Per-place instructions: telegram_<chat id>.md, slack_<channel id>.md, web.md, console.md "
+        "(extend the general ones; <place>.replace.md replaces them).",
+    )
+
+    # --- retention -------------------------------------------------------------------------
+    retention_days: int = _env(
+        "VLMBOT_RETENTION_DAYS",
+        0,
+        "Days sessions, turns, pictures and exports are kept (deleted daily and by `vlmbot data prune`); "
+        "0 keeps them forever.",
+        ge=0,
     )
 
     # --- input limits ----------------------------------------------------------------------
@@ -88,6 +127,11 @@ class Settings(BaseSettings):
         "This bot replica's name (default: the host name); a restart interrupts only its own pending answers.",
     )
     log_level: str = _env("VLMBOT_LOG_LEVEL", "INFO", "Python logging level.")
+    metrics_listen: str = _env(
+        "VLMBOT_METRICS_LISTEN",
+        "127.0.0.1:9464",
+        "host:port where `vlmbot run` serves /metrics (Prometheus) and /health; empty = not served.",
+    )
     console: Literal["auto", "on", "off"] = _env(
         "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."
     )
@@ -129,6 +173,18 @@ class Settings(BaseSettings):
     web_listen: str = _env("VLMBOT_WEB_LISTEN", "127.0.0.1:8080", "host:port of the web chat.")
     web_token: str | None = _env("VLMBOT_WEB_TOKEN", None, "Access token; required when not bound to loopback.")
     web_admin_token: str | None = _env("VLMBOT_WEB_ADMIN_TOKEN", None, "Operator token: read-only view of all sessions.")
+    web_login_ttl_s: float = _env(
+        "VLMBOT_WEB_LOGIN_TTL", 7 * 24 * 3600.0, "Seconds a web sign-in lasts before the token is asked for again."
+    )
+    web_tls_proxy: bool = _env(
+        "VLMBOT_WEB_TLS_PROXY",
+        False,
+        "true when a TLS reverse proxy serves the web chat as https: cookies become Secure and __Host-, "
+        "and login throttling counts by the proxy's X-Forwarded-For address.",
+    )
+    web_picture_decodes: int = _env(
+        "VLMBOT_WEB_PICTURE_DECODES", 2, "Uploaded pictures the web chat decodes at once (a 64-megapixel one takes ~250 MB)."
+    )
 
     @field_validator(
         "engine_api_keys", "telegram_allowed_users", "telegram_allowed_chats", "slack_allowed_teams",
@@ -140,6 +196,29 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    def secret_values(self) -> list[tuple[str, str]]:
+        """(variable name, value) of every configured secret, for redaction from the logs."""
+        found: list[tuple[str, str]] = []
+        for name in SECRET_SETTINGS:
+            value = getattr(self, name)
+            alias = type(self).model_fields[name].validation_alias
+            label = alias.choices[0] if isinstance(alias, AliasChoices) else name
+            for item in value if isinstance(value, tuple) else (value,):
+                if item:
+                    found.append((str(label), str(item)))
+        password = urlsplit(self.database_url).password if self.database_url else None
+        if password:
+            found += [("VLMBOT_DATABASE_URL password", password), ("VLMBOT_DATABASE_URL password", unquote(password))]
+        return found
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if value.strip() and (not sep or not port.isdigit() or int(port) > 65535):
+            raise ValueError("must be host:port (e.g. 127.0.0.1:9464), or empty to serve no metrics")
+        return value.strip()
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -148,6 +227,11 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where the terminal chat saves exports and files."""
+        return self.data_dir / "exports"
 
     @property
     def demo_model_dir(self) -> Path:

@@ -9,8 +9,12 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bot.commands import help_text, parse_command
+from bot.erasure import DataRemoval
+from bot.feedback import Feedback, vote_entries
+from bot.instructions import Instructions
 from bot.messages import (
     Answer,
     AnswerDelta,
@@ -23,10 +27,18 @@ from bot.messages import (
     Reply,
     Text,
 )
+from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
-from bot.presets import Preset, found_replies, guess_arch, html_replies, preset_named, table_replies
-from bot.prompt import PromptBudget, build_prompt, pending_pictures
+from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
+from bot.prompt import (
+    SYSTEM_PROMPT,
+    PromptTooLong,
+    build_prompt,
+    pending_pictures,
+    pending_turns,
+)
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from bot.votes import Vote, VoteResult
 from bot.wording import (
     ACK_PICTURES,
     ANSWER_INTERRUPTED,
@@ -40,8 +52,10 @@ from bot.wording import (
     STOPPED,
     too_big,
 )
+from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.interface import (
     Engine,
+    EngineBusy,
     EngineError,
     GenerationLimits,
     GenerationRequest,
@@ -54,6 +68,8 @@ __all__ = ["ConversationLimits", "Conversations"]
 
 log = logging.getLogger(__name__)
 
+_PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "web": "the web chat", "console": "the terminal chat"}
+
 # Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
 Presenter = Callable[[Answer, GenerationStats], AsyncIterator[Reply]]
 
@@ -65,19 +81,17 @@ class ConversationLimits:
     max_images_per_turn: int
     max_new_tokens: int
     request_timeout_s: float
-    budget: PromptBudget
+    context_tokens: int  # the whole prompt, as the engine counts it
     # The engine's resize budget, needed to map Qwen2.5-VL grounding answers (pixels of the resized
-    # picture) back to the original; None derives it from `budget` (max) and the default (min).
-    min_pixels: int | None = None
-    max_pixels: int | None = None
+    # picture) back to the original.
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
-        max_pixels = self.max_pixels if self.max_pixels is not None else self.budget.tokens_per_image * 28 * 28
-        min_pixels = self.min_pixels if self.min_pixels is not None else 4 * 28 * 28
         if halved:
-            return min(min_pixels, max_pixels // 2), max_pixels // 2
-        return min_pixels, max_pixels
+            return min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2
+        return self.min_pixels, self.max_pixels
 
 
 @dataclass
@@ -91,15 +105,27 @@ class _InFlight:
 class Conversations:
     """Turns incoming messages into stored turns and engine requests, one active session per thread."""
 
-    def __init__(self, store: Store, engine: Engine, pictures: PictureFiles, limits: ConversationLimits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        pictures: PictureFiles,
+        limits: ConversationLimits,
+        instructions: Instructions | None = None,
+        exports_dir: Path | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
         self.pictures = pictures
         self.limits = limits
+        self.instructions = instructions
+        self.removal = DataRemoval(store.engine, pictures, exports_dir)
         self._accepting = True
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, _InFlight] = {}  # session id -> its running request
         self._cancelled_turns: set[int] = set()
+        self._feedback = Feedback(store)
+        self.metrics = BotMetrics(in_progress=lambda: len(self._inflight))
 
     # --- for adapters -------------------------------------------------------------------------
 
@@ -114,6 +140,16 @@ class Conversations:
         """Whether the thread has an active session (e.g. a Slack thread the bot already answered in)."""
         return bool(await self.store.list_sessions(platform=platform, thread_key=thread_key, limit=1, active_only=True))
 
+    async def record_vote(self, platform: str, thread_key: str, user_id: str, turn_id: int, vote: Vote) -> VoteResult:
+        """A user's thumbs up or down on the answer of `turn_id` (`Answer.turn_id`), pressed in `thread_key`.
+
+        One vote per user and answer; a new vote replaces the old. Refused (UNKNOWN_TURN) when the turn
+        is not in that thread of that platform, and (NOT_AN_ANSWER) when it has no final answer.
+        """
+        result = await self._feedback.record_vote(platform, thread_key, user_id, turn_id, vote)
+        self.metrics.voted(result)
+        return result
+
     def stop_thread(self, platform: str, thread_key: str) -> None:
         """Mark the thread's running answer as stopped by /clear; called before the task reading it is
         cancelled, so the turn ends as cancelled rather than interrupted."""
@@ -123,15 +159,23 @@ class Conversations:
 
     def check_attachment_size(self, size: int | None) -> str | None:
         if size is not None and size > self.limits.max_image_bytes:
+            self.metrics.refused("picture")
             return too_big(size, self.limits.max_image_bytes)
         return None
 
+    def refused(self, reason: RefusalReason) -> None:
+        """An adapter turned a message away before it reached `handle` (e.g. the sender is not allowed)."""
+        self.metrics.refused(reason)
+
     async def handle(self, message: IncomingMessage) -> AsyncGenerator[Reply, None]:
         """Everything the user should see in answer to `message`, in order."""
+        command = parse_command(message.text)
+        kind: MessageKind = "command" if command is not None else "picture" if message.attachments else "text"
+        self.metrics.received(message.platform, kind)
         if not self._accepting:
+            self.metrics.refused("restarting")
             yield Text(SHUTTING_DOWN, kind="error")
             return
-        command = parse_command(message.text)
         if command is not None:
             async for reply in self._command(message, *command):
                 yield reply
@@ -143,6 +187,7 @@ class Conversations:
 
     async def _check_all(self, attachments: Sequence[Attachment]) -> list[CheckedPicture] | str:
         if len(attachments) > self.limits.max_images_per_turn:
+            self.metrics.refused("picture")
             return f"That is {len(attachments)} pictures; I can look at {self.limits.max_images_per_turn} at a time."
         checked: list[CheckedPicture] = []
         for attachment in attachments:
@@ -157,6 +202,7 @@ class Conversations:
                     )
                 )
             except PictureRejected as exc:
+                self.metrics.refused("picture")
                 return exc.user_message
         return checked
 
@@ -222,12 +268,32 @@ class Conversations:
         or picture); the stored answer stays the model's own text.
         """
         history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
+        system = SYSTEM_PROMPT
+        if self.instructions is not None:
+            system = await self.instructions.system_prompt(session.platform, session.thread_key)
         try:
-            prompt = await build_prompt(history, turn, self.limits.budget, self.pictures.load)
+            prompt = await build_prompt(
+                history,
+                turn,
+                system=system,
+                context_tokens=self.limits.context_tokens,
+                count=self.engine.count_prompt_tokens,
+                load_image=self.pictures.load,
+            )
         except FileNotFoundError as exc:
             log.error("session %s: a stored picture is missing: %s", session.id, exc)
             await self.store.finish_turn(turn.id, status="failed", error=f"missing picture: {exc}")
             yield Text(MISSING_PICTURE, kind="error")
+            return
+        except PromptTooLong as exc:
+            self.metrics.refused("too_long")
+            log.info("session %s turn %s: %s", session.id, turn.id, exc)
+            await self.store.finish_turn(turn.id, status="failed", error=str(exc))
+            # Set aside with the pictures waiting for it, or every next question would carry them again.
+            for waiting in history[len(history) - len(pending_turns(history)):]:
+                await self.store.drop_from_context(waiting.id)
+            await self.store.drop_from_context(turn.id)
+            yield Text(exc.user_message, kind="error")
             return
         if prompt.left_out:
             yield Notice(
@@ -246,7 +312,8 @@ class Conversations:
         self._inflight[session.id] = inflight
         parts: list[str] = []
         stats: GenerationStats | None = None
-        status, error = "interrupted", None
+        status: Outcome = "interrupted"
+        error: str | None = None
         log.info("session %s turn %s: request %s queued", session.id, turn.id, request.request_id)
         try:
             stream = self.engine.generate(request)
@@ -269,6 +336,8 @@ class Conversations:
                 status = "done"
         except EngineError as exc:
             status, error = "failed", str(exc)
+            if isinstance(exc, EngineBusy):
+                self.metrics.refused("busy")
             log.warning("session %s turn %s failed: %s", session.id, turn.id, exc)
             yield Text(exc.user_message, kind="error")
         except Exception as exc:  # a bug must cost one answer, not the adapter's task
@@ -287,6 +356,7 @@ class Conversations:
                 stats=_turn_stats(stats),
             )
             self._cancelled_turns.discard(turn.id)
+            self.metrics.answered(status, stats)
             if self._inflight.get(session.id) is inflight:
                 del self._inflight[session.id]
             inflight.done.set()
@@ -332,6 +402,13 @@ class Conversations:
             yield await self._export(message)
         elif name == "status":
             yield Text(await self._status(message))
+        elif name in ("good", "bad"):
+            vote = Vote.UP if name == "good" else Vote.DOWN
+            result = await self._feedback.vote_last_answer(message.platform, message.thread_key, message.user_id, vote)
+            self.metrics.voted(result)
+            yield Text(result.text, kind="info" if result.accepted else "error")
+        elif name == "forget":
+            yield Text(await self._forget(message, args))
         elif (preset := preset_named(name)) is not None:
             async for reply in self._preset(message, preset, args):
                 yield reply
@@ -375,7 +452,15 @@ class Conversations:
                     # An earlier picture goes into this question again, right next to the instruction.
                     own = [target]
             in_question = [*carried, *own]
-            arch = self._arch()
+            try:
+                arch = await self.engine.model_arch()  # the grounding prompt differs by architecture
+            except EngineError as exc:
+                log.warning("session %s: /%s: the model's architecture is not known: %s", session.id, preset.name, exc)
+                if checked:  # keep the pictures, so the same command works once the server is back
+                    hashes = [picture.sha256 for picture in checked]
+                    await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+                yield Text(exc.user_message, kind="error")
+                return
             if preset.needs_argument:  # /find marks one picture: name it when the question has several
                 number = len(in_question) - in_question[::-1].index(target)
                 text = preset.prompt(arch, argument, picture=number if len(in_question) > 1 else None)
@@ -389,11 +474,7 @@ class Conversations:
             async for reply in self._answer(session, turn, present):
                 yield reply
 
-    def _arch(self) -> str:
-        """The local engine knows its checkpoint's architecture; a remote one is judged by its model name."""
-        return guess_arch(getattr(self.engine, "arch", None), self.engine.model_name)
-
-    def _presenter(self, preset: Preset, arch: str, target: str, argument: str) -> Presenter | None:
+    def _presenter(self, preset: Preset, arch: ModelArch, target: str, argument: str) -> Presenter | None:
         """What the user gets besides the answer: files for /table and /code, the marked picture for /find."""
         if preset.name == "find":
 
@@ -511,6 +592,7 @@ class Conversations:
         if session is None:
             raise KeyError(session_id)
         turns = await self.store.turns(session_id)
+        votes = await self.store.votes_in_session(session_id)
         body = {
             "session": session.id,
             "name": session.title,
@@ -535,11 +617,44 @@ class Conversations:
                     "prompt_tokens": t.prompt_tokens,
                     "output_tokens": t.output_tokens,
                     "model": t.model,
+                    "feedback": vote_entries(votes.get(t.id, ())),
                 }
                 for t in turns
             ],
         }
         return json.dumps(body, indent=2, ensure_ascii=False).encode()
+
+    async def _forget(self, message: IncomingMessage, argument: str) -> str:
+        """/forget says what of the user's would go on this platform; /forget confirm erases it."""
+        where = _PLATFORM_NAMES.get(message.platform, message.platform)
+        argument = argument.strip().lower()
+        if argument not in ("", "confirm"):
+            return "/forget shows what of yours would be erased; /forget confirm erases it."
+        plan = await self.removal.plan_user(message.platform, message.user_id)
+        if not (plan.turns or plan.sessions or plan.user_rows):
+            return f"Nothing of yours is stored from {where}."
+        if not argument:
+            kept = f" ({plan.kept_pictures} more stay: messages that are kept use them)" if plan.kept_pictures else ""
+            votes = f", and your {plan.user_rows} vote(s) on answers" if plan.user_rows else ""
+            also = "" if votes else "and "
+            return (
+                f"/forget confirm erases everything of yours from {where}: {plan.turns} message(s) and the answers "
+                f"to them in {plan.conversations} conversation(s), {also}{plan.pictures} picture(s){kept}{votes}. "
+                "Other people's messages stay. This cannot be undone."
+            )
+        for inflight in list(self._inflight.values()):
+            if inflight.turn_id in plan.turn_ids:  # an answer to a question about to go: stop it
+                self._cancelled_turns.add(inflight.turn_id)
+                await self.engine.cancel(inflight.request_id)
+        removed = await self.removal.erase_user(message.platform, message.user_id)
+        for session_id in removed.touched_sessions:
+            await self.engine.release_session(session_id)  # its KV cache holds the erased text
+        log.info("%s:%s erased their data with /forget", message.platform, message.user_id)
+        return (
+            f"Erased {removed.turns} message(s) of yours and the answers to them in {removed.conversations} "
+            f"conversation(s), and {removed.pictures} picture(s)"
+            + (f"; and {removed.user_rows} vote(s) of yours on answers." if removed.user_rows else ".")
+        )
 
     async def _status(self, message: IncomingMessage) -> str:
         health = self.engine.health()

@@ -15,9 +15,10 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
-from engine.images import PATCH_FACTOR, smart_resize
+from engine.arch import Coordinates, ModelArch
+from engine.images import smart_resize
 
 __all__ = [
     "Box",
@@ -32,8 +33,7 @@ __all__ = [
     "to_original",
 ]
 
-RELATIVE_SCALE = 1000  # Qwen3-VL (and Qwen2-VL) answer in 0..1000 on both axes
-_RELATIVE_ARCHS = {"qwen3_vl", "qwen2_vl"}
+RELATIVE_SCALE = 1000  # Qwen3-VL answers in 0..1000 on both axes
 
 
 @dataclass(frozen=True)
@@ -77,16 +77,20 @@ class CoordinateFrame:
 
 
 def coordinate_frame(
-    arch: str, original_size: tuple[int, int], *, min_pixels: int, max_pixels: int
+    arch: ModelArch, original_size: tuple[int, int], *, min_pixels: int, max_pixels: int
 ) -> CoordinateFrame:
-    """Qwen3-VL: 1000 x 1000 relative units. Qwen2.5-VL: the resized input's pixels (same smart_resize
-    as the engine, with the same budget), because that is the picture the model actually saw."""
-    if arch in _RELATIVE_ARCHS:
-        return CoordinateFrame(RELATIVE_SCALE, RELATIVE_SCALE)
-    width, height = original_size
-    factor = PATCH_FACTOR.get(arch, PATCH_FACTOR["qwen2_5_vl"])
-    resized_h, resized_w = smart_resize(height, width, factor, min_pixels, max_pixels)
-    return CoordinateFrame(resized_w, resized_h)
+    """Relative coordinates (Qwen3-VL): 1000 x 1000 units. Resized pixels (Qwen2.5-VL): the resized
+    input's pixels (same smart_resize as the engine, with the same budget and the architecture's patch
+    factor), because that is the picture the model actually saw."""
+    match arch.coordinates:
+        case Coordinates.RELATIVE_1000:
+            return CoordinateFrame(RELATIVE_SCALE, RELATIVE_SCALE)
+        case Coordinates.RESIZED_PIXELS:
+            width, height = original_size
+            resized_h, resized_w = smart_resize(height, width, arch.patch_factor, min_pixels, max_pixels)
+            return CoordinateFrame(resized_w, resized_h)
+        case _:
+            assert_never(arch.coordinates)
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -247,7 +251,7 @@ def to_original(marks: list[RawMark], frame: CoordinateFrame, original_size: tup
 def locate(
     text: str,
     *,
-    arch: str,
+    arch: ModelArch,
     original_size: tuple[int, int],
     min_pixels: int,
     max_pixels: int,

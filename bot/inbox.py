@@ -2,7 +2,8 @@
 
 `submit` takes a `Delivery` and the `Transport` its reply goes to, and returns at once:
 1. The access policy (`bot.access`) judges the sender. A refused sender who addressed the bot gets
-   one line, once per message however often the platform redelivers it; nothing else happens.
+   one line, once per message however often the platform redelivers it, and the refusal is counted
+   (`bot.metrics`); nothing else happens.
 2. The message joins its thread's lane (`bot.lanes`), so it waits for the one before it. /clear first
    stops what runs and what waits in the thread; /status, /help and /start are answered at once,
    beside the lane.
@@ -26,7 +27,7 @@ from bot.conversations import Conversations
 from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher
 from bot.lanes import LaneKey, Lanes, Ticket
 from bot.messages import Attachment, IncomingMessage
-from bot.render import RenderOptions, Renderer
+from bot.render import Renderer, RenderOptions
 from bot.transport import TextKind, Transport, TransportError
 from bot.wording import FAILED, not_pictures, refusal
 
@@ -128,6 +129,7 @@ class Inbox:
         if delivery.addressing is Addressing.DIRECT and (once is None or self._refused.add((key[0], once))):
             sender = delivery.sender
             log.info("%s: refused user %s in chat %s (team %s)", key[0], sender.user_id, sender.chat_id, sender.team_id)
+            self.conversations.refused("access")  # counted once per message, on every platform
             return self._lanes.spawn(key, lambda: self._say(job.transport, refusal(sender.user_id), TextKind.INFO))
         return self._lanes.done(key)
 

@@ -15,6 +15,7 @@ from typing import Literal
 __all__ = ["Block", "CodeBlock", "blocks", "code_blocks", "split", "utf16_length"]
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*$")
+_LINK = re.compile(r"\[[^\]\n]+\]\([^)\s]+\)")
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,28 @@ def _split_code(language: str, code: str, limit: int) -> list[str]:
     return [f"{fence}{language}\n{piece}\n{fence}" for piece in pieces]
 
 
+def _words(text: str) -> list[str]:
+    """`text` cut at its spaces, except those inside a link `[label](url)`: a link cut in two would
+    show its markup as text in both messages."""
+    links = [m.span() for m in _LINK.finditer(text)]
+    words, start = [], 0
+    for i, ch in enumerate(text):
+        if ch == " " and not any(a < i < b for a, b in links):
+            words.append(text[start:i])
+            start = i + 1
+    words.append(text[start:])
+    return words
+
+
 def _split_text(text: str, limit: int) -> list[str]:
     if _fits(text, limit):
         return [text]
-    for separator in ("\n", " "):
-        parts = text.split(separator)
+    cuts = (
+        ("\n", text.split("\n")),
+        (" ", _words(text)),
+        (" ", text.split(" ")),  # a link longer than a message is cut at its own spaces after all
+    )
+    for separator, parts in cuts:
         if len(parts) > 1:
             out: list[str] = []
             current = ""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from bot.filemodes import make_private_dir
+
 __all__ = ["CheckedPicture", "PictureFiles", "PictureRejected", "check_picture"]
 
 _FORMAT_MIME = {
@@ -91,6 +93,10 @@ class PictureFiles:
     def __init__(self, root: Path) -> None:
         self._root = root
 
+    @property
+    def root(self) -> Path:
+        return self._root
+
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
@@ -100,7 +106,7 @@ class PictureFiles:
         target = self.path(sha256)
         if target.exists():
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -2,7 +2,7 @@
 
 The prompts are shared by both model families except where they answer differently: grounding
 (Qwen2.5-VL gives pixels of the resized input, Qwen3-VL relative 0-1000 coordinates; the prompt
-names the system each was trained on).
+names the system each was trained on, as `engine.arch.ModelArch.coordinates` says).
 """
 
 from __future__ import annotations
@@ -15,22 +15,19 @@ from bot.drawing import draw_marks, oriented_size
 from bot.grounding import describe_marks, locate
 from bot.messages import Answer, Document, Notice, Picture, Reply, Text
 from bot.tables import find_tables, table_to_csv
+from engine.arch import Coordinates, ModelArch
 
 __all__ = [
     "PRESETS",
     "Preset",
     "extract_html",
     "found_replies",
-    "guess_arch",
     "html_replies",
     "preset_named",
     "table_replies",
 ]
 
 log = logging.getLogger(__name__)
-
-QWEN25 = "qwen2_5_vl"
-QWEN3 = "qwen3_vl"
 
 MAX_ARGUMENT = 200
 MAX_CSV_FILES = 5
@@ -42,17 +39,18 @@ class Preset:
     description: str
     prompt_template: str  # "{argument}" is replaced by the command's argument
     usage: str = ""  # the argument's placeholder in help, e.g. "THING"; empty when none is taken
-    per_arch: tuple[tuple[str, str], ...] = ()  # (arch, template) where an architecture needs its own
+    # (coordinates, template) where the architecture's grounding coordinates need their own wording
+    per_coordinates: tuple[tuple[Coordinates, str], ...] = ()
     example: str = ""  # an example invocation for the docs and help
 
     @property
     def needs_argument(self) -> bool:
         return bool(self.usage)
 
-    def prompt(self, arch: str, argument: str = "", *, picture: int | None = None, pictures: int = 1) -> str:
+    def prompt(self, arch: ModelArch, argument: str = "", *, picture: int | None = None, pictures: int = 1) -> str:
         """The question sent to the model. When the question carries several pictures, `picture` names
         the one to work on; without it the job is done for each of the `pictures`."""
-        template = dict(self.per_arch).get(arch, self.prompt_template)
+        template = dict(self.per_coordinates).get(arch.coordinates, self.prompt_template)
         text = template.replace("{argument}", _clean_argument(argument))
         if picture is not None:
             return f"Look only at Picture {picture}. {text}"
@@ -131,7 +129,10 @@ PRESETS: tuple[Preset, ...] = (
         description="Locate something and mark it on the picture",
         prompt_template=_GROUNDING_QWEN25,
         usage="THING",
-        per_arch=((QWEN25, _GROUNDING_QWEN25), (QWEN3, _GROUNDING_QWEN3)),
+        per_coordinates=(
+            (Coordinates.RESIZED_PIXELS, _GROUNDING_QWEN25),
+            (Coordinates.RELATIVE_1000, _GROUNDING_QWEN3),
+        ),
         example="/find the serial number label",
     ),
 )
@@ -141,15 +142,6 @@ _BY_NAME = {preset.name: preset for preset in PRESETS}
 
 def preset_named(name: str) -> Preset | None:
     return _BY_NAME.get(name)
-
-
-def guess_arch(hint: str | None, model_name: str) -> str:
-    """The engine's own answer when it has one (the local engine knows its checkpoint), else the
-    served model's name: "Qwen/Qwen3-VL-8B-Instruct" is Qwen3-VL, anything else is taken as Qwen2.5-VL."""
-    if hint:
-        return hint
-    name = model_name.lower().replace("-", "").replace("_", "").replace(".", "")
-    return QWEN3 if "qwen3" in name else QWEN25
 
 
 # --- /code: the HTML document in the answer ------------------------------------------------------
@@ -210,7 +202,7 @@ def html_replies(answer: Answer) -> list[Reply]:
 
 
 def found_replies(
-    answer: Answer, picture: bytes, *, arch: str, thing: str, min_pixels: int, max_pixels: int
+    answer: Answer, picture: bytes, *, arch: ModelArch, thing: str, min_pixels: int, max_pixels: int
 ) -> list[Reply]:
     """/find: the answer becomes the list of boxes in the ORIGINAL picture's pixels, followed by the
     picture with them drawn on it. Blocking (decodes and draws): run it in a worker thread."""

@@ -1,4 +1,8 @@
-"""Turning a session's stored turns into the prompt the model sees, within a token budget."""
+"""Turning a session's stored turns into the prompt the model sees, within a token budget.
+
+The budget is counted by the engine (`Engine.count_prompt_tokens`: exact in process, an upper bound
+for a remote server), on the whole prompt as it will be sent: the newest exchanges that fit are kept.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ from dataclasses import dataclass
 from bot.store import TurnInfo
 from engine.interface import PromptImage, PromptTurn
 
-__all__ = ["SYSTEM_PROMPT", "BuiltPrompt", "PromptBudget", "build_prompt", "label_pictures", "pending_pictures"]
+__all__ = [
+    "SYSTEM_PROMPT",
+    "BuiltPrompt",
+    "PromptTooLong",
+    "build_prompt",
+    "label_pictures",
+    "pending_pictures",
+    "pending_turns",
+    "system_prompt",
+]
 
 SYSTEM_PROMPT = (
     "You are a helpdesk assistant. People show you photos and screenshots (error dialogs, device panels, "
@@ -19,21 +32,34 @@ SYSTEM_PROMPT = (
 # Statuses whose answer the model should see; other finished turns only contribute their pictures.
 _ANSWERED = {"done"}
 
+Counter = Callable[[Sequence[PromptTurn]], Awaitable[int]]
 
-@dataclass(frozen=True)
-class PromptBudget:
-    context_tokens: int
-    tokens_per_image: int  # upper bound from the pixel budget: max_pixels / (patch factor)^2
 
-    def estimate(self, text: str, images: int) -> int:
-        # ~3 characters a token is a safe over-estimate for English text with the Qwen tokenizer.
-        return len(text) // 3 + 8 + images * (self.tokens_per_image + 2)
+def system_prompt(instructions: str | None) -> str:
+    """The built-in system prompt, followed by the operator's instructions when there are any."""
+    if not instructions or not instructions.strip():
+        return SYSTEM_PROMPT
+    return f"{SYSTEM_PROMPT}\n\n{instructions.strip()}"
+
+
+class PromptTooLong(Exception):
+    """Even without any earlier exchange the prompt exceeds the budget."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the prompt needs {tokens} tokens without history; the budget is {limit}")
+        self.tokens = tokens
+        self.limit = limit
+        self.user_message = (
+            f"This question and its pictures need {tokens} tokens, more than the {limit} this bot can read "
+            "at once, so it was set aside; please shorten it or send fewer pictures."
+        )
 
 
 @dataclass(frozen=True)
 class BuiltPrompt:
     turns: tuple[PromptTurn, ...]
     left_out: int  # earlier exchanges not included because of the budget
+    tokens: int  # as the engine counts them (an upper bound for a remote engine)
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,14 @@ def label_pictures(text: str, count: int) -> str:
     return f"(The {count} pictures above are, in order: {names}.)\n{text}"
 
 
+def pending_turns(history: Sequence[TurnInfo]) -> Sequence[TurnInfo]:
+    """The turns since the last answered one: their pictures join the next question."""
+    for index in range(len(history) - 1, -1, -1):
+        if history[index].status in _ANSWERED and history[index].answer is not None:
+            return history[index + 1 :]
+    return history
+
+
 def pending_pictures(history: Sequence[TurnInfo]) -> tuple[str, ...]:
     """Pictures sent since the last answer, which `build_prompt` puts into the next question."""
     exchanges = _exchanges(history)
@@ -78,27 +112,19 @@ def pending_pictures(history: Sequence[TurnInfo]) -> tuple[str, ...]:
 async def build_prompt(
     history: Sequence[TurnInfo],
     question: TurnInfo,
-    budget: PromptBudget,
+    *,
+    system: str,
+    context_tokens: int,
+    count: Counter,
     load_image: Callable[[str], Awaitable[bytes]],
 ) -> BuiltPrompt:
-    """History (oldest first, the question excluded) plus the question, newest kept first."""
+    """History (oldest first, the question excluded) plus the question: the most recent exchanges whose
+    whole prompt, as `count` measures it, stays within `context_tokens`. Raises `PromptTooLong`."""
     exchanges = _exchanges(history)
     carried: tuple[str, ...] = ()
     if exchanges and exchanges[-1].answer is None:
         carried = exchanges.pop().hashes
     question_hashes = carried + question.image_hashes
-    question_text = label_pictures(question.user_text, len(question_hashes))
-    used = budget.estimate(SYSTEM_PROMPT, 0) + budget.estimate(question_text, len(question_hashes))
-    kept: list[_Exchange] = []
-    for exchange in reversed(exchanges):
-        cost = budget.estimate(label_pictures(exchange.user_text, len(exchange.hashes)), len(exchange.hashes))
-        cost += budget.estimate(exchange.answer or "", 0)
-        if used + cost > budget.context_tokens:
-            break
-        kept.append(exchange)
-        used += cost
-    kept.reverse()
-
     cache: dict[str, PromptImage] = {}
 
     async def images(hashes: Sequence[str]) -> tuple[PromptImage, ...]:
@@ -109,10 +135,38 @@ async def build_prompt(
             out.append(cache[sha])
         return tuple(out)
 
-    turns: list[PromptTurn] = [PromptTurn("system", SYSTEM_PROMPT)]
-    for exchange in kept:
-        user_text = label_pictures(exchange.user_text, len(exchange.hashes))
-        turns.append(PromptTurn("user", user_text, await images(exchange.hashes)))
-        turns.append(PromptTurn("assistant", exchange.answer or ""))
-    turns.append(PromptTurn("user", question_text, await images(question_hashes)))
-    return BuiltPrompt(turns=tuple(turns), left_out=len(exchanges) - len(kept))
+    question_turn = PromptTurn(
+        "user", label_pictures(question.user_text, len(question_hashes)), await images(question_hashes)
+    )
+    pairs: list[tuple[PromptTurn, PromptTurn]] = []  # newest first, loaded as the search needs them
+
+    async def prompt_with(kept: int) -> tuple[PromptTurn, ...]:
+        while len(pairs) < kept:
+            exchange = exchanges[len(exchanges) - 1 - len(pairs)]
+            user = PromptTurn(
+                "user", label_pictures(exchange.user_text, len(exchange.hashes)), await images(exchange.hashes)
+            )
+            pairs.append((user, PromptTurn("assistant", exchange.answer or "")))
+        older = [turn for pair in reversed(pairs[:kept]) for turn in pair]
+        return (PromptTurn("system", system), *older, question_turn)
+
+    # The count grows with every exchange kept: the longest history that fits, by bisection (one
+    # count when everything fits, as it does in most conversations).
+    turns = await prompt_with(len(exchanges))
+    tokens = await count(turns)
+    if tokens <= context_tokens:
+        return BuiltPrompt(turns=turns, left_out=0, tokens=tokens)
+    low, high = 0, len(exchanges) - 1
+    best: tuple[int, tuple[PromptTurn, ...], int] | None = None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = await prompt_with(middle)
+        tokens = await count(candidate)
+        if tokens <= context_tokens:
+            best, low = (middle, candidate, tokens), middle + 1
+        else:
+            high = middle - 1
+    if best is None:  # the last try was the question alone
+        raise PromptTooLong(tokens, context_tokens)
+    kept, turns, tokens = best
+    return BuiltPrompt(turns=turns, left_out=len(exchanges) - kept, tokens=tokens)

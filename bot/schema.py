@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Delivery", "ImageRow", "SessionRow", "TurnRow"]
+from bot.votes import Vote
+
+__all__ = ["Base", "Delivery", "FeedbackRow", "ImageRow", "SessionRow", "TurnRow", "WebLoginRow"]
 
 
 class Base(DeclarativeBase):
@@ -71,6 +84,12 @@ class TurnRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    __table_args__ = (
+        # Erasure finds a user's turns, the retention prune old turns (migration 0006).
+        Index("ix_turns_user_id", "user_id"),
+        Index("ix_turns_created_at", "created_at"),
+    )
+
 
 class ImageRow(Base):
     """A stored picture: the file is `images/<sha256[:2]>/<sha256>` under the data dir."""
@@ -93,3 +112,46 @@ class Delivery(Base):
     platform: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# A PostgreSQL enum type; elsewhere a string column with a CHECK constraint. Stored by value ("up").
+_VOTE_TYPE = Enum(
+    Vote,
+    name="feedback_vote",
+    values_callable=lambda members: [member.value for member in members],
+    create_constraint=True,
+    length=8,
+)
+
+
+class FeedbackRow(Base):
+    """A user's vote on a final answer: one per user and turn, changed in place (see `Store.vote`)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    # The platform of the turn's session; user ids are only unique within their platform.
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+    vote: Mapped[Vote] = mapped_column(_VOTE_TYPE)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the user's first vote
+    voted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the current vote
+
+    __table_args__ = (
+        UniqueConstraint("turn_id", "platform", "user_id", name="uq_feedback_turn_user"),
+        Index("ix_feedback_voted_at", "voted_at"),
+    )
+
+
+class WebLoginRow(Base):
+    """A sign-in to the web chat. The browser holds a random id; only its SHA-256 is stored here."""
+
+    __tablename__ = "web_logins"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # user | admin
+    # A keyed hash of the token the login was made with: changing the token ends every such login.
+    token_mark: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

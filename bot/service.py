@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,9 +12,11 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
+from bot.filemodes import prepare_data_dir
 from bot.inbox import Inbox
+from bot.instructions import Instructions
 from bot.pictures import PictureFiles
-from bot.prompt import PromptBudget
+from bot.retention import prune_daily
 from bot.store import Store, open_store
 from engine.interface import Engine
 
@@ -61,6 +64,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
                 base_url=settings.engine_url,
                 api_key=settings.engine_api_key,
                 model=settings.engine_model,
+                arch=settings.engine_arch,
                 min_pixels=settings.min_pixels,
                 max_pixels=settings.max_pixels,
                 queue_size=settings.queue_size,
@@ -99,18 +103,14 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         request_timeout_s=settings.request_timeout_s,
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
-        budget=PromptBudget(
-            context_tokens=settings.context_tokens,
-            # 28 px per visual token side is the smaller factor (Qwen2.5-VL), so an upper bound for both.
-            tokens_per_image=settings.max_pixels // (28 * 28),
-        ),
+        context_tokens=settings.context_tokens,
     )
 
 
 @asynccontextmanager
 async def running_service(settings: Settings) -> AsyncIterator[Service]:
     """Database, engine and conversations; on exit drains answers in flight and closes everything."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir, settings.resolved_database_url())
     async with open_store(settings.resolved_database_url(), instance_id=settings.instance_id) as store:
         # Any turn pending longer than a request may take has lost its replica, whichever it was.
         stale_after = settings.request_timeout_s + settings.shutdown_grace_s + 60
@@ -122,20 +122,43 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         if demo:
             log.warning(DEMO_WARNING)
         await engine.start()
-        health = engine.health()
-        log.info(
-            "engine ready: model %s on %s (%s), attention %s (%s)",
-            health.model,
-            health.device,
-            health.dtype,
-            health.attention,
-            health.attention_reason,
-        )
-        conversations = Conversations(store, engine, PictureFiles(settings.images_dir), conversation_limits(settings))
-        inbox = Inbox(conversations, settings)
         try:
-            yield Service(settings, store, engine, conversations, inbox, demo)
+            health = engine.health()
+            log.info(
+                "engine ready: model %s on %s (%s), attention %s (%s)",
+                health.model,
+                health.device,
+                health.dtype,
+                health.attention,
+                health.attention_reason,
+            )
+            instructions = Instructions(
+                settings.instructions_file,
+                settings.instructions_dir,
+                engine.count_prompt_tokens,
+                # Half the budget at most, so that a question and some history always fit beside them.
+                limit=settings.context_tokens // 2,
+            )
+            await instructions.check()
+            conversations = Conversations(
+                store,
+                engine,
+                PictureFiles(settings.images_dir),
+                conversation_limits(settings),
+                instructions,
+                exports_dir=settings.exports_dir,
+            )
+            inbox = Inbox(conversations, settings)
+            pruning = asyncio.create_task(
+                prune_daily(conversations.removal, settings.retention_days, engine), name="vlmbot-prune"
+            )
+            try:
+                yield Service(settings, store, engine, conversations, inbox, demo)
+            finally:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
+                await conversations.drain(settings.shutdown_grace_s)
+                await inbox.close(grace_s=settings.shutdown_grace_s)  # replies still being written
         finally:
-            await conversations.drain(settings.shutdown_grace_s)
-            await inbox.close(grace_s=settings.shutdown_grace_s)  # replies still being written
             await engine.close()

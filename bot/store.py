@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from bot.migrate import upgrade_database
-from bot.schema import Delivery, ImageRow, SessionRow, TurnRow
+from bot.schema import Delivery, FeedbackRow, ImageRow, SessionRow, TurnRow
+from bot.votes import Vote, VoteOutcome
 
-__all__ = ["SessionInfo", "Store", "TurnInfo", "TurnStats", "open_store"]
+__all__ = ["SessionInfo", "Store", "TurnInfo", "TurnStats", "VoteInfo", "open_store"]
 
 
 def _now() -> datetime:
@@ -73,6 +75,16 @@ class TurnStats:
     model: str | None = None
 
 
+@dataclass(frozen=True)
+class VoteInfo:
+    turn_id: int
+    platform: str
+    user_id: str
+    vote: Vote
+    created_at: datetime  # the user's first vote on the turn
+    voted_at: datetime  # the current vote
+
+
 def _session(row: SessionRow) -> SessionInfo:
     return SessionInfo(
         id=row.id,
@@ -106,6 +118,17 @@ def _turn(row: TurnRow) -> TurnInfo:
         model=row.model,
         created_at=_aware(row.created_at),
         finished_at=_aware(row.finished_at),
+    )
+
+
+def _vote(row: FeedbackRow) -> VoteInfo:
+    return VoteInfo(
+        turn_id=row.turn_id,
+        platform=row.platform,
+        user_id=row.user_id,
+        vote=row.vote,
+        created_at=_aware(row.created_at),
+        voted_at=_aware(row.voted_at),
     )
 
 
@@ -343,6 +366,67 @@ class Store:
                 await db.rollback()
                 return False
             return True
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    async def vote(self, turn_id: int, *, platform: str, user_id: str, vote: Vote) -> VoteOutcome:
+        """Record the user's vote on the turn, replacing their earlier one: RECORDED, CHANGED or UNCHANGED.
+
+        One statement, INSERT ... ON CONFLICT DO UPDATE, so racing replicas or double clicks keep one
+        row per user and turn. The update only happens when the vote differs (else no row comes back:
+        UNCHANGED); a row that comes back with our own `created_at` was inserted by us (RECORDED).
+        """
+        now = _now()
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(FeedbackRow).values(
+            turn_id=turn_id, platform=platform, user_id=user_id, vote=vote, created_at=now, voted_at=now
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[FeedbackRow.turn_id, FeedbackRow.platform, FeedbackRow.user_id],
+            set_={"vote": statement.excluded.vote, "voted_at": statement.excluded.voted_at},
+            where=FeedbackRow.vote != statement.excluded.vote,
+        ).returning(FeedbackRow.created_at)
+        async with self._sessions() as db:
+            created = (await db.execute(statement)).scalar_one_or_none()
+            await db.commit()
+        if created is None:
+            return VoteOutcome.UNCHANGED
+        return VoteOutcome.RECORDED if _aware(created) == now else VoteOutcome.CHANGED
+
+    async def votes_in_session(self, session_id: str) -> dict[int, tuple[VoteInfo, ...]]:
+        """Every vote on the session's turns, by turn id, oldest first."""
+        query = (
+            select(FeedbackRow)
+            .join(TurnRow, TurnRow.id == FeedbackRow.turn_id)
+            .where(TurnRow.session_id == session_id)
+            .order_by(FeedbackRow.voted_at, FeedbackRow.id)
+        )
+        votes: dict[int, list[VoteInfo]] = {}
+        async with self._sessions() as db:
+            for row in await db.scalars(query):
+                votes.setdefault(row.turn_id, []).append(_vote(row))
+        return {turn_id: tuple(entries) for turn_id, entries in votes.items()}
+
+    async def vote_counts(self, since: datetime) -> dict[tuple[str, Vote], int]:
+        """How many current votes were cast at or after `since`, by (platform, vote)."""
+        query = (
+            select(FeedbackRow.platform, FeedbackRow.vote, func.count())
+            .where(FeedbackRow.voted_at >= since)
+            .group_by(FeedbackRow.platform, FeedbackRow.vote)
+        )
+        async with self._sessions() as db:
+            return {(platform, vote): count for platform, vote, count in (await db.execute(query)).all()}
+
+    async def votes_since(self, since: datetime, *, vote: Vote) -> list[tuple[VoteInfo, TurnInfo]]:
+        """The current votes of one kind cast at or after `since`, with their turns, oldest first."""
+        query = (
+            select(FeedbackRow, TurnRow)
+            .join(TurnRow, TurnRow.id == FeedbackRow.turn_id)
+            .where(FeedbackRow.voted_at >= since, FeedbackRow.vote == vote)
+            .order_by(FeedbackRow.voted_at, FeedbackRow.id)
+        )
+        async with self._sessions() as db:
+            return [(_vote(feedback), _turn(turn)) for feedback, turn in (await db.execute(query)).all()]
 
     # --- for the web chat's lists (adapters/web) ---------------------------------------------
 

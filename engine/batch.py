@@ -133,7 +133,7 @@ class BatchRunner:
         self._mask: torch.Tensor | None = None  # (rows, cached length): 0 marks left padding
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
-        self._deepstack = loaded.arch == "qwen3_vl"
+        self._deepstack = loaded.arch.name == "qwen3_vl"
         self.counters = {"prefix_hits": 0, "reused_tokens": 0, "prefilled_tokens": 0, "encoded_images": 0}
 
     @property
@@ -246,7 +246,7 @@ class BatchRunner:
         out = loaded.model(
             input_ids=suffix,
             position_ids=positions[:, None, common:].to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
             mm_encoder_outputs=self._encoder_outputs(features),
@@ -255,7 +255,7 @@ class BatchRunner:
         row = _Row(
             work=work,
             prompt=prompt,
-            cache=out.past_key_values,
+            cache=out.cache,
             next_pos=int(positions[:, -1].max()) + 1,
             epoch=epoch,
             detok=_Detokenizer(loaded.processor.tokenizer, work.emit),
@@ -433,11 +433,11 @@ class BatchRunner:
             input_ids=tokens,
             attention_mask=self._mask if self._padded else None,
             position_ids=positions,
-            past_key_values=self._cache,
+            cache=self._cache,
             use_cache=True,
             logits_to_keep=1,
         )
-        self._cache = out.past_key_values
+        self._cache = out.cache
         for row in rows:
             row.next_pos += 1
         self._choose(rows, out.logits[:, -1, :], hook)

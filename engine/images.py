@@ -5,6 +5,7 @@ sides must be multiples of 28 and a picture of P pixels costs P / 784 tokens. Qw
 patches: multiples of 32 and P / 1024 tokens. The default budget of 1280 x 28 x 28 = 1,003,520
 pixels (about 1000x1000) costs at most 1280 tokens on Qwen2.5-VL and 980 on Qwen3-VL, which leaves
 room for several pictures and a long conversation on a 24 GB card with a 7-8 B model in bf16.
+The factor comes from `engine.arch.ModelArch.patch_factor`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-__all__ = ["PATCH_FACTOR", "PreparedImage", "prepare_image", "smart_resize"]
-
-PATCH_FACTOR = {"qwen2_5_vl": 28, "qwen2_vl": 28, "qwen3_vl": 32}
+__all__ = ["PreparedImage", "prepare_image", "smart_resize"]
 
 
 @dataclass(frozen=True)

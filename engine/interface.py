@@ -7,9 +7,11 @@ dataclass of plain values; no torch or transformers type leaves the engine packa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
+
+from engine.arch import ModelArch
 
 __all__ = [
     "Engine",
@@ -21,6 +23,7 @@ __all__ = [
     "GenerationLimits",
     "GenerationRequest",
     "GenerationStats",
+    "ModelArch",
     "PromptImage",
     "PromptTurn",
     "Queued",
@@ -136,6 +139,20 @@ class Engine(Protocol):
     @property
     def model_name(self) -> str: ...
 
+    @property
+    def arch(self) -> ModelArch | None:
+        """The served model's architecture (patch factor, grounding coordinates) once known: after
+        `start` in process; for a remote server once it has been reached. None before that."""
+        ...
+
+    async def model_arch(self) -> ModelArch:
+        """The architecture, finding it out if it is not known yet (a remote engine asks its server).
+
+        Raises `EngineError` (`EngineUnavailable` for a server that cannot be reached) when it
+        cannot be known now.
+        """
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -161,3 +178,10 @@ class Engine(Protocol):
         ...
 
     def health(self) -> EngineHealth: ...
+
+    async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
+        """The prompt's length in tokens as the model counts it, pictures and chat template included.
+
+        An engine that cannot count exactly (a remote server) returns an upper bound, never less.
+        """
+        ...

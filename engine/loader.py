@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.utils import logging as hf_logging
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from transformers.utils import logging as hf_logging
 
-from engine.images import PATCH_FACTOR
+from engine.arch import ModelArch, arch_for_checkpoint
 
 # Weight-loading progress bars are noise in an operator's log.
 hf_logging.disable_progress_bar()
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     model: Any
     processor: Any
-    arch: str
+    arch: ModelArch
     name: str
     device: torch.device
     dtype: torch.dtype
@@ -35,7 +35,7 @@ class LoadedModel:
 
     @property
     def patch_factor(self) -> int:
-        return PATCH_FACTOR[self.arch]
+        return self.arch.patch_factor
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -58,9 +58,13 @@ def choose_attention(preference: str, device: torch.device) -> tuple[str, str]:
 def load_model(path: Path, *, device_setting: str = "auto", attention: str = "auto") -> LoadedModel:
     """Blocking: call from a worker thread. Falls back to sdpa when flash_attention_2 cannot load."""
     config = AutoConfig.from_pretrained(path)
-    arch = config.model_type
-    if arch not in PATCH_FACTOR:
-        raise ValueError(f"{path} is a {arch!r} checkpoint; vlmbot serves Qwen2.5-VL and Qwen3-VL")
+    vision = getattr(config, "vision_config", None)
+    try:
+        arch = arch_for_checkpoint(
+            config.model_type, getattr(vision, "patch_size", None), getattr(vision, "spatial_merge_size", None)
+        )
+    except ValueError:
+        raise ValueError(f"{path} is a {config.model_type!r} checkpoint; vlmbot serves Qwen2.5-VL and Qwen3-VL") from None
     device = resolve_device(device_setting)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     implementation, reason = choose_attention(attention, device)
@@ -79,7 +83,8 @@ def load_model(path: Path, *, device_setting: str = "auto", attention: str = "au
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"  # batched generation needs left padding
     log.info(
-        "loaded %s (%s) on %s, %s, attention %s (%s)", path, arch, device, dtype, implementation, reason
+        "loaded %s (%s, picture sides in multiples of %d) on %s, %s, attention %s (%s)",
+        path, arch.name, arch.patch_factor, device, dtype, implementation, reason,
     )
     return LoadedModel(
         model=model,

@@ -12,14 +12,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.batch import INTERNAL_MESSAGE, BatchRunner, Work, error_for
+from engine.counting import PromptCounter
 from engine.decode import DecodeControl, DecodeResult, ImageBudget
 from engine.features import FeatureCache, FeatureCacheStats
 from engine.hooks import DecodeHook
@@ -30,6 +32,7 @@ from engine.interface import (
     EngineTimeout,
     GenerationRequest,
     GenerationStats,
+    PromptTurn,
     StreamEvent,
     TextPiece,
 )
@@ -47,8 +50,8 @@ class LocalEngineOptions:
     model_path: Path
     device: str = "auto"
     attention: str = "auto"
-    min_pixels: int = 4 * 28 * 28
-    max_pixels: int = 1280 * 28 * 28
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_draft: bool = True
     queue_size: int = 32
     batch_size: int = 8  # requests decoded together; 1 disables batching
@@ -89,6 +92,7 @@ class LocalEngine:
         self._kv = KVStore(options.kv_cache_bytes if options.prefix_cache else 0, options.kv_idle_s)
         self._features = FeatureCache(options.feature_cache_bytes)
         self._runner: BatchRunner | None = None
+        self._counter: PromptCounter | None = None
         # Seam for tests and benchmarks: observes (and may slow, fail or steer) the decoding loop.
         self.generate_hook: DecodeHook | None = None
 
@@ -99,9 +103,14 @@ class LocalEngine:
         return self._options.model_path.name
 
     @property
-    def arch(self) -> str | None:
-        """"qwen2_5_vl" or "qwen3_vl" once loaded: grounding answers differ in coordinate system."""
+    def arch(self) -> ModelArch | None:
+        """Read from the checkpoint's config when the model loads; None before `start`."""
         return self._loaded.arch if self._loaded else None
+
+    async def model_arch(self) -> ModelArch:
+        if self._loaded is None:
+            raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
+        return self._loaded.arch
 
     @property
     def loaded(self) -> LoadedModel:
@@ -117,6 +126,7 @@ class LocalEngine:
             lambda: load_model(options.model_path, device_setting=options.device, attention=options.attention),
         )
         self._runner = BatchRunner(self._loaded, self._budget(), options.batch_size, self._kv, self._features)
+        self._counter = PromptCounter(self._loaded, self._budget())
         self._worker = asyncio.create_task(self._work(), name="vlmbot-engine-worker")
 
     async def close(self) -> None:
@@ -202,6 +212,12 @@ class LocalEngine:
             running=self._queue.running,
             ok=loaded is not None and self._worker is not None and not self._worker.done(),
         )
+
+    async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
+        """Exact: the same token ids the decoding loop builds (`engine.counting.PromptCounter`)."""
+        if self._counter is None:
+            raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
+        return await asyncio.to_thread(self._counter.count, turns)
 
     def cache_stats(self) -> CacheStats:
         """Sizes and hit counts of the KV store and the feature cache (not part of `Engine`)."""

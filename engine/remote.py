@@ -3,14 +3,16 @@
 The bot keeps sessions and history; each request sends the whole prompt as chat messages, with
 pictures resized to the pixel budget here (less upload, and the server's own resize becomes a
 no-op) and sent as data URIs: JPEG when the original was a JPEG, PNG otherwise. The resize uses
-the model's patch factor: 32 when the model name says Qwen3 (Qwen3-VL's 16 px patches, merged
-2x2), else 28 (Qwen2.5-VL's 14 px patches).
+the served architecture's patch factor (`engine.arch`), learnt once from GET /v1/models: this
+project's server names it in each model object; for other servers `VLMBOT_ENGINE_ARCH` decides,
+and `auto` judges by the model's name.
 
 A local fair queue (the same `FairQueue` as the in-process engine) bounds the requests in flight to
 the server, so users see their queue position; SSE comments `: queued N` from this project's server
 report the server's own queue too. Connection failures are retried with backoff until the first
 token arrives (the request is idempotent until then); after that a lost connection ends the answer
-with an error, since a half answer cannot be resumed.
+with an error, since a half answer cannot be resumed. An answer is complete when a choice says its
+`finish_reason` or the stream says `[DONE]`: `transformers serve` and some proxies never send `[DONE]`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,22 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from engine.arch import (
+    ADVERTISED_KEY,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    ArchSetting,
+    ModelArch,
+    arch_from_advertised,
+    arch_from_name,
+    arch_named,
+)
 from engine.images import prepare_image
 from engine.interface import (
     EngineBusy,
@@ -44,20 +56,16 @@ from engine.interface import (
     StreamEvent,
     TextPiece,
 )
+from engine.prompt_bound import picture_token_bound, prompt_token_bound
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
-__all__ = ["RemoteEngine", "RemoteEngineOptions", "check_health", "patch_factor_for"]
+__all__ = ["RemoteEngine", "RemoteEngineOptions", "check_health"]
 
 log = logging.getLogger(__name__)
 
 LOST_MID_ANSWER = "The connection to the model server was lost in the middle of the answer; please send /retry."
 REJECTED = "The model server could not process this question; please try again, or /clear to start afresh."
 _RETRY_STATUSES = {502, 503, 504}
-
-
-def patch_factor_for(model: str) -> int:
-    """Side multiple of a picture for the remote model: 32 for Qwen3-VL, 28 for Qwen2.5-VL and others."""
-    return 32 if "qwen3" in model.lower() else 28
 
 
 def api_base(url: str) -> str:
@@ -71,8 +79,9 @@ class RemoteEngineOptions:
     base_url: str
     api_key: str | None = None
     model: str | None = None  # None: the server's first model from GET /v1/models
-    min_pixels: int = 4 * 28 * 28
-    max_pixels: int = 1280 * 28 * 28
+    arch: ArchSetting = "auto"  # for a server that does not say; auto = judged by the model's name
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     queue_size: int = 32
     concurrency: int = 8  # requests in flight to the server at once; the rest wait here, in fair order
     connect_attempts: int = 4  # before the first token; waits 0.5, 1, 2 s between them by default
@@ -95,7 +104,7 @@ class _Progress:
     """What one streamed reply has said so far."""
 
     model: str
-    complete: bool = False
+    complete: bool = False  # the stream said `[DONE]`, or a choice said its `finish_reason`
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -122,7 +131,10 @@ class _Progress:
                 self.pieces += 1
                 texts.append(text)
             if choice.get("finish_reason"):
+                # A finished choice is a complete answer: transformers serve (and some proxies) end the
+                # stream after this chunk (and a usage chunk) without ever sending `[DONE]`.
                 self.finish_reason = choice["finish_reason"]
+                self.complete = True
         return texts
 
 
@@ -145,6 +157,7 @@ class RemoteEngine:
         self._jobs: dict[str, _Job] = {}
         self._session: aiohttp.ClientSession | None = None
         self._model: str | None = options.model or None  # empty setting = ask the server
+        self._arch: ModelArch | None = None  # learnt with the model from GET /v1/models
         self._ok = False
         self._detail = "not started"
         self._images: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -154,6 +167,22 @@ class RemoteEngine:
     @property
     def model_name(self) -> str:
         return self._model or "remote model"
+
+    @property
+    def arch(self) -> ModelArch | None:
+        return self._arch
+
+    async def model_arch(self) -> ModelArch:
+        if self._arch is None:
+            if self._session is None:
+                raise EngineError(REJECTED, detail="remote engine not started")
+            try:
+                await self._fetch_model()
+            except _Retryable as exc:
+                self._ok, self._detail = False, str(exc)
+                raise EngineUnavailable(detail=str(exc)) from None
+        assert self._arch is not None
+        return self._arch
 
     async def start(self) -> None:
         """Open the HTTP session and ask the server for its model; a server that is down is not fatal."""
@@ -250,6 +279,10 @@ class RemoteEngine:
             detail=self._detail,
         )
 
+    async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
+        """An upper bound, since the server's tokenizer is not here: `engine.prompt_bound`."""
+        return prompt_token_bound(turns, picture_token_bound(self._options.max_pixels))
+
     # --- queue --------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -317,6 +350,7 @@ class RemoteEngine:
         except (aiohttp.ClientConnectionError, ConnectionError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
         job.response = response
+        broken = False
         try:
             if not job.cancelled:  # else cancelled while the request was being sent: nothing to read
                 if response.status != 200:
@@ -329,16 +363,17 @@ class RemoteEngine:
                         progress.complete = True
                         break
                     else:
-                        for text in progress.take(json.loads(value)):
+                        for text in progress.take(_chunk_json(value)):
                             yield TextPiece(text)
                 if not progress.complete and not job.cancelled:
-                    raise _Retryable("the stream ended without [DONE]")
+                    raise _Retryable("the stream ended before the answer said it was finished")
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError) as exc:
-            if not job.cancelled:
+            if not job.cancelled and not progress.complete:  # lost after the finish: the answer is whole
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+            broken = True
         finally:
             job.response = None
-            if progress.complete:
+            if progress.complete and not broken:
                 response.release()
             else:
                 response.close()  # unread stream (caller gone, cancel, error): drop it, so the server stops
@@ -390,27 +425,69 @@ class RemoteEngine:
     # --- the request body ---------------------------------------------------------------------
 
     async def _fetch_model(self) -> str:
-        """The configured model name, else the server's first model (asked once)."""
-        if self._model is not None:
+        """The model to request (the configured one, else the server's first) and its architecture,
+        from GET /v1/models once; a server without that route is taken at the configured name."""
+        if self._model is not None and self._arch is not None:
             return self._model
         assert self._session is not None
+        configured = self._options.model or None
         try:
             async with self._session.get(f"{self._base}/models", timeout=aiohttp.ClientTimeout(total=10)) as response:
-                if response.status != 200:
-                    await self._refuse(response)
-                models = (await response.json()).get("data") or []
+                listed = await self._model_list(response, lenient=configured is not None)
         except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
             raise _Retryable(f"GET {self._base}/models: {type(exc).__name__}: {exc}") from None
-        if not models:
+        if configured is not None:
+            model = configured
+            entry = next((m for m in listed if m.get("id") == configured), None)
+        elif listed:
+            entry = listed[0]
+            model = str(entry.get("id"))
+        else:
             raise EngineUnavailable(detail=f"{self._base} serves no model")
-        self._model = str(models[0]["id"])
+        self._arch = self._decide_arch(model, entry)
+        self._model = model
         self._ok, self._detail = True, ""
-        log.info("model server %s serves %s (picture sides in multiples of %d)", self._base, self._model,
-                 patch_factor_for(self._model))
-        return self._model
+        return model
+
+    async def _model_list(self, response: aiohttp.ClientResponse, *, lenient: bool) -> list[dict[str, Any]]:
+        """The model objects of a /v1/models reply. `lenient` (a model name is configured): a server
+        without a usable list is not an error, the model is then all that is known."""
+        if response.status == 200:
+            try:
+                data = (await response.json(content_type=None)).get("data")
+            except (json.JSONDecodeError, aiohttp.ContentTypeError, AttributeError):
+                data = None
+            if isinstance(data, list):
+                return [m for m in data if isinstance(m, dict) and m.get("id") is not None]
+            if lenient:
+                return []
+            raise EngineUnavailable(detail=f"GET {self._base}/models: not an OpenAI model list")
+        if lenient and response.status not in (401, 403, *_RETRY_STATUSES):
+            log.info("GET %s/models: HTTP %s; using the configured model name", self._base, response.status)
+            return []
+        await self._refuse(response)
+        return []  # not reached: _refuse raises
+
+    def _decide_arch(self, model: str, entry: dict[str, Any] | None) -> ModelArch:
+        """The server's own word (this project's server), else VLMBOT_ENGINE_ARCH, else the model name."""
+        said = arch_from_advertised(entry.get(ADVERTISED_KEY)) if entry is not None else None
+        setting = self._options.arch
+        if said is not None:
+            arch, source = said, "as the server says"
+            if setting != "auto" and setting != said.name:
+                log.warning("VLMBOT_ENGINE_ARCH=%s, but %s says %s is %s; following the server",
+                            setting, self._base, model, said.name)
+        elif setting != "auto":
+            arch, source = arch_named(setting), "from VLMBOT_ENGINE_ARCH"
+        else:
+            arch, source = arch_from_name(model), "judged by its name; set VLMBOT_ENGINE_ARCH if wrong"
+        log.info("model server %s serves %s: %s (%s), picture sides in multiples of %d",
+                 self._base, model, arch.name, source, arch.patch_factor)
+        return arch
 
     async def _body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
-        factor = patch_factor_for(model)
+        assert self._arch is not None  # learnt with the model
+        factor = self._arch.patch_factor
         messages = [await self._message(turn, factor) for turn in request.turns]
         limits = request.limits
         return {
@@ -481,12 +558,25 @@ async def _wait(awaitable: Any, deadline: float | None) -> Any:
         raise EngineTimeout() from None
 
 
+def _chunk_json(value: str) -> dict[str, Any]:
+    """One streamed chunk; a server that sends something else is refusing in a way we cannot read."""
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        raise EngineError(REJECTED, detail=f"the model server streamed a chunk that is not JSON: {value[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise EngineError(REJECTED, detail=f"the model server streamed a chunk that is not an object: {value[:200]!r}")
+    return data
+
+
 async def _sse_events(response: aiohttp.ClientResponse, deadline: float | None) -> AsyncIterator[tuple[str, str]]:
     """("data", payload) per event and ("comment", text) per comment line, until the stream ends."""
     data: list[str] = []
     while True:
         raw = await _wait(response.content.readline(), deadline)
         if not raw:
+            if data:  # the last event, not followed by a blank line before the stream closed
+                yield "data", "\n".join(data)
             return
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:

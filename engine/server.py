@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.arch import ADVERTISED_KEY, ModelArch
 from engine.interface import (
     Engine,
     EngineBusy,
@@ -125,9 +126,19 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if health.ok else 503)
 
 
+def _model_object(name: str, created: int, arch: ModelArch | None) -> dict[str, Any]:
+    """An OpenAI model object; its extra `vlmbot` key tells the bot's remote engine the architecture
+    (patch factor, grounding coordinates) whatever the model's name. OpenAI clients ignore it."""
+    body: dict[str, Any] = {"id": name, "object": "model", "created": created, "owned_by": "vlmbot"}
+    if arch is not None:
+        body[ADVERTISED_KEY] = arch.advertised()
+    return body
+
+
 async def _list_models(request: web.Request) -> web.Response:
     created = int(time.time())
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "vlmbot"} for name in _models(request.app)]
+    arch = request.app[_ENGINE].arch
+    data = [_model_object(name, created, arch) for name in _models(request.app)]
     return web.json_response({"object": "list", "data": data})
 
 

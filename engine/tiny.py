@@ -4,12 +4,19 @@ They carry a real processor (a byte-level BPE tokenizer trained here with the Qw
 the Qwen image and video processors and a chat template), so the engine loads them with exactly the
 code that loads real weights. Their answers are random. `size="bench"` gives a ~65 M parameter
 model for benchmarks, big enough for compute to dominate on a CPU.
+
+Random weights would pick byte tokens that are not UTF-8 on their own, so a correct streaming
+detokenizer held the text back to the end (no time to first token) and the demo showed U+FFFD. The
+`lm_head` rows of every token that is not printable ASCII are therefore zero: their logit is 0,
+below the best of a few hundred random printable logits, so greedy answers are printable words.
+The bench size also zeroes the end-of-turn token: its answers always run to the length asked, so a
+benchmark does the same work on any server, whether or not it honours `ignore_eos`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers.utils import logging as hf_logging
@@ -108,8 +115,31 @@ def _dims(size: Size) -> dict[str, int]:
     return {"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "ffn": 128, "v_hidden": 32, "v_depth": 2, "v_heads": 2, "vocab": 400}
 
 
-def write_tiny_checkpoint(out: Path, arch: Arch = "qwen2_5_vl", size: Size = "tiny", seed: int = 0) -> Path:
-    """Write config, random weights and processor to `out`; returns `out`."""
+def _printable_head(model: Any, tokenizer: Qwen2TokenizerFast, *, can_stop: bool) -> None:
+    """Zero the output rows of special tokens and of tokens that are not printable ASCII alone
+    (`<|im_end|>` keeps its random row when `can_stop`, so answers still end now and then)."""
+    special = set(tokenizer.all_special_ids) | set(tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS))
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    silent = [
+        i
+        for i in range(len(tokenizer))
+        if (i in special and not (can_stop and i == end))
+        or (i not in special and not _printable(tokenizer.decode([i])))
+    ]
+    head = model.get_output_embeddings()
+    with torch.no_grad():
+        head.weight[silent] = 0.0
+
+
+def _printable(text: str) -> bool:
+    return bool(text) and all(" " <= c <= "~" for c in text)
+
+
+def write_tiny_checkpoint(
+    out: Path, arch: Arch = "qwen2_5_vl", size: Size = "tiny", seed: int = 0, *, can_stop: bool | None = None
+) -> Path:
+    """Write config, random weights and processor to `out`; returns `out`. `can_stop`: whether the
+    model may end an answer (default: the tiny size may, the bench size never does)."""
     d = _dims(size)
     tokenizer = _tokenizer(d["vocab"])
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
@@ -170,6 +200,7 @@ def write_tiny_checkpoint(out: Path, arch: Arch = "qwen2_5_vl", size: Size = "ti
     config.pad_token_id = ids["<|endoftext|>"]
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    _printable_head(model, tokenizer, can_stop=size == "tiny" if can_stop is None else can_stop)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
 IMAGE = "vlmbot:latest"
 # The container commands the suite runs for real (below, and `db upgrade` in tests/bot/test_postgres.py).
-EXERCISED = {("run",), ("engine", "serve"), ("engine", "health"), ("db", "upgrade")}
+EXERCISED = {("run",), ("health",), ("engine", "serve"), ("engine", "health"), ("db", "upgrade")}
+DASHBOARD = ROOT / "deploy" / "grafana" / "vlmbot.json"
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +89,18 @@ def test_services_and_profiles(compose: dict[str, Any]) -> None:
     assert bot["environment"]["VLMBOT_CONSOLE"] == "off"
     assert any(v.endswith(":/data") for v in bot["volumes"])
     assert bot["depends_on"]["engine"]["condition"] == "service_healthy"
+    assert bot["healthcheck"]["test"] == ["CMD", "vlmbot", "health"]  # the bot's own /health
+    assert bot["environment"]["VLMBOT_METRICS_LISTEN"].startswith("0.0.0.0:")  # scraped on the compose network
+    assert not any(":9464" in str(port) for port in bot.get("ports", []))  # ... and not published
     for name, service in services.items():
         assert "healthcheck" in service, name
     assert set(compose["volumes"]) >= {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(("$", ".", "/"))}
+
+
+def test_the_image_data_dir_is_private() -> None:
+    # A new volume copies the image's /data: 0700, so vlmbot does not warn about it at every start.
+    assert re.search(r"^\s*&& mkdir -p -m 700 /data \\$", dockerfile(), re.M)
+    assert "chown vlmbot:vlmbot /data" in dockerfile()
 
 
 def test_secrets_come_from_the_env_file(compose: dict[str, Any]) -> None:
@@ -128,6 +138,15 @@ def test_every_variable_exists() -> None:
         used = set(re.findall(r"\b((?:VLMBOT|TELEGRAM|SLACK)_[A-Z0-9_]+)", text))
         used -= {"VLMBOT_TEST_POSTGRES_URL"}  # the test suite's, see tests/bot/conftest.py
         assert used <= settings, f"{name} names unknown settings: {sorted(used - settings)}"
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    """README's configuration table lists each setting of bot/config.py once, and nothing else."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Configuration\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \|", section, re.M)
+    assert len(rows) == len(set(rows)) and set(rows) == setting_names()
 
 
 def test_dockerfile_copies_files_that_exist(compose: dict[str, Any]) -> None:
@@ -217,6 +236,45 @@ def _wait_healthy(url: str, env: dict[str, str], cwd: Path, process: subprocess.
     raise AssertionError(f"{url} did not become healthy within {within} s")
 
 
+def _wait_for(argv: list[str], code: int, env: dict[str, str], cwd: Path, process: subprocess.Popen[str], within: float) -> None:
+    """Run a health check command until it exits with `code`."""
+    assert argv[0] == "vlmbot"
+    begin = time.monotonic()
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        checked = subprocess.run([VLMBOT, *argv[1:]], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+        if checked.returncode == code:
+            return
+        assert time.monotonic() - begin < within, f"{argv} still exits {checked.returncode}: {checked.stdout}"
+        time.sleep(0.5)
+
+
+def _scrape(url: str) -> set[str]:
+    """The sample names of a /metrics page, as Prometheus parses it."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _dashboard_metrics() -> list[tuple[str, str]]:
+    import json
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            names = re.findall(r"\b(vlmbot_[a-z0-9_]+)", target["expr"])
+            assert names, target["expr"]
+            found += [(panel["title"], name) for name in names]
+    return found
+
+
 def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -239,6 +297,7 @@ def test_engine_and_bot_containers_run(compose: dict[str, Any], tmp_path: Path, 
                       VLMBOT_SERVER_API_KEYS="k1")
     engine = subprocess.Popen(engine_argv, env=engine_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     bot = None
+    stopped: tuple[int, str] | None = None
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, engine_env, tmp_path, engine, within=120)
@@ -249,23 +308,24 @@ def test_engine_and_bot_containers_run(compose: dict[str, Any], tmp_path: Path, 
             VLMBOT_CONSOLE=services["bot"]["environment"]["VLMBOT_CONSOLE"],
             VLMBOT_DATA_DIR=str(tmp_path / "bot-data"),
             VLMBOT_WEB_LISTEN=f"127.0.0.1:{_free_port()}",
+            VLMBOT_METRICS_LISTEN=f"127.0.0.1:{_free_port()}",
         )
         bot = subprocess.Popen([VLMBOT, *services["bot"]["command"]], env=bot_env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        begin = time.monotonic()
-        while not (tmp_path / "bot-data" / "vlmbot.db").exists():  # migrated: the service is up
-            assert bot.poll() is None, bot.communicate()[1]
-            assert time.monotonic() - begin < 60
-            time.sleep(0.2)
-        checked = _health("", bot_env, tmp_path)  # the bot's health check: its VLMBOT_ENGINE_URL answers
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        time.sleep(1)
-        assert bot.poll() is None, bot.communicate()[1]
+        bot_check = services["bot"]["healthcheck"]["test"][1:]  # its own /health: adapters run, engine answers
+        _wait_for(bot_check, 0, bot_env, tmp_path, bot, within=60)
+        scraped = _scrape(f"http://{bot_env['VLMBOT_METRICS_LISTEN']}/metrics")
+        for panel, metric in _dashboard_metrics():
+            assert metric in scraped, f"dashboard panel {panel!r} queries {metric}, which the bot does not export"
+        stopped = _stop(engine)
+        _wait_for(bot_check, 1, bot_env, tmp_path, bot, within=30)  # and it notices the engine is gone
     finally:
         if bot is not None:
-            code, err = _stop(bot)
-            assert code == 0, err
-        code, err = _stop(engine)
+            bot_code, bot_err = _stop(bot)
+            assert bot_code == 0, bot_err
+        if stopped is None:
+            stopped = _stop(engine)
+    code, err = stopped
     assert code == 0, err
     assert "listening on http://127.0.0.1" in err
     assert _health(url, engine_env, tmp_path).returncode == 1  # and the health check notices it is gone

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -31,7 +30,8 @@ from . import commands
 from .calls import Poster
 from .events import parse_message, strip_mention
 from .files import SlackFiles
-from .mrkdwn import unescape_slack
+from .http_events import events_handler, json_errors
+from .mrkdwn import escape, unescape_slack
 from .transport import MESSAGE_LIMIT, ResponseTransport, SlackTransport
 
 __all__ = ["REQUIRED_SCOPES", "SlackAdapter"]
@@ -156,11 +156,8 @@ class SlackAdapter:
             log.warning("slack: missing scopes %s; see adapters/slack/manifest.yaml", ", ".join(missing))
 
     async def _serve_http(self, app: AsyncApp) -> None:
-        async def events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
-
-        web_app = web.Application()
-        web_app.router.add_post(EVENTS_PATH, events)
+        web_app = web.Application(middlewares=[json_errors])
+        web_app.router.add_post(EVENTS_PATH, events_handler(app, self._settings.slack_signing_secret or ""))
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         host, _, port = self._settings.slack_http_listen.rpartition(":")
@@ -225,7 +222,7 @@ class SlackAdapter:
         assert self._poster is not None
         client = self._poster.client
         root = await self._poster.call(
-            "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {delivery.text}")
+            "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {escape(delivery.text)}")
         )
         thread = Delivery(PLATFORM, f"{channel}/{root['ts']}", delivery.sender, delivery.text)
         self._inbox.submit(thread, self._transport(channel, root["ts"]))

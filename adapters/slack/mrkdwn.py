@@ -1,14 +1,16 @@
 """Model Markdown -> Slack mrkdwn (the reply renderer has already cut long answers into messages).
 
 Slack's `text` field is not Markdown: bold is `*x*`, italic `_x_`, strike `~x~`, links `<url|label>`,
-no headings or tables, and `&`, `<`, `>` must be escaped everywhere (code included).
+no headings or tables, and `&`, `<`, `>` must be escaped everywhere (code included). Whatever the
+model writes, the only `<` in the output opens a link this module made: `<!channel>`, `<@U...>` and
+`<#C...>` written by the model arrive escaped and do not ping, and a link's URL cannot end the link early.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["to_mrkdwn", "unescape_slack"]
+__all__ = ["escape", "to_mrkdwn", "unescape_slack"]
 
 _FENCE = re.compile(r"^\s*```")
 _INLINE_CODE = re.compile(r"(`[^`\n]+`)")
@@ -23,8 +25,17 @@ _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _BOLD_MARK = "\x00B\x00"  # placeholder so the italic pass does not touch converted bold
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """Plain text -> mrkdwn that shows it as written (Slack's three escapes)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, label: str) -> str:
+    """`<url|label>`. Slack ends the URL at the first `|` or `>`, so `[docs](https://x/>y<!channel>)`
+    would close the link and ping the channel: those characters (and `<`) are percent-encoded, which
+    keeps the URL the same for a browser, and `&` is escaped as Slack asks."""
+    url = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace("&", "&amp;")
+    return f"<{url}|{escape(label)}>"
 
 
 def unescape_slack(text: str) -> str:
@@ -41,16 +52,16 @@ def _inline(text: str) -> str:
     out = []
     for i, part in enumerate(parts):
         if i % 2:  # inline code: escaped, kept verbatim
-            out.append(_escape(part))
+            out.append(escape(part))
             continue
         links: list[str] = []
 
         def keep_link(m: re.Match[str]) -> str:
-            links.append(f"<{m.group(2)}|{_escape(m.group(1))}>")
+            links.append(_link(m.group(2), m.group(1)))
             return f"\x00L{len(links) - 1}\x00"
 
         part = _LINK.sub(keep_link, part)
-        part = _escape(part)
+        part = escape(part)
         part = _BOLD_ITALIC.sub(lambda m: f"{_BOLD_MARK}_{m.group(1)}_{_BOLD_MARK}", part)
         part = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", part)
         part = _ITALIC_STAR.sub(r"_\1_", part)
@@ -63,7 +74,8 @@ def _inline(text: str) -> str:
 
 def to_mrkdwn(markdown: str) -> str:
     """Convert the model's Markdown to Slack mrkdwn (also safe on a partial, still-streaming text)."""
-    lines = markdown.split("\n")
+    # NUL never belongs in a message, and the conversion uses it for its placeholders.
+    lines = markdown.replace("\x00", "").split("\n")
     out: list[str] = []
     in_code = False
     in_table = False
@@ -77,14 +89,14 @@ def to_mrkdwn(markdown: str) -> str:
             in_code = not in_code
             continue
         if in_code:
-            out.append(_escape(line))
+            out.append(escape(line))
             continue
         if _TABLE_ROW.match(line):
             # Slack has no tables: keep them aligned in a code block.
             if not in_table:
                 out.append("```")
                 in_table = True
-            out.append(_escape(line.strip()))
+            out.append(escape(line.strip()))
             continue
         if in_table:
             out.append("```")
@@ -98,3 +110,4 @@ def to_mrkdwn(markdown: str) -> str:
     if in_table:
         out.append("```")
     return "\n".join(out)
+

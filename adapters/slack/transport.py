@@ -9,11 +9,18 @@ from typing import Any
 
 import aiohttp
 
-from bot.transport import AnswerDone, Capabilities, MessageRef, OutgoingFile, TextKind, TransportError
+from bot.transport import (
+    AnswerDone,
+    Capabilities,
+    MessageRef,
+    OutgoingFile,
+    TextKind,
+    TransportError,
+)
 from bot.wording import FILES_NEED_A_THREAD
 
 from .calls import Poster
-from .mrkdwn import to_mrkdwn
+from .mrkdwn import escape, to_mrkdwn
 
 __all__ = ["MESSAGE_LIMIT", "ResponseTransport", "SlackTransport", "styled"]
 
@@ -71,7 +78,8 @@ class SlackTransport:
             "files.upload",
             lambda: self._client.files_upload_v2(
                 channel=self._channel, thread_ts=self._thread_ts, content=file.data, filename=file.filename,
-                title=file.filename, initial_comment=file.caption,
+                title=file.filename,
+                initial_comment=escape(file.caption) if file.caption else None,  # plain text: it may quote the user
             ),
         )
 

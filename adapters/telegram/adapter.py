@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
+from bot import logsafe
 from bot.adapter import ConfigurationError
 from bot.commands import COMMANDS
 from bot.config import Settings
@@ -18,7 +20,7 @@ from bot.incoming import Addressing, Delivery, Sender
 from .downloads import Downloader
 from .outbox import Outbox, Target
 from .transport import TelegramTransport
-from .updates import Inbound, parse_update
+from .updates import Inbound, parse_update, update_from_json
 from .webhook import WebhookServer
 
 __all__ = ["TelegramAdapter"]
@@ -99,9 +101,10 @@ class TelegramAdapter:
         url = self._settings.telegram_webhook_url or ""
         # The secret is checked on every request; without a configured one a random one is registered.
         secret = self._settings.telegram_webhook_secret or secrets.token_urlsafe(32)
+        logsafe.register(secret, "TELEGRAM_WEBHOOK_SECRET")
 
-        async def deliver(data: object) -> None:
-            await app.update_queue.put(Update.de_json(data, app.bot))  # type: ignore[arg-type]
+        async def deliver(data: dict[str, Any]) -> None:
+            await app.update_queue.put(update_from_json(data, app.bot, bot_id=self._bot_id, username=self._username))
 
         self._webhook = WebhookServer(url, self._settings.telegram_webhook_listen, secret, deliver)
         await self._webhook.start()

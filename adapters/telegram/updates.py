@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from telegram import Message, Update
+from telegram import Bot, Message, Update
 
 from bot.incoming import IncomingFile
 
-__all__ = ["Inbound", "parse_update", "thread_key"]
+from .webhook import MalformedUpdate
+
+__all__ = ["Inbound", "parse_update", "thread_key", "update_from_json"]
 
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
 
@@ -119,3 +122,16 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
         addressed=addressed,
         media_group_id=message.media_group_id,
     )
+
+
+def update_from_json(data: dict[str, Any], bot: Bot, *, bot_id: int, username: str) -> Update:
+    """A webhook's JSON object -> the Update, or MalformedUpdate (answered with 400, not a 500).
+
+    PTB does not check field types (`"chat": null` and `"text": true` pass), so the update must also
+    go through `parse_update` here, rather than fail after it was acknowledged."""
+    try:
+        update = Update.de_json(data, bot)
+        parse_update(update, bot_id=bot_id, username=username)
+    except Exception as exc:  # a malformed field provokes whatever it provokes (TypeError, KeyError...)
+        raise MalformedUpdate(f"not a Telegram update ({type(exc).__name__})") from exc
+    return update

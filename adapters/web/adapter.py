@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
@@ -10,15 +11,19 @@ from aiohttp import web
 from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.inbox import Inbox
+from bot.web_logins import WebLogins
 
 from .api import PLATFORM
 from .app import build_app
+from .identity import load_secret
 from .security import Access, is_loopback_host
-from .uploads import UploadLimits
+from .uploads import PictureChecks, UploadLimits
 
-__all__ = ["WebAdapter", "WebConfigError", "parse_listen"]
+__all__ = ["MIN_TOKEN_CHARS", "WebAdapter", "WebConfigError", "parse_listen"]
 
 log = logging.getLogger(__name__)
+
+MIN_TOKEN_CHARS = 16  # a token is all that stands between the network and every conversation
 
 
 class WebConfigError(ConfigurationError):
@@ -33,26 +38,51 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def check_tokens(settings: Settings) -> None:
+    """Refuse tokens that are short enough to guess, and one token used for both roles."""
+    for name, value in (("VLMBOT_WEB_TOKEN", settings.web_token), ("VLMBOT_WEB_ADMIN_TOKEN", settings.web_admin_token)):
+        if value and len(value) < MIN_TOKEN_CHARS:
+            raise WebConfigError(
+                f"{name} is {len(value)} characters; use at least {MIN_TOKEN_CHARS} random ones "
+                "(e.g. `openssl rand -hex 24`)."
+            )
+    if settings.web_token and settings.web_token == settings.web_admin_token:
+        raise WebConfigError("VLMBOT_WEB_ADMIN_TOKEN must differ from VLMBOT_WEB_TOKEN: one reads every conversation.")
+    if settings.web_login_ttl_s <= 0 or settings.web_picture_decodes < 1:
+        raise WebConfigError("VLMBOT_WEB_LOGIN_TTL must be positive and VLMBOT_WEB_PICTURE_DECODES at least 1.")
+
+
 class WebAdapter:
     """Browser chat over the same conversation service as every other adapter (platform "web")."""
 
     name = "web"
 
-    def __init__(self, settings: Settings, inbox: Inbox, *, keepalive_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        inbox: Inbox,
+        *,
+        keepalive_s: float = 15.0,
+        checks: PictureChecks | None = None,
+    ) -> None:
+        """`checks`: the upload decoder with its concurrency cap (made from the settings when None)."""
         self._host, self._port = parse_listen(settings.web_listen)
-        self._access = Access(settings.web_token, settings.web_admin_token)
-        if not is_loopback_host(self._host) and self._access.token is None:
+        check_tokens(settings)
+        if not is_loopback_host(self._host) and not settings.web_token:
             raise WebConfigError(
                 f"The web chat would listen on {settings.web_listen}, beyond this machine, without an access token: "
                 "set VLMBOT_WEB_TOKEN (a long random string), or VLMBOT_WEB_LISTEN=127.0.0.1:8080."
             )
+        self._settings = settings
         self._inbox = inbox
         self._grace_s = settings.shutdown_grace_s
         self._limits = UploadLimits(
             max_file_bytes=settings.max_image_bytes,
             max_files=settings.max_images_per_turn,
             max_source_pixels=settings.max_image_source_pixels,
+            max_decodes=settings.web_picture_decodes,
         )
+        self._checks = checks or PictureChecks(self._limits)
         self._keepalive_s = keepalive_s
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -64,8 +94,24 @@ class WebAdapter:
             raise RuntimeError("the web chat is not running")
         return self._url
 
+    async def _access(self) -> Access:
+        settings = self._settings
+        try:
+            secret = await asyncio.to_thread(load_secret, settings.data_dir)
+        except (OSError, ValueError) as exc:
+            raise WebConfigError(f"The web chat cannot read its signing key: {exc}.") from exc
+        return Access(
+            settings.web_token,
+            settings.web_admin_token,
+            secret=secret,
+            logins=WebLogins(self._inbox.conversations.store.engine),
+            login_ttl_s=settings.web_login_ttl_s,
+            tls_proxy=settings.web_tls_proxy,
+        )
+
     async def start(self) -> None:
-        app = build_app(self._inbox, self._access, self._limits, keepalive_s=self._keepalive_s)
+        access = await self._access()
+        app = build_app(self._inbox, access, self._limits, self._checks, keepalive_s=self._keepalive_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
@@ -77,7 +123,7 @@ class WebAdapter:
             raise WebConfigError(f"The web chat cannot listen on {self._host}:{self._port}: {reason}.") from exc
         self._runner = runner
         self._url = self._address(runner)
-        log.info("web chat at %s%s", self._url, " (access token required)" if self._access.token else "")
+        log.info("web chat at %s%s", self._url, " (access token required)" if access.token else "")
 
     def _address(self, runner: web.AppRunner) -> str:
         port = self._port

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.conversations import Conversations
+from bot.feedback import vote_entries
 from bot.store import SessionInfo
 
 from .api import export_response, picture_response, session_id_param, sha_param
+from .bodies import check_text
 from .errors import ApiError
 from .security import Access
 from .views import session_view, turn_view
@@ -31,25 +33,25 @@ class AdminApi:
             web.get("/api/admin/sessions/{session}/images/{sha}", self.image),
         ]
 
-    def _require_admin(self, request: web.Request) -> None:
+    async def _require_admin(self, request: web.Request) -> None:
         if self._access.admin_token is None:
             raise ApiError(404, "The operator view is off; set VLMBOT_WEB_ADMIN_TOKEN to turn it on.")
-        if not self._access.caller(request).admin:
+        if not (await self._access.caller(request)).admin:
             raise ApiError(401, "The operator view needs the admin token.")
 
     async def _session(self, request: web.Request) -> SessionInfo:
-        self._require_admin(request)
+        await self._require_admin(request)
         session = await self._store.get_session(session_id_param(request))
         if session is None:
             raise ApiError(404, "There is no such session.")
         return session
 
     async def sessions(self, request: web.Request) -> web.Response:
-        self._require_admin(request)
-        search = request.query.get("search", "").strip()[:200] or None
+        await self._require_admin(request)
+        search = check_text(request.query.get("search", ""), "The search").strip()[:200] or None
         platform = request.query.get("platform", "").strip() or None
         if platform is not None and platform not in _PLATFORMS:
-            raise ApiError(400, f"Unknown platform '{platform}'; use one of {', '.join(sorted(_PLATFORMS))}.")
+            raise ApiError(400, f"Unknown platform '{platform[:40]}'; use one of {', '.join(sorted(_PLATFORMS))}.")
         sessions = await self._store.list_sessions(platform=platform, search=search, limit=200)
         firsts = await self._store.first_questions([s.id for s in sessions])
         return web.json_response(
@@ -60,10 +62,13 @@ class AdminApi:
         session = await self._session(request)
         turns = await self._store.turns(session.id)  # all of them, removed ones marked by in_context
         first = next((t.user_text for t in turns if t.user_text), None)
+        votes = await self._store.votes_in_session(session.id)
         return web.json_response(
             {
                 "session": session_view(session, first) | {"owner": session.owner_id},
-                "turns": [turn_view(t) | {"user": t.user_id} for t in turns],
+                "turns": [
+                    turn_view(t) | {"user": t.user_id, "feedback": vote_entries(votes.get(t.id, ()))} for t in turns
+                ],
                 "read_only": True,
             }
         )

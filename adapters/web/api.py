@@ -16,11 +16,12 @@ from bot.incoming import Delivery, Sender
 from bot.messages import Attachment
 from bot.store import SessionInfo
 
+from .bodies import check_text, parse_json_object, string_field
 from .errors import ApiError
 from .presets import presets
-from .security import Access, Caller
+from .security import Access
 from .sse import SseTransport, stream_events
-from .uploads import PictureRef, UploadLimits, read_message_form
+from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
 from .views import image_type, session_view, turn_view
 
 __all__ = ["PLATFORM", "ChatApi", "session_id_param", "sha_param"]
@@ -31,48 +32,49 @@ PLATFORM = "web"
 _THREAD = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+_TURN = re.compile(r"^[0-9]{1,15}$")  # ASCII digits that fit a database integer
 NOT_FOUND = "There is no such conversation here."
 
 
 def session_id_param(request: web.Request) -> str:
     value = request.match_info["session"]
-    if not _UUID.match(value):
+    if not _UUID.fullmatch(value):
         raise ApiError(404, NOT_FOUND)
     return value
 
 
 def sha_param(request: web.Request) -> str:
     value = request.match_info["sha"]
-    if not _SHA.match(value):
+    if not _SHA.fullmatch(value):
         raise ApiError(404, "There is no such picture.")
     return value
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    return body
 
 
 def export_response(session: SessionInfo, data: bytes) -> web.Response:
     return web.Response(
         body=data,
         content_type="application/json",
+        # A download, never a page: nosniff (set for every response) keeps browsers from guessing otherwise.
         headers={"Content-Disposition": f'attachment; filename="vlmbot-session-{session.id[:8]}.json"'},
     )
 
 
 class ChatApi:
-    def __init__(self, inbox: Inbox, access: Access, limits: UploadLimits, *, keepalive_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        access: Access,
+        limits: UploadLimits,
+        checks: PictureChecks,
+        *,
+        keepalive_s: float = 15.0,
+    ) -> None:
         self._inbox = inbox
         self._conversations = inbox.conversations
         self._store = inbox.conversations.store
         self._access = access
         self._limits = limits
+        self._checks = checks
         self._keepalive_s = keepalive_s
 
     def routes(self) -> list[web.RouteDef]:
@@ -93,8 +95,8 @@ class ChatApi:
 
     # --- who is asking ------------------------------------------------------------------------
 
-    def _user(self, request: web.Request) -> str:
-        caller = self._access.caller(request)
+    async def _user(self, request: web.Request) -> str:
+        caller = await self._access.caller(request)
         if not caller.allowed:
             raise ApiError(401, "This chat needs its access token; enter it to continue.")
         if caller.user_id is None:
@@ -103,7 +105,7 @@ class ChatApi:
 
     def _thread_key(self, request: web.Request, user_id: str) -> str:
         thread = request.match_info["thread"]
-        if not _THREAD.match(thread):
+        if not _THREAD.fullmatch(thread):
             raise ApiError(400, "That chat id is malformed; start a new chat.")
         return f"{user_id}/{thread}"
 
@@ -122,9 +124,10 @@ class ChatApi:
     # --- identity -----------------------------------------------------------------------------
 
     async def me(self, request: web.Request) -> web.Response:
-        caller: Caller = self._access.caller(request)
+        caller = await self._access.caller(request)
         response = web.json_response({})
-        user_id, csrf = Access.ensure_cookies(request, response)
+        # Only a browser that may chat gets an identity: nobody else can mint one to plant in a victim's browser.
+        user_id, csrf = self._access.ensure_cookies(request, response, identity=caller.allowed)
         names = {spec.name for spec in COMMANDS}
         response.text = json.dumps(
             {
@@ -146,45 +149,46 @@ class ChatApi:
         return response
 
     async def login(self, request: web.Request) -> web.Response:
-        token = (await json_body(request)).get("token")
-        if not isinstance(token, str) or not token:
+        token = string_field(parse_json_object(await request.read()), "token", max_chars=1024)
+        if not token:
             raise ApiError(400, "Enter the access token.")
         response = web.json_response({})
-        user, admin = self._access.login(token, response, secure=request.secure)
+        user, admin = await self._access.login(request, token, response)
         if not (user or admin):
-            log.warning("web: a wrong token was entered from %s", request.remote)
+            log.warning("web: a wrong token was entered from %s", self._access.client_address(request))
             raise ApiError(401, "That token is not right; check it and try again.")
+        self._access.ensure_cookies(request, response, identity=True)
         response.text = json.dumps({"authenticated": True, "admin": admin})
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
         response = web.json_response({"authenticated": self._access.token is None, "admin": False})
-        Access.logout(response)
+        await self._access.logout(request, response)
         return response
 
     # --- sessions -----------------------------------------------------------------------------
 
     async def sessions(self, request: web.Request) -> web.Response:
-        user_id = self._user(request)
+        user_id = await self._user(request)
         sessions = await self._store.list_sessions(platform=PLATFORM, owner_id=user_id, limit=200)
         firsts = await self._store.first_questions([s.id for s in sessions])
         return web.json_response({"sessions": [session_view(s, firsts.get(s.id)) for s in sessions]})
 
     async def session(self, request: web.Request) -> web.Response:
-        session = await self._own_session(request, self._user(request))
+        session = await self._own_session(request, await self._user(request))
         return web.json_response(await self._detail(session))
 
     async def thread(self, request: web.Request) -> web.Response:
-        key = self._thread_key(request, self._user(request))
+        key = self._thread_key(request, await self._user(request))
         active = await self._store.list_sessions(platform=PLATFORM, thread_key=key, active_only=True, limit=1)
         if not active:
             return web.json_response({"session": None, "turns": []})
         return web.json_response(await self._detail(active[0]))
 
     async def rename(self, request: web.Request) -> web.Response:
-        session = await self._own_session(request, self._user(request))
-        title = (await json_body(request)).get("title")
-        title = " ".join(title.split())[:200] if isinstance(title, str) else ""
+        session = await self._own_session(request, await self._user(request))
+        title = string_field(parse_json_object(await request.read()), "title", max_chars=10_000)
+        title = " ".join(check_text(title, "The name").split())[:200]
         if not title:
             raise ApiError(400, "Enter a name for the conversation.")
         await self._store.rename_session(session.id, title)
@@ -193,11 +197,11 @@ class ChatApi:
         return web.json_response({"session": session_view(renamed)})
 
     async def remove_turn(self, request: web.Request) -> web.Response:
-        session = await self._own_session(request, self._user(request))
-        try:
-            turn_id = int(request.match_info["turn"])
-        except ValueError:
-            raise ApiError(404, "There is no such turn.") from None
+        session = await self._own_session(request, await self._user(request))
+        raw = request.match_info["turn"]
+        if not _TURN.fullmatch(raw):
+            raise ApiError(404, "There is no such turn.")
+        turn_id = int(raw)
         turn = await self._store.get_turn(turn_id)
         if turn is None or turn.session_id != session.id or not turn.in_context:
             raise ApiError(404, "There is no such turn.")
@@ -207,19 +211,19 @@ class ChatApi:
         return web.json_response({"removed": turn.id})
 
     async def export(self, request: web.Request) -> web.Response:
-        session = await self._own_session(request, self._user(request))
+        session = await self._own_session(request, await self._user(request))
         return export_response(session, await self._conversations.export_session(session.id))
 
     async def image(self, request: web.Request) -> web.Response:
-        session = await self._own_session(request, self._user(request))
+        session = await self._own_session(request, await self._user(request))
         return await picture_response(self._conversations, session.id, sha_param(request))
 
     # --- asking ---------------------------------------------------------------------------------
 
     async def message(self, request: web.Request) -> web.StreamResponse:
-        user_id = self._user(request)
+        user_id = await self._user(request)
         key = self._thread_key(request, user_id)
-        form = await read_message_form(request, self._limits)
+        form = await read_message_form(request, self._limits, self._checks)
         again = [await self._reattach(ref, user_id) for ref in form.refs]
         delivery = Delivery(PLATFORM, key, Sender(user_id), form.text, attachments=form.files + tuple(again))
         log.info("web %s: question with %d picture(s)", key, len(delivery.attachments))
@@ -238,7 +242,7 @@ class ChatApi:
         return Attachment(data=data, filename=f"{ref.sha256[:12]}", mime_type=image_type(data))
 
     async def clear(self, request: web.Request) -> web.Response:
-        key = self._thread_key(request, self._user(request))
+        key = self._thread_key(request, await self._user(request))
         return web.json_response({"message": await self._inbox.clear(PLATFORM, key)})
 
 

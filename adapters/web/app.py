@@ -13,7 +13,7 @@ from .admin import AdminApi
 from .api import ChatApi
 from .errors import error_middleware
 from .security import Access
-from .uploads import UploadLimits
+from .uploads import PictureChecks, UploadLimits
 
 __all__ = ["build_app"]
 
@@ -25,10 +25,13 @@ _STATIC_TYPES = {
     "markdown.js": "text/javascript",
     "icon.svg": "image/svg+xml",
 }
+# The page runs only its own files: no inline script or handler, no plugin, no frame, no <base>.
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "object-src 'none'; frame-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# An API answer opened as a document (a picture, an export) runs nothing and gets an origin of its own.
+_API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,7 +39,9 @@ def _static_files() -> dict[str, bytes]:
     return {name: (STATIC_DIR / name).read_bytes() for name in _STATIC_TYPES}
 
 
-def build_app(inbox: Inbox, access: Access, limits: UploadLimits, *, keepalive_s: float) -> web.Application:
+def build_app(
+    inbox: Inbox, access: Access, limits: UploadLimits, checks: PictureChecks, *, keepalive_s: float
+) -> web.Application:
     files = _static_files()
 
     @web.middleware
@@ -53,7 +58,7 @@ def build_app(inbox: Inbox, access: Access, limits: UploadLimits, *, keepalive_s
         return web.Response(body=files[name], content_type=_STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})
 
     async def headers(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("Content-Security-Policy", _API_CSP if request.path.startswith("/api/") else _CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -66,6 +71,6 @@ def build_app(inbox: Inbox, access: Access, limits: UploadLimits, *, keepalive_s
     app.on_response_prepare.append(headers)
     app.router.add_get("/", static)
     app.router.add_get("/static/{name}", static)
-    app.router.add_routes(ChatApi(inbox, access, limits, keepalive_s=keepalive_s).routes())
+    app.router.add_routes(ChatApi(inbox, access, limits, checks, keepalive_s=keepalive_s).routes())
     app.router.add_routes(AdminApi(inbox.conversations, access).routes())
     return app

@@ -239,7 +239,7 @@ async def test_bad_input_gets_one_line_and_keeps_history(service_factory, tmp_pa
 
 
 async def test_old_turns_left_out_beyond_context_budget(service_factory, tmp_path: Path) -> None:
-    async with service_factory(context_tokens=200) as service:
+    async with service_factory(context_tokens=650) as service:  # the system prompt alone is ~190 tiny tokens
         chat = Chat(service, tmp_path)
         for i in range(4):
             await chat.send(f"Question number {i} " + "padding words " * 20)
@@ -280,7 +280,7 @@ async def test_shutdown_interrupts_in_flight_and_retry_completes(service_factory
 
 
 async def test_notice_type_is_used_for_left_out_turns(service_factory) -> None:
-    async with service_factory(context_tokens=150) as service:
+    async with service_factory(context_tokens=400) as service:
         conv = service.conversations
         for text in ("one " * 60, "two " * 60):
             [r async for r in conv.handle(IncomingMessage("console", "n", "u", text))]

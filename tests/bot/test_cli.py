@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from tests.adapters.test_console import Chat
+from tests.bot.test_feedback_report import make_feedback
 from tests.conftest import picture_bytes
 
 VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
@@ -17,6 +19,7 @@ VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLMBOT_", "TELEGRAM_", "SLACK_"))}
+    env["VLMBOT_METRICS_LISTEN"] = "127.0.0.1:0"  # the default port may be taken by another bot on this machine
     env.update(extra)
     return env
 
@@ -156,3 +159,51 @@ def test_a_malformed_setting_is_named_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "VLMBOT_BATCH_SIZE='eight'" in result.stderr and "integer" in result.stderr
+
+
+# --- vlmbot feedback --------------------------------------------------------------------------
+
+
+def vlmbot(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = clean_env(VLMBOT_DATA_DIR=str(tmp_path / "data"))
+    return subprocess.run([VLMBOT, *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+
+
+async def test_feedback_command_reports_votes_on_real_answers(tmp_path: Path, service_factory) -> None:
+    async with service_factory() as service:
+        turns = await make_feedback(service)
+        answers = {name: (await service.store.get_turn(turn_id)).answer for name, turn_id in turns.items()}
+
+    result = vlmbot(tmp_path, "feedback", "--since", "1h", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["up"], report["down"]) == (2, 2)
+    assert report["platforms"] == {"slack": {"up": 0, "down": 1}, "telegram": {"up": 2, "down": 1}}
+    follow_up, hostile = report["down_votes"]
+    assert (follow_up["turn"], follow_up["platform"], follow_up["user"]) == (turns["follow_up"], "telegram", "7")
+    assert follow_up["question"] == "And how do I fix it?" and follow_up["answer"] == answers["follow_up"]
+    assert len(follow_up["image_hashes"]) == 1 and len(hostile["image_hashes"]) == 1
+    assert hostile["question"] == "Read this \x1b]0;pwned\x07\x1b[2J please"
+    assert result.stdout.isascii()  # the user's control characters arrive escaped
+
+    text = vlmbot(tmp_path, "feedback")  # the last 7 days
+    assert text.returncode == 0, text.stderr
+    assert "2 up, 2 down" in text.stdout and "slack: 0 up, 1 down" in text.stdout
+    assert follow_up["image_hashes"][0] in text.stdout and "\x1b" not in text.stdout
+
+    future = vlmbot(tmp_path, "feedback", "--since", "2999-01-01", "--json")
+    assert json.loads(future.stdout)["down_votes"] == []
+
+
+def test_feedback_command_refuses_bad_input_and_missing_databases(tmp_path: Path) -> None:
+    bad = vlmbot(tmp_path, "feedback", "--since", "yesterday")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "argument --since: 'yesterday' is neither a period" in bad.stderr
+
+    missing = vlmbot(tmp_path, "feedback")
+    assert missing.returncode == 1 and "there is no database at" in missing.stderr
+    assert not (tmp_path / "data" / "vlmbot.db").exists()  # a report does not create one
+
+    assert vlmbot(tmp_path, "db", "upgrade", "0003").returncode == 0
+    old = vlmbot(tmp_path, "feedback")
+    assert old.returncode == 1 and "run `vlmbot db upgrade`" in old.stderr and "Traceback" not in old.stderr

@@ -18,6 +18,7 @@ from bot.grounding import (
     parse_marks,
     to_original,
 )
+from engine.arch import ARCHS, QWEN2_5_VL, QWEN3_VL, ArchName
 from engine.images import prepare_image
 
 DEFAULT_MIN = 4 * 28 * 28
@@ -137,12 +138,12 @@ def test_out_of_range_values_are_clamped_and_outside_marks_dropped() -> None:
 
 
 def test_qwen3_frame_is_relative_1000() -> None:
-    assert coordinate_frame("qwen3_vl", (4032, 3024), min_pixels=DEFAULT_MIN, max_pixels=DEFAULT_MAX) == CoordinateFrame(
+    assert coordinate_frame(QWEN3_VL, (4032, 3024), min_pixels=DEFAULT_MIN, max_pixels=DEFAULT_MAX) == CoordinateFrame(
         1000, 1000
     )
     marks = locate(
         '[{"bbox_2d": [250, 500, 750, 1000], "label": "a"}, {"point_2d": [500, 500], "label": "b"}]',
-        arch="qwen3_vl",
+        arch=QWEN3_VL,
         original_size=(4032, 3024),
         min_pixels=DEFAULT_MIN,
         max_pixels=DEFAULT_MAX,
@@ -160,7 +161,7 @@ def test_qwen3_frame_is_relative_1000() -> None:
     ],
 )
 def test_qwen25_frame_is_the_resized_input(size: tuple[int, int], max_pixels: int, resized: tuple[int, int]) -> None:
-    frame = coordinate_frame("qwen2_5_vl", size, min_pixels=DEFAULT_MIN, max_pixels=max_pixels)
+    frame = coordinate_frame(QWEN2_5_VL, size, min_pixels=DEFAULT_MIN, max_pixels=max_pixels)
     assert (frame.width, frame.height) == resized
     # The engine resizes to exactly this size before the model sees the picture.
     data = _png(Image.new("RGB", size, "white"))
@@ -182,7 +183,7 @@ def _red_box(image: Image.Image) -> tuple[int, int, int, int]:
     return found
 
 
-@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("arch", list(ArchName))
 @pytest.mark.parametrize(
     ("size", "rect", "max_pixels"),
     [
@@ -192,7 +193,7 @@ def _red_box(image: Image.Image) -> tuple[int, int, int, int]:
     ],
 )
 def test_box_on_synthetic_picture_lands_on_original_pixels(
-    arch: str, size: tuple[int, int], rect: tuple[int, int, int, int], max_pixels: int
+    arch: ArchName, size: tuple[int, int], rect: tuple[int, int, int, int], max_pixels: int
 ) -> None:
     """Make the answer a perfect model would give (from the picture the engine really feeds it) and
     check it comes back on the rectangle drawn in the original."""
@@ -206,7 +207,7 @@ def test_box_on_synthetic_picture_lands_on_original_pixels(
         x1, x2 = round(x1 * 1000 / w), round(x2 * 1000 / w)
         y1, y2 = round(y1 * 1000 / h), round(y2 * 1000 / h)
     answer = f'```json\n[{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}], "label": "red"}}]\n```'
-    [box] = locate(answer, arch=arch, original_size=size, min_pixels=DEFAULT_MIN, max_pixels=max_pixels)
+    [box] = locate(answer, arch=ARCHS[arch], original_size=size, min_pixels=DEFAULT_MIN, max_pixels=max_pixels)
     assert isinstance(box, Box)
     # One pixel of the model's input spans size/resized original pixels; allow for that rounding.
     tolerance = max(size) / min(seen.size) * 1.5 + 2
@@ -217,7 +218,7 @@ def test_box_on_synthetic_picture_lands_on_original_pixels(
 def test_qwen25_answer_is_scaled_up_from_resized_pixels() -> None:
     """308x140 is what the model saw of a 1000x500 picture: its pixels are scaled back up, not used as is."""
     answer = '[{"bbox_2d": [77, 35, 154, 105]}]'
-    [resized] = locate(answer, arch="qwen2_5_vl", original_size=(1000, 500), min_pixels=DEFAULT_MIN, max_pixels=64 * 28 * 28)
+    [resized] = locate(answer, arch=QWEN2_5_VL, original_size=(1000, 500), min_pixels=DEFAULT_MIN, max_pixels=64 * 28 * 28)
     assert (resized.x1, resized.y1, resized.x2, resized.y2) == (250, 125, 500, 375)
 
 

@@ -33,6 +33,7 @@ class Core:
         self.cancelled: list[str] = []
         self.conversations: set[tuple[str, str]] = set()
         self.gates: dict[str, asyncio.Event] = {}
+        self.refusals: list[str] = []
         self._claimed: set[str] = set()
 
     async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
@@ -68,6 +69,9 @@ class Core:
 
     def check_attachment_size(self, size: int | None) -> str | None:
         return f"{size} bytes is over the limit." if size is not None and size > 1000 else None
+
+    def refused(self, reason: str) -> None:
+        self.refusals.append(reason)
 
 
 class Fetcher:
@@ -173,6 +177,7 @@ async def test_a_stranger_is_refused_once_and_nothing_is_claimed(core: Core, inb
     await inbox.submit(delivery("chatting", user="666", addressing=Addressing.FOLLOW_UP, delivery_id="78"), t).wait()
     assert t.texts() == [refusal("666")] and "666" in t.texts()[0] and "\n" not in t.texts()[0]
     assert core.claims == [] and core.handled == []
+    assert core.refusals == ["access"]  # counted once, as it was answered once
 
 
 async def test_anyone_in_an_allowed_chat_is_let_in(core: Core, tmp_path: Path) -> None:

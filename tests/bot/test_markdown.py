@@ -32,3 +32,16 @@ def test_blocks_and_code_blocks() -> None:
     assert [(b.kind, b.language) for b in blocks(md)] == [
         ("text", ""), ("code", "html"), ("text", ""), ("code", ""), ("text", ""), ("code", "")]
     assert [(b.language, b.code) for b in code_blocks(md)] == [("html", "<p>x</p>"), ("", "plain"), ("", "open fence")]
+
+
+def test_a_link_is_not_cut_between_the_words_of_its_label() -> None:
+    link = "[a label with several words](https://x.io/p)"
+    chunks = split("word " * 10 + link + " end", 80)  # the last space that fits lies inside the label
+    assert all(len(c) <= 80 for c in chunks) and [c for c in chunks if link in c], chunks
+    assert " ".join(chunks) == "word " * 10 + link + " end"
+
+
+def test_a_link_longer_than_a_message_is_cut_after_all() -> None:
+    link = "[" + " ".join(["label"] * 20) + "](https://x.io/p)"
+    chunks = split(link, 50)
+    assert all(len(c) <= 50 for c in chunks) and " ".join(chunks) == link

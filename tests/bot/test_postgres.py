@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.messages import Attachment, IncomingMessage, Text
 from bot.migrate import downgrade_database, upgrade_database
 from bot.store import TurnStats, open_store
+from bot.votes import Vote, VoteOutcome
 from tests.conftest import picture_bytes
 
 VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
-TABLES = {"sessions", "turns", "images", "deliveries", "alembic_version"}
+TABLES = {"sessions", "turns", "images", "deliveries", "feedback", "alembic_version"}
 
 
 async def _tables(url: str) -> set[str]:
@@ -45,6 +48,38 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         assert await _tables(database_url) == {"alembic_version"}
         await upgrade_database(engine)
         assert TABLES <= await _tables(database_url)
+    finally:
+        await engine.dispose()
+
+
+async def test_feedback_migration_downgrades_cleanly(database_url: str) -> None:
+    """Down to 0003 and up again: on PostgreSQL the vote enum type goes with its table."""
+    engine = create_async_engine(database_url)
+    try:
+        await upgrade_database(engine)
+        await downgrade_database(engine, "0003")
+        assert await _tables(database_url) == TABLES - {"feedback"}
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("SELECT count(*) FROM pg_type WHERE typname = 'feedback_vote'"))).scalar() == 0
+        await upgrade_database(engine)
+        assert TABLES <= await _tables(database_url)
+    finally:
+        await engine.dispose()
+
+
+async def test_migrations_build_the_tables_the_models_describe(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bot.schema import Base
+
+    engine = create_async_engine(database_url)
+    try:
+        await upgrade_database(engine)
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+        assert diff == []
     finally:
         await engine.dispose()
 
@@ -107,6 +142,45 @@ async def test_sessions_turns_and_times(database_url: str) -> None:
         assert fresh.id != session.id and (await store.get_session(session.id)).status == "archived"
         await store.record_image("b" * 64, mime_type="image/png", width=2, height=2, size_bytes=10)
         await store.record_image("b" * 64, mime_type="image/png", width=2, height=2, size_bytes=10)
+
+
+async def test_votes_are_one_row_per_user_and_turn_across_replicas(database_url: str) -> None:
+    async with open_store(database_url) as first, open_store(database_url, migrate=False) as second:
+        session = await first.active_session("telegram", "chat:1")
+        turn = await first.add_turn(session.id, user_id="7", text="What is E42?", image_hashes=["a" * 64])
+        await first.finish_turn(turn.id, status="done", answer="A paper jam.")
+        since = turn.created_at - timedelta(seconds=1)
+        # A double click reaching two replicas at once: one vote recorded, the rest unchanged.
+        outcomes = await asyncio.gather(
+            *[(first, second)[i % 2].vote(turn.id, platform="telegram", user_id="7", vote=Vote.UP) for i in range(8)]
+        )
+        assert sorted(outcomes) == sorted([VoteOutcome.RECORDED] + [VoteOutcome.UNCHANGED] * 7)
+        assert await second.vote(turn.id, platform="telegram", user_id="7", vote=Vote.DOWN) is VoteOutcome.CHANGED
+        assert await first.vote(turn.id, platform="telegram", user_id="7", vote=Vote.DOWN) is VoteOutcome.UNCHANGED
+        assert await first.vote(turn.id, platform="telegram", user_id="8", vote=Vote.UP) is VoteOutcome.RECORDED
+
+        votes = (await second.votes_in_session(session.id))[turn.id]
+        assert [(v.user_id, v.vote, v.platform) for v in votes] == [("7", Vote.DOWN, "telegram"), ("8", Vote.UP, "telegram")]
+        assert all(v.voted_at.utcoffset() == UTC.utcoffset(None) and v.created_at <= v.voted_at for v in votes)
+        assert await first.vote_counts(since) == {("telegram", Vote.DOWN): 1, ("telegram", Vote.UP): 1}
+        downs = await first.votes_since(since, vote=Vote.DOWN)
+        assert [(v.user_id, t.id, t.answer) for v, t in downs] == [("7", turn.id, "A paper jam.")]
+        assert await first.vote_counts(votes[-1].voted_at + timedelta(seconds=1)) == {}
+
+
+async def test_the_database_refuses_a_vote_that_is_not_up_or_down(database_url: str) -> None:
+    async with open_store(database_url) as store:
+        session = await store.active_session("console", "main")
+        turn = await store.add_turn(session.id, user_id="u", text="q", image_hashes=[])
+        async with store.engine.begin() as conn:
+            with pytest.raises(DBAPIError):
+                await conn.execute(
+                    text(
+                        "INSERT INTO feedback (turn_id, platform, user_id, vote, created_at, voted_at) "
+                        "VALUES (:turn, 'console', 'u', 'sideways', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"turn": turn.id},
+                )
 
 
 # --- two bot replicas on one database --------------------------------------------------------

@@ -30,7 +30,15 @@ from bot.messages import (
     Reply,
     Text,
 )
-from bot.presets import PRESETS, extract_html, found_replies, guess_arch, html_replies, preset_named, table_replies
+from bot.presets import (
+    PRESETS,
+    extract_html,
+    found_replies,
+    html_replies,
+    preset_named,
+    table_replies,
+)
+from engine.arch import QWEN2_5_VL, QWEN3_VL
 from tests.engine.test_local_engine import record_hook, slow_hook
 from tests.hooks import forced_answer
 
@@ -49,40 +57,25 @@ def test_every_preset_is_a_command_with_help() -> None:
 def test_grounding_prompt_names_each_architectures_coordinates() -> None:
     find = preset_named("find")
     assert find is not None and find.needs_argument
-    qwen25 = find.prompt("qwen2_5_vl", '  the "serial"\nnumber ')
-    qwen3 = find.prompt("qwen3_vl", "the serial number")
+    qwen25 = find.prompt(QWEN2_5_VL, '  the "serial"\nnumber ')
+    qwen3 = find.prompt(QWEN3_VL, "the serial number")
     for prompt in (qwen25, qwen3):
         assert '"the \'serial\' number"' in prompt or '"the serial number"' in prompt
         assert "bbox_2d" in prompt and "JSON" in prompt
     assert "absolute pixel" in qwen25 and "0 to 1000" not in qwen25
     assert "0 to 1000" in qwen3
-    assert find.prompt("qwen3_vl", "x" * 500).count("x") <= 2 * 200 + 5  # the argument is bounded
-    assert find.prompt("qwen3_vl", "cat", picture=2).startswith("Look only at Picture 2. ")
+    assert find.prompt(QWEN3_VL, "x" * 500).count("x") <= 2 * 200 + 5  # the argument is bounded
+    assert find.prompt(QWEN3_VL, "cat", picture=2).startswith("Look only at Picture 2. ")
 
 
 def test_text_presets_share_prompts_and_cover_several_pictures() -> None:
     for name in ("ocr", "table", "code", "describe"):
         preset = preset_named(name)
         assert preset is not None and not preset.needs_argument
-        assert preset.prompt("qwen2_5_vl") == preset.prompt("qwen3_vl")
-        assert preset.prompt("qwen3_vl", pictures=2).startswith("Do this for each of the 2 pictures")
-    assert "Markdown" in preset_named("table").prompt("qwen2_5_vl")  # type: ignore[union-attr]
+        assert preset.prompt(QWEN2_5_VL) == preset.prompt(QWEN3_VL)
+        assert preset.prompt(QWEN3_VL, pictures=2).startswith("Do this for each of the 2 pictures")
+    assert "Markdown" in preset_named("table").prompt(QWEN2_5_VL)  # type: ignore[union-attr]
     assert preset_named("nope") is None
-
-
-@pytest.mark.parametrize(
-    ("hint", "model", "arch"),
-    [
-        ("qwen3_vl", "whatever", "qwen3_vl"),
-        ("qwen2_5_vl", "Qwen3-VL-8B", "qwen2_5_vl"),  # the engine's own answer wins
-        (None, "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl"),
-        (None, "qwen3_vl_30b_a3b", "qwen3_vl"),
-        (None, "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl"),
-        (None, "my-finetune", "qwen2_5_vl"),
-    ],
-)
-def test_guess_arch(hint: str | None, model: str, arch: str) -> None:
-    assert guess_arch(hint, model) == arch
 
 
 def test_extract_html() -> None:
@@ -110,7 +103,7 @@ def test_replies_when_extraction_finds_nothing_or_too_much() -> None:
 
 def test_found_replies_on_an_unreadable_picture() -> None:
     answer = Answer('[{"bbox_2d": [1, 2, 3, 4]}]', turn_id=1, latency_ms=5, output_tokens=3)
-    replies = found_replies(answer, b"not a picture", arch="qwen3_vl", thing="x", min_pixels=3136, max_pixels=50176)
+    replies = found_replies(answer, b"not a picture", arch=QWEN3_VL, thing="x", min_pixels=3136, max_pixels=50176)
     assert replies[0] == answer and isinstance(replies[1], Text) and replies[1].kind == "error"
 
 
@@ -153,7 +146,7 @@ async def test_ocr_on_attached_picture_is_an_ordinary_turn(service_factory, red_
         replies = await ask(service, "/ocr", red_png)
         assert isinstance(replies[-1], Answer) and any(isinstance(r, Generating) for r in replies)
         [turn] = await turns(service)
-        assert turn.status == "done" and turn.user_text == preset_named("ocr").prompt("qwen2_5_vl")  # type: ignore[union-attr]
+        assert turn.status == "done" and turn.user_text == preset_named("ocr").prompt(QWEN2_5_VL)  # type: ignore[union-attr]
         assert len(turn.image_hashes) == 1 and turn.latency_ms is not None
         assert images_in(calls[-1]) == 1 and "Read all the text" in prompt_text(service, calls[-1])
         # A follow-up question continues the same session, with the preset's exchange in the prompt.
@@ -246,15 +239,21 @@ async def test_find_draws_boxes_in_original_pixels_qwen25(service_factory) -> No
 async def test_find_maps_relative_coordinates_qwen3(
     service_factory, tiny_qwen3_dir: Path, tmp_path: Path, directory: str
 ) -> None:
-    """Qwen3-VL is recognised by the engine's `arch` or, failing that, by the model's name."""
+    """Qwen3-VL is recognised from the checkpoint's config, whatever its folder is called."""
     model = tmp_path / directory
     shutil.copytree(tiny_qwen3_dir, model)
     async with service_factory(max_new_tokens=256, model=model) as service:
-        service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [250, 250, 500, 750], "label": "square"}]')
+        calls: list[dict[str, Any]] = []
+        service.engine.generate_hook = forced_answer(
+            service, '[{"bbox_2d": [250, 250, 500, 750], "label": "square"}]', calls
+        )
         replies = await ask(service, "/find square", square_picture())
         final = next(r for r in replies if isinstance(r, Answer))
         assert "1. square: box (140, 70) - (280, 210)" in final.text
         assert any(isinstance(r, Picture) for r in replies)
+        # 560x280 at the tests' budget in multiples of 32: 288x128, an 8x18 grid of 16 px patches.
+        assert calls[-1]["image_grid_thw"].tolist() == [[1, 8, 18]]
+        assert "0 to 1000" in prompt_text(service, calls[-1])
 
 
 async def test_retry_after_find_draws_again_and_export_shows_the_command(service_factory) -> None:

@@ -23,6 +23,10 @@ class OpenAIStandIn:
     statuses: list[int] = field(default_factory=list)  # replies before streaming: e.g. [503, 503] then 200
     drop_after: int | None = None  # close the connection after this many pieces (once)
     error_chunk: dict[str, Any] | None = None  # sent after the pieces instead of finishing
+    send_done: bool = True  # False: end like transformers serve, right after the finish (and usage) chunk
+    send_usage: bool = True
+    cut_before_finish: bool = False  # end the stream cleanly after the pieces, with no finish_reason
+    models_status: int = 200  # e.g. 404: a server without GET /v1/models
     received: list[Received] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -47,6 +51,8 @@ class OpenAIStandIn:
             await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.models_status != 200:
+            return web.json_response({"error": {"message": "Not Found"}}, status=self.models_status)
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "vllm"}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -76,8 +82,12 @@ class OpenAIStandIn:
             await send(self.error_chunk)
             await response.write(b"data: [DONE]\n\n")
             return response
+        if self.cut_before_finish:
+            return response
         await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        usage = {"prompt_tokens": 321, "completion_tokens": len(self.pieces), "total_tokens": 321 + len(self.pieces)}
-        await send({**base, "choices": [], "usage": usage})
-        await response.write(b"data: [DONE]\n\n")
+        if self.send_usage:
+            usage = {"prompt_tokens": 321, "completion_tokens": len(self.pieces), "total_tokens": 321 + len(self.pieces)}
+            await send({**base, "choices": [], "usage": usage})
+        if self.send_done:
+            await response.write(b"data: [DONE]\n\n")
         return response

@@ -7,7 +7,8 @@ import io
 import pytest
 from PIL import Image
 
-from engine.images import PATCH_FACTOR, prepare_image, smart_resize
+from engine.arch import ARCHS, ArchName
+from engine.images import prepare_image, smart_resize
 
 BUDGET = {"min_pixels": 4 * 28 * 28, "max_pixels": 1280 * 28 * 28}
 
@@ -18,9 +19,9 @@ def encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
-def test_resize_fits_budget_and_factor(arch: str) -> None:
-    factor = PATCH_FACTOR[arch]
+@pytest.mark.parametrize("arch", list(ArchName))
+def test_resize_fits_budget_and_factor(arch: ArchName) -> None:
+    factor = ARCHS[arch].patch_factor
     prepared = prepare_image(encode(Image.new("RGB", (4000, 3000))), factor=factor, **BUDGET)
     w, h = prepared.image.size
     assert w % factor == 0 and h % factor == 0
@@ -30,7 +31,7 @@ def test_resize_fits_budget_and_factor(arch: str) -> None:
 
 
 def test_patch_factors_are_documented_values() -> None:
-    assert PATCH_FACTOR["qwen2_5_vl"] == 28 and PATCH_FACTOR["qwen3_vl"] == 32
+    assert ARCHS[ArchName.QWEN2_5_VL].patch_factor == 28 and ARCHS[ArchName.QWEN3_VL].patch_factor == 32
 
 
 def test_small_picture_is_enlarged_to_minimum() -> None:

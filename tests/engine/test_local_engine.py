@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 import torch
+from transformers.utils import logging as hf_logging
 
+import engine as engine_package
 from engine.hooks import DecodeHook
 from engine.interface import (
     EngineBusy,
@@ -30,6 +33,7 @@ from tests.conftest import picture_bytes
 from tests.hooks import ForcedAnswer
 
 SMALL = 64 * 28 * 28
+ENGINE_DIR = Path(engine_package.__file__).parent
 
 
 def _image(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> PromptImage:
@@ -398,3 +402,48 @@ async def test_forced_answers_per_request_in_one_batch(engine: LocalEngine) -> N
     free = results[2][-1]
     assert isinstance(free, GenerationStats) and 1 <= free.output_tokens <= 4
     assert max(sizes) == 3  # the three decoded together
+
+
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+async def test_a_chat_turn_uses_no_deprecated_transformers_api(engine: LocalEngine, recwarn: pytest.WarningsRecorder) -> None:
+    """Prefill, decode steps, a follow-up reusing the session's KV cache and a request joining the batch,
+    without one deprecation: transformers 5.24 warned on every forward given `past_key_values`, an
+    argument it removes in 5.40 (issue 13)."""
+    said = _Messages()  # transformers' logger (e.g. reading `output.past_key_values`) does not propagate
+    library_log = logging.getLogger("transformers")
+    hf_logging.warning_once.cache_clear()  # else a message logged before stays silent
+    library_log.addHandler(said)
+    recwarn.clear()
+    try:
+        started = threading.Event()
+        hook = slow_hook(engine, delay=0.02, started=started)
+        engine.generate_hook = hook
+        first = request("d1", images=(_image((250, 0, 0)),), max_new_tokens=3)
+        await collect(engine, first)
+        follow_up = GenerationRequest(
+            "d2", "s1", (*first.turns, PromptTurn("assistant", "Red."), PromptTurn("user", "And the shape?")),
+            GenerationLimits(max_new_tokens=8, timeout_s=60),
+        )
+        running = asyncio.create_task(collect(engine, follow_up))
+        await asyncio.to_thread(started.wait, 10)
+        await collect(engine, request("d3", session="s2", max_new_tokens=3))
+        await running
+    finally:
+        library_log.removeHandler(said)
+    assert engine.cache_stats().prefix_hits == 1 and 2 in hook.batch_sizes  # every path of the loop ran
+    deprecations = [
+        f"{w.filename}:{w.lineno}: {w.message}"
+        for w in recwarn
+        if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))
+        and ("transformers" in w.filename or Path(w.filename).is_relative_to(ENGINE_DIR))
+    ]
+    assert deprecations == []
+    assert [m for m in said.messages if "deprecat" in m.lower()] == []

@@ -26,7 +26,7 @@ from engine.interface import (
     TextPiece,
 )
 from engine.local import LocalEngine
-from engine.remote import RemoteEngine, RemoteEngineOptions, api_base, patch_factor_for
+from engine.remote import LOST_MID_ANSWER, RemoteEngine, RemoteEngineOptions, api_base
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
 from tests.conftest import picture_bytes
 from tests.engine.openai_standin import OpenAIStandIn
@@ -254,10 +254,7 @@ async def test_connection_lost_mid_answer(standin: OpenAIStandIn) -> None:
         await engine.close()
 
 
-def test_patch_factor_and_base_url() -> None:
-    assert patch_factor_for("Qwen/Qwen3-VL-8B-Instruct") == 32
-    assert patch_factor_for("Qwen2.5-VL-7B-Instruct") == 28
-    assert patch_factor_for("my-finetune") == 28
+def test_base_url() -> None:
     assert api_base("http://engine:8000") == api_base("http://engine:8000/v1/") == "http://engine:8000/v1"
 
 
@@ -294,3 +291,50 @@ async def test_error_chunks_end_the_answer(standin: OpenAIStandIn, chunk: dict, 
     finally:
         await engine.close()
     assert isinstance(caught.value, EngineBusy) == busy and len(standin.received) == 1
+
+
+# --- how a stream ends: `[DONE]` is optional (transformers serve never sends it) -----------------
+
+
+@pytest.mark.parametrize(("send_done", "send_usage"), [(True, True), (False, True), (False, False)])
+async def test_a_finished_choice_completes_the_answer_with_or_without_done(
+    standin: OpenAIStandIn, send_done: bool, send_usage: bool
+) -> None:
+    standin.send_done, standin.send_usage = send_done, send_usage
+    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
+    await engine.start()
+    try:
+        events = await collect(engine, request("d1"))
+    finally:
+        await engine.close()
+    assert "".join(e.text for e in events if isinstance(e, TextPiece)) == "The printer is out of toner."
+    stats = events[-1]
+    assert isinstance(stats, GenerationStats) and stats.finish_reason == "stop"
+    assert stats.prompt_tokens == (321 if send_usage else 0)
+    assert len(standin.received) == 1  # complete: not retried
+
+
+async def test_an_empty_answer_is_an_empty_answer_not_unavailable(standin: OpenAIStandIn) -> None:
+    standin.pieces, standin.send_done = (), False
+    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
+    await engine.start()
+    try:
+        events = await collect(engine, request("d2"))
+    finally:
+        await engine.close()
+    assert [e for e in events if isinstance(e, TextPiece)] == []
+    assert isinstance(events[-1], GenerationStats) and events[-1].finish_reason == "stop"
+    assert len(standin.received) == 1
+
+
+async def test_a_stream_that_ends_before_any_finish_reason_is_an_interrupted_answer(standin: OpenAIStandIn) -> None:
+    standin.cut_before_finish = True
+    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
+    await engine.start()
+    try:
+        with pytest.raises(EngineError) as caught:
+            await collect(engine, request("d3"))
+    finally:
+        await engine.close()
+    assert caught.value.user_message == LOST_MID_ANSWER
+    assert len(standin.received) == 1

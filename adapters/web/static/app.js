@@ -63,6 +63,11 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  // Pictures the page shows: raster formats only. An SVG (or HTML) blob opened in a tab would run its
+  // scripts with this page's origin, so anything else is offered as bytes to download, never rendered.
+  const PICTURE_TYPES = new Set(["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff"]);
+  const DOWNLOAD_TYPE = "application/octet-stream";
+
   const when = (iso) => new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
 
   // --- start and sign-in -------------------------------------------------------------------------
@@ -364,6 +369,12 @@
     if (turn.latency_ms != null) bits.push(`${(turn.latency_ms / 1000).toFixed(1)} s`);
     if (turn.output_tokens != null) bits.push(`${turn.output_tokens} tokens`);
     if (!turn.in_context) bits.push("removed");
+    if (turn.feedback && turn.feedback.length) {
+      // The operator view's votes: counts here, who voted what on hover.
+      const up = turn.feedback.filter((f) => f.vote === "up").length;
+      bits.push(`👍 ${up} 👎 ${turn.feedback.length - up}`);
+      meta.title = turn.feedback.map((f) => `${f.user}: ${f.vote}`).join("\n");
+    }
     meta.textContent = bits.join(" · ");
     bot.append(meta);
     article.append(bot);
@@ -439,7 +450,11 @@
   function addFiles(files) {
     const limits = state.me.limits;
     for (const file of files) {
-      if (!file.type.startsWith("image/")) {
+      if (file.type === "image/svg+xml") {
+        toast(`'${file.name}' is an SVG drawing; send a PNG, JPEG or WebP picture (a screenshot works).`);
+        continue;
+      }
+      if (!PICTURE_TYPES.has(file.type)) {
         toast(`'${file.name}' is not a picture; send a PNG, JPEG or WebP image.`);
         continue;
       }
@@ -727,6 +742,7 @@
       outcome.notices.push(data.text);
       bot.insertBefore(noticeElement(data.text), body);
     } else if (name === "document" || name === "picture") {
+      data.kind = name;
       outcome.files.push(data);
       for (const element of fileElements(data)) body.append(element);
       if (bot.dataset.state === "waiting") bot.dataset.state = "done";
@@ -763,12 +779,16 @@
     else if (bot.dataset.state !== "error" && bot.dataset.state !== "generating") bot.dataset.state = "done";
   }
 
+  // A generated file's blob type: a picture event in a raster format is shown as that picture; every other
+  // file (the /code preset's page.html, a CSV, an export) is inert bytes that can only be downloaded.
+  const shownAs = (data) => (data.kind === "picture" && PICTURE_TYPES.has(data.mime_type) ? data.mime_type : DOWNLOAD_TYPE);
+
   const fileUrls = new Map(); // one object URL per file shown
   function fileElements(data) {
     let url = fileUrls.get(data);
     if (!url) {
       const bytes = Uint8Array.from(atob(data.data), (c) => c.charCodeAt(0));
-      url = URL.createObjectURL(new Blob([bytes], { type: data.mime_type }));
+      url = URL.createObjectURL(new Blob([bytes], { type: shownAs(data) }));
       fileUrls.set(data, url);
     }
     const out = [];
@@ -776,7 +796,7 @@
     caption.className = "file-caption";
     caption.textContent = data.caption || data.filename;
     out.push(caption);
-    if (data.mime_type.startsWith("image/")) {
+    if (shownAs(data) !== DOWNLOAD_TYPE) {
       const img = document.createElement("img");
       img.src = url;
       img.alt = data.filename;

@@ -47,6 +47,16 @@ class Harness:
                 envelope_id = await self.slack.send_envelope("events_api", payload, retry_attempt=attempt)
                 self.acks.append(await self.slack.wait_ack(envelope_id))
 
+    async def interact(self, payload: dict[str, Any]) -> None:
+        """Deliver an interaction payload (e.g. `slack.block_actions(...)`) and check it was acknowledged."""
+        if self.mode == "http":
+            attempt = await EventsSender(self.adapter.http_url, SIGNING_SECRET).interact(payload)
+            assert attempt.status == 200, attempt
+            self.acks.append(attempt.seconds)
+        else:
+            envelope_id = await self.slack.send_envelope("interactive", payload)
+            self.acks.append(await self.slack.wait_ack(envelope_id))
+
     async def command(self, text: str, *, channel: str, user: str = "U0ALICE") -> None:
         payload = self.slack.command_payload(self.service.settings.slack_slash_command, text, channel=channel, user=user)
         if self.mode == "http":

@@ -1,7 +1,13 @@
 """A project-owned Slack stand-in: Web API, file hosting, Socket Mode and an Events API sender.
 
 A real aiohttp server on 127.0.0.1 with an ephemeral port. It keeps what Slack would keep (messages
-by channel and ts, uploaded files) and records every request so tests assert on the wire.
+by channel and ts with their blocks and metadata, uploaded files) and records every request so tests
+assert on the wire. The Agents & AI Apps surface (chat.*Stream, assistant.threads.*, assistant thread
+events, feedback button presses) lives in slack_ai_apps.py, Block Kit checks in slack_blocks.py.
+
+Events reach the app over Socket Mode (`send_envelope` + `wait_ack`: "events_api", "slash_commands",
+"interactive") or over HTTP (`EventsSender.send` for events, `EventsSender.interact` for the
+interactivity POST), signed like Slack signs them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
+
+from tests.adapters.slack.slack_ai_apps import AiAppsMethods
+from tests.adapters.slack.slack_blocks import BlocksError, check_blocks
 
 __all__ = ["EventsSender", "Failure", "Recorded", "SlackStandIn", "sign"]
 
@@ -40,7 +49,7 @@ class Recorded:
 class Failure:
     """A planned error answer for the next `count` calls of a method."""
 
-    status: int = 429
+    status: int = 429  # 200: an ok:false answer with `error`
     retry_after: int = 1
     count: int = 1
     error: str = "ratelimited"
@@ -55,13 +64,29 @@ class _Message:
     user: str
     bot_id: str | None
     edits: list[str] = field(default_factory=list)
+    blocks: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+    subtype: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, with_metadata: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text, "user": self.user}
+        if self.subtype:
+            data["subtype"] = self.subtype
         if self.thread_ts:
             data["thread_ts"] = self.thread_ts
         if self.bot_id:
             data["bot_id"] = self.bot_id
+        if self.blocks:
+            data["blocks"] = self.blocks
+        elif self.text:
+            # Slack returns a text-only message with a rich_text block made from its text (slack-bolt's
+            # assistant thread-context store reads `message["blocks"]` and fails without it).
+            data["blocks"] = [{
+                "type": "rich_text", "block_id": f"r{self.ts}",
+                "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": self.text}]}],
+            }]
+        if with_metadata and self.metadata:
+            data["metadata"] = self.metadata
         return data
 
 
@@ -84,7 +109,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-class SlackStandIn:
+class SlackStandIn(AiAppsMethods):
     """Start with `async with SlackStandIn() as slack:`; `slack.api_url` is the Web API base URL."""
 
     def __init__(
@@ -97,7 +122,7 @@ class SlackStandIn:
         bot_id: str = "B0BOT",
         scopes: tuple[str, ...] = (
             "app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history",
-            "chat:write", "files:read", "files:write", "commands",
+            "chat:write", "files:read", "files:write", "commands", "assistant:write",
         ),
     ) -> None:
         self.bot_token = bot_token
@@ -121,6 +146,7 @@ class SlackStandIn:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self._init_ai_apps()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -151,9 +177,13 @@ class SlackStandIn:
 
     # --- test controls -----------------------------------------------------------------------
 
-    def fail(self, method: str, *, status: int = 429, retry_after: int = 1, count: int = 1) -> None:
-        """Answer the next `count` calls of `method` with `status` (429 carries Retry-After)."""
-        self.failures[method] = Failure(status=status, retry_after=retry_after, count=count)
+    def fail(
+        self, method: str, *, status: int = 429, retry_after: int = 1, count: int = 1, error: str | None = None,
+    ) -> None:
+        """Answer the next `count` calls of `method` with `status` (429 carries Retry-After); with
+        status=200, `{"ok": false, "error": error}` as Slack answers refused calls."""
+        default = "ratelimited" if status == 429 else "fatal_error"
+        self.failures[method] = Failure(status=status, retry_after=retry_after, count=count, error=error or default)
 
     def host_file(self, data: bytes, name: str, mimetype: str, *, size: int | None = None) -> dict[str, Any]:
         """Host a file the way a user upload is hosted; returns its entry for a message event's `files`."""
@@ -260,17 +290,44 @@ class SlackStandIn:
         }
         return web.json_response(body, headers={"x-oauth-scopes": ",".join(sorted(self.scopes))})
 
+    def _bot_post(self, channel: str, text: str, thread_ts: str | None, blocks: Any = None) -> _Message:
+        message = _Message(channel, self._next_ts(), text, thread_ts or None, self.bot_user_id, self.bot_id,
+                           blocks=blocks)
+        self.messages.append(message)
+        self._clear_status(channel, thread_ts)
+        return message
+
+    @staticmethod
+    def _blocks_and_metadata(params: dict[str, Any]) -> tuple[Any, Any] | web.Response:
+        blocks = params.get("blocks")
+        if blocks is not None:
+            try:
+                blocks = check_blocks(blocks)
+            except BlocksError as err:
+                return web.json_response(err.body())
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                return web.json_response({"ok": False, "error": "invalid_metadata_format"})
+        return blocks, metadata
+
     async def _m_chat_postMessage(self, params: dict[str, Any]) -> web.Response:
         channel = params.get("channel")
         if not channel:
             return web.json_response({"ok": False, "error": "channel_not_found"})
+        extras = self._blocks_and_metadata(params)
+        if isinstance(extras, web.Response):
+            return extras
+        blocks, metadata = extras
         text = params.get("text") or ""
-        if not text:
+        if not text and not blocks:
             return web.json_response({"ok": False, "error": "no_text"})
         if len(text) > 40_000:
             return web.json_response({"ok": False, "error": "msg_too_long"})
-        message = _Message(channel, self._next_ts(), text, params.get("thread_ts") or None, self.bot_user_id, self.bot_id)
-        self.messages.append(message)
+        message = self._bot_post(channel, text, params.get("thread_ts"), blocks)
+        message.metadata = metadata
         return web.json_response({"ok": True, "channel": channel, "ts": message.ts, "message": message.as_dict()})
 
     async def _m_chat_update(self, params: dict[str, Any]) -> web.Response:
@@ -279,12 +336,21 @@ class SlackStandIn:
             return web.json_response({"ok": False, "error": "message_not_found"})
         if message.bot_id != self.bot_id:
             return web.json_response({"ok": False, "error": "cant_update_message"})
+        extras = self._blocks_and_metadata(params)
+        if isinstance(extras, web.Response):
+            return extras
+        blocks, metadata = extras
         text = params.get("text") or ""
         if len(text) > 40_000:
             return web.json_response({"ok": False, "error": "msg_too_long"})
         message.edits.append(message.text)
         message.text = text
-        return web.json_response({"ok": True, "channel": message.channel, "ts": message.ts, "text": text})
+        if blocks is not None:  # left out, the message keeps its blocks
+            message.blocks = blocks or None
+        if metadata is not None:
+            message.metadata = metadata
+        return web.json_response({"ok": True, "channel": message.channel, "ts": message.ts, "text": text,
+                                  "message": message.as_dict()})
 
     async def _m_chat_delete(self, params: dict[str, Any]) -> web.Response:
         message = self._find(params.get("channel"), params.get("ts"))
@@ -295,10 +361,21 @@ class SlackStandIn:
 
     async def _m_conversations_replies(self, params: dict[str, Any]) -> web.Response:
         channel, ts = params.get("channel"), params.get("ts")
-        thread = [m.as_dict() for m in self.messages if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        thread = [m for m in self.messages if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
         if not thread:
             return web.json_response({"ok": False, "error": "thread_not_found"})
-        return web.json_response({"ok": True, "messages": thread, "has_more": False})
+        # "oldest: Only messages after this Unix timestamp"; "inclusive: Include messages with oldest or
+        # latest timestamps in results" (https://docs.slack.dev/reference/methods/conversations.replies).
+        if params.get("oldest"):
+            oldest = float(params["oldest"])
+            inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+            thread = [m for m in thread if float(m.ts) > oldest or (inclusive and float(m.ts) == oldest)]
+        limit = int(params.get("limit") or 1000)
+        return web.json_response({
+            "ok": True, "messages": [m.as_dict(with_metadata=with_metadata) for m in thread[:limit]],
+            "has_more": len(thread) > limit,
+        })
 
     async def _m_files_getUploadURLExternal(self, params: dict[str, Any]) -> web.Response:
         filename, length = params.get("filename"), params.get("length")
@@ -395,15 +472,23 @@ class SlackStandIn:
         return bool(self._sockets)
 
     async def send_envelope(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
-        """Send an envelope over the open Socket Mode connection; returns its envelope_id."""
+        """Send an envelope ("events_api", "slash_commands" or "interactive") over the open Socket Mode
+        connection; returns its envelope_id, which the app must send back to acknowledge it.
+
+        https://docs.slack.dev/apis/events-api/using-socket-mode: `accepts_response_payload` is true
+        where an answer can carry a payload (slash commands, view submissions, options), not for events
+        or block_actions. Slack retries only events (retry_attempt / retry_reason)."""
         await self.wait_for(lambda: self.socket_connected)
         envelope_id = str(uuid.uuid4())
         self._ack_events[envelope_id] = asyncio.Event()
-        envelope = {
-            "envelope_id": envelope_id, "type": kind, "payload": payload,
-            "accepts_response_payload": kind != "events_api",
-            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
+        accepts = kind == "slash_commands" or (
+            kind == "interactive" and payload.get("type") in ("view_submission", "block_suggestion")
+        )
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": accepts,
         }
+        if kind == "events_api":
+            envelope |= {"retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else ""}
         await self._sockets[-1].send_json(envelope)
         return envelope_id
 
@@ -509,6 +594,17 @@ class EventsSender:
                 return Delivery(retry_num, resp.status, time.monotonic() - start, text)
         except asyncio.TimeoutError:
             return Delivery(retry_num, None, time.monotonic() - start, "")
+
+    async def interact(
+        self, payload: dict[str, Any], *, bad_signature: bool = False, timestamp: int | None = None,
+    ) -> Delivery:
+        """POST an interaction payload (block_actions, ...) the way Slack posts it to the Interactivity
+        Request URL: form-encoded, one `payload` field holding the JSON, signed
+        (https://docs.slack.dev/interactivity/handling-user-interaction). Slack does not retry these."""
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        async with aiohttp.ClientSession() as session:
+            return await self._post(session, body, "application/x-www-form-urlencoded", 0,
+                                    bad_signature=bad_signature, timestamp=timestamp)
 
     async def send(
         self, payload: dict[str, Any], *, extra_retries: int = 0, bad_signature: bool = False,

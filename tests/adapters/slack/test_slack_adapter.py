@@ -255,6 +255,8 @@ async def test_a_disallowed_channel_gets_one_line_and_nothing_is_kept(make_bot, 
         assert "not enabled" in reply and "\n" not in reply
         assert slack.calls("/files") == []
         assert await bot.service.store.list_sessions(platform="slack") == []
+        registry = bot.service.conversations.metrics.registry  # counted in the core, once however often Slack retries
+        assert registry.get_sample_value("vlmbot_refusals_total", {"reason": "access"}) == 1
 
 
 @pytest.mark.parametrize("mode", ["http"])  # signatures belong to the HTTP Events API

@@ -8,6 +8,17 @@ Bot API does (unsupported or malformed tags -> "Bad Request: can't parse entitie
 
 Tests inject updates (`inject`), make the next N calls of a method fail with 429 (`fail_next`) and
 assert on `requests`, the record of every call received.
+
+Answer streaming and feedback (Bot API 10.0, python-telegram-bot 22.8):
+- `sendMessageDraft` only in private chats; every draft is kept in `drafts` (`draft_texts` gives the
+  growing sequence); a `sendMessage` to the chat ends the visible draft (`visible_draft`).
+- `reply_markup` inline keyboards are checked (botapi_markup.py) and kept on the message;
+  `editMessageText` without one removes the keyboard, `editMessageReplyMarkup` replaces it.
+- `callback_query(...)` builds the update of a user pressing a callback button of a bot message
+  (inject it like any update: getUpdates or webhook); `answerCallbackQuery` answers it once, recorded
+  in `callback_queries`.
+- `allowed_updates` (getUpdates / setWebhook) is honoured: an update of another type is not delivered
+  but kept in `undelivered`, so a bot that asks only for "message" never sees a button press.
 """
 
 from __future__ import annotations
@@ -24,10 +35,27 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
 from PIL import Image
+from telegram.constants import CallbackQueryLimit
 
-__all__ = ["BotApiStandIn", "HtmlParseError", "RecordedRequest", "parse_html"]
+from tests.adapters.telegram.botapi_markup import (
+    MarkupError,
+    callback_buttons,
+    check_inline_keyboard,
+    check_reply_markup,
+)
+
+__all__ = ["BotApiStandIn", "CallbackQuery", "Draft", "HtmlParseError", "RecordedRequest", "parse_html"]
 
 TEXT_LIMIT = 4096
+# allowed_updates: "Specify an empty list to receive all update types except chat_member, message_reaction,
+# and message_reaction_count (default). If not specified, the previous setting will be used."
+# (https://core.telegram.org/bots/api#getupdates)
+_DEFAULT_UPDATES = frozenset({
+    "message", "edited_message", "channel_post", "edited_channel_post", "business_connection",
+    "business_message", "edited_business_message", "deleted_business_messages", "inline_query",
+    "chosen_inline_result", "callback_query", "shipping_query", "pre_checkout_query", "purchased_paid_media",
+    "poll", "poll_answer", "my_chat_member", "chat_join_request", "chat_boost", "removed_chat_boost",
+})
 CAPTION_LIMIT = 1024
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 _SUPPORTED_TAGS = {
@@ -170,6 +198,34 @@ class _Message:
     reply_to: int | None = None
     deleted: bool = False
     history: list[str] = field(default_factory=list)
+    reply_markup: dict[str, Any] | None = None
+    markup_history: list[dict[str, Any] | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One accepted sendMessageDraft call: the text after entity parsing, as the user would see it."""
+
+    chat_id: int
+    draft_id: int
+    text: str
+    entities: list[dict[str, Any]]
+    thread_id: int | None
+    at: float
+
+
+@dataclass
+class CallbackQuery:
+    """A press of a callback button that the stand-in delivered, and the bot's answer to it."""
+
+    id: str
+    chat_id: int
+    message_id: int
+    user_id: int
+    data: str
+    answered: bool = False
+    expired: bool = False
+    answer: dict[str, Any] | None = None  # text / show_alert / url / cache_time as received
 
 
 class _ApiError(Exception):
@@ -192,6 +248,12 @@ class BotApiStandIn:
         self.webhook: dict[str, Any] | None = None
         self.webhook_deliveries: list[tuple[int, int]] = []  # (update_id, HTTP status)
         self.messages: dict[tuple[int, int], _Message] = {}
+        self.drafts: list[Draft] = []
+        self.callback_queries: dict[str, CallbackQuery] = {}
+        self._visible_drafts: dict[tuple[int, int | None], Draft] = {}
+        self._query_ids = itertools.count(7_000_000_001)
+        self.allowed_updates: list[str] | None = None  # None or []: Telegram's default set
+        self.undelivered: list[dict[str, Any]] = []
         self._files: dict[str, _StoredFile] = {}
         self._pending: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
@@ -242,9 +304,16 @@ class BotApiStandIn:
         return {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.file_size}
 
     async def inject(self, update: dict[str, Any]) -> int:
-        """Queue an update (an `update_id` is assigned unless present) for getUpdates or the webhook."""
+        """Queue an update (an `update_id` is assigned unless present) for getUpdates or the webhook.
+
+        An update of a type the bot did not ask for (`allowed_updates` of its last getUpdates or
+        setWebhook) is not delivered, as on Telegram; it is kept in `undelivered`."""
         update = dict(update)
         update.setdefault("update_id", next(self._update_ids))
+        kind = next(k for k in update if k != "update_id")
+        if kind not in (self.allowed_updates or _DEFAULT_UPDATES):
+            self.undelivered.append(update)
+            return update["update_id"]
         async with self._new_update:
             self._pending.append(update)
             self._new_update.notify_all()
@@ -288,6 +357,23 @@ class BotApiStandIn:
 
     def summary(self) -> list[str]:
         return [f"{r.method}:{r.status}" for r in self.requests if r.method != "getUpdates"]
+
+    def draft_texts(self, chat_id: int, draft_id: int | None = None, thread_id: int | None = None) -> list[str]:
+        """The texts of the accepted drafts in a chat (optionally of one draft id / topic), oldest first."""
+        return [
+            d.text for d in self.drafts
+            if d.chat_id == chat_id
+            and (draft_id is None or d.draft_id == draft_id)
+            and (thread_id is None or d.thread_id == thread_id)
+        ]
+
+    def visible_draft(self, chat_id: int, thread_id: int | None = None) -> Draft | None:
+        """The draft the user sees now; sending the final message (sendMessage) to the chat ends it."""
+        return self._visible_drafts.get((chat_id, thread_id))
+
+    def expire_callback(self, query_id: str) -> None:
+        """Let a callback query time out: answering it now fails as it does on Telegram."""
+        self.callback_queries[query_id].expired = True
 
     # --- updates ------------------------------------------------------------------------------
     def _user(self, user_id: int, name: str = "Ann") -> dict[str, Any]:
@@ -372,6 +458,37 @@ class BotApiStandIn:
         for m in re.finditer(r"(?:(?<=\s)|^)(@[a-zA-Z0-9_]{5,})", text):
             ents.append({"type": "mention", "offset": _utf16(text[: m.start()]), "length": _utf16(m.group(1))})
         return ents
+
+    def callback_query(
+        self, chat_id: int, message_id: int, *, user_id: int, data: str | None = None, label: str | None = None,
+    ) -> dict[str, Any]:
+        """Build the update of `user_id` pressing a callback button (chosen by data or label) of a bot message.
+
+        Only a button the message shows now can be pressed: a test that presses a button the bot never
+        sent, or one that an edit removed, fails here. Inject the result like any update."""
+        msg = self.messages.get((chat_id, message_id))
+        if msg is None or msg.deleted:
+            raise AssertionError(f"stand-in: no message {message_id} in chat {chat_id} to press a button on")
+        buttons = callback_buttons(msg.reply_markup)
+        chosen = [b for b in buttons if (data is None or b["callback_data"] == data)
+                  and (label is None or b["text"] == label)]
+        if not chosen:
+            raise AssertionError(f"stand-in: message {message_id} has no such button; it shows {buttons}")
+        query = CallbackQuery(str(next(self._query_ids)), chat_id, message_id, user_id, chosen[0]["callback_data"])
+        self.callback_queries[query.id] = query
+        message = self._message_json(msg)
+        if chat_id > 0:
+            message["chat"]["first_name"] = "Ann"
+        # https://core.telegram.org/bots/api#callbackquery: id, from, message, chat_instance, data.
+        return {
+            "callback_query": {
+                "id": query.id,
+                "from": self._user(user_id),
+                "message": message,
+                "chat_instance": str(-chat_id * 31 + 17),
+                "data": query.data,
+            }
+        }
 
     def bot_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
         """A `reply_to_message` value pointing at a message the bot sent."""
@@ -490,20 +607,32 @@ class BotApiStandIn:
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
             raise _ApiError(400, "Bad Request: secret token contains unallowed characters")
         self.webhook = {"url": url, "secret_token": secret}
+        self._allow(p)
         if str(p.get("drop_pending_updates", "")).lower() in ("true", "1"):
             self._pending.clear()
         if self._pusher is None or self._pusher.done():
             self._pusher = asyncio.create_task(self._push_loop())
         return True
 
+    def _allow(self, p) -> None:
+        if "allowed_updates" in p:  # left out: the previous setting stays
+            allowed = p["allowed_updates"]
+            if not isinstance(allowed, list):
+                raise _ApiError(400, "Bad Request: can't parse allowed updates JSON object")
+            self.allowed_updates = allowed or None
+
     async def _api_getWebhookInfo(self, p, f):
-        return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
+        info = {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
                 "pending_update_count": len(self._pending)}
+        if self.allowed_updates:
+            info["allowed_updates"] = self.allowed_updates
+        return info
 
     async def _api_getUpdates(self, p, f):
         if self.webhook:
             raise _ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
                                  "use deleteWebhook to delete the webhook first")
+        self._allow(p)
         offset = int(p.get("offset") or 0)
         timeout = float(p.get("timeout") or 0)
         limit = int(p.get("limit") or 100)
@@ -548,7 +677,9 @@ class BotApiStandIn:
             else:
                 await asyncio.sleep(0.2)
 
-    def _check_text(self, text: str | None, parse_mode: str | None, limit: int, *, caption: bool = False):
+    def _check_text(
+        self, text: str | None, parse_mode: str | None, limit: int, *, caption: bool = False, empty_ok: bool = False,
+    ):
         if text is None or text == "":
             if caption:
                 return None, []
@@ -561,7 +692,7 @@ class BotApiStandIn:
                 raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from None
         elif parse_mode:
             raise _ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
-        if not text.strip() and not caption:
+        if not text.strip() and not caption and not empty_ok:
             raise _ApiError(400, "Bad Request: message text is empty")
         if _utf16(text) > limit:
             raise _ApiError(400, "Bad Request: message caption is too long" if caption else "Bad Request: message is too long")
@@ -575,13 +706,24 @@ class BotApiStandIn:
 
     def _store(self, p, **kw) -> dict[str, Any]:
         chat_id = self._chat_id(p)
+        markup = self._markup(p.get("reply_markup"))
         message_id = next(self._message_ids)
         thread = p.get("message_thread_id")
         reply = p.get("reply_parameters") or {}
         msg = _Message(chat_id=chat_id, message_id=message_id, thread_id=int(thread) if thread else None,
-                       reply_to=reply.get("message_id") if isinstance(reply, dict) else None, **kw)
+                       reply_to=reply.get("message_id") if isinstance(reply, dict) else None,
+                       reply_markup=markup, **kw)
         self.messages[(chat_id, message_id)] = msg
         return self._message_json(msg)
+
+    @staticmethod
+    def _markup(raw: Any, *, inline_only: bool = False) -> dict[str, Any] | None:
+        try:
+            if inline_only:
+                return None if raw is None else check_inline_keyboard(raw)
+            return check_reply_markup(raw)
+        except MarkupError as err:
+            raise _ApiError(400, str(err)) from None
 
     def _message_json(self, msg: _Message) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -604,24 +746,92 @@ class BotApiStandIn:
                              "width": 10, "height": 10}]
         if msg.caption:
             out["caption"] = msg.caption
+        if msg.reply_markup and "inline_keyboard" in msg.reply_markup:
+            out["reply_markup"] = msg.reply_markup  # only inline keyboards are part of a Message
         return out
 
     async def _api_sendMessage(self, p, f):
         text, entities = self._check_text(p.get("text"), p.get("parse_mode"), TEXT_LIMIT)
-        return self._store(p, text=text, entities=entities)
+        sent = self._store(p, text=text, entities=entities)
+        # sendMessageDraft: "once the output is finalized, you must call sendMessage with the complete
+        # message" (https://core.telegram.org/bots/api#sendmessagedraft): the final message replaces it.
+        self._visible_drafts.pop((sent["chat"]["id"], sent.get("message_thread_id")), None)
+        return sent
 
-    async def _api_editMessageText(self, p, f):
-        chat_id = self._chat_id(p)
-        msg = self.messages.get((chat_id, int(p.get("message_id") or 0)))
+    _NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are "
+                     "exactly the same as a current content and reply markup of the message")
+
+    def _editable(self, p) -> _Message:
+        msg = self.messages.get((self._chat_id(p), int(p.get("message_id") or 0)))
         if msg is None or msg.deleted:
             raise _ApiError(400, "Bad Request: message to edit not found")
+        return msg
+
+    def _set_markup(self, msg: _Message, markup: dict[str, Any] | None) -> None:
+        if markup != msg.reply_markup:
+            msg.markup_history.append(msg.reply_markup)
+            msg.reply_markup = markup
+
+    async def _api_editMessageText(self, p, f):
+        msg = self._editable(p)
         text, entities = self._check_text(p.get("text"), p.get("parse_mode"), TEXT_LIMIT)
-        if text == msg.text and entities == msg.entities:
-            raise _ApiError(400, "Bad Request: message is not modified: specified new message content and "
-                                 "reply markup are exactly the same as a current content and reply markup of the message")
-        msg.history.append(msg.text or "")
-        msg.text, msg.entities = text, entities
+        # An edit without reply_markup leaves the message without an inline keyboard.
+        markup = self._markup(p.get("reply_markup"), inline_only=True)
+        if text == msg.text and entities == msg.entities and markup == msg.reply_markup:
+            raise _ApiError(400, self._NOT_MODIFIED)
+        if (text, entities) != (msg.text, msg.entities):
+            msg.history.append(msg.text or "")
+            msg.text, msg.entities = text, entities
+        self._set_markup(msg, markup)
         return self._message_json(msg)
+
+    async def _api_editMessageReplyMarkup(self, p, f):
+        msg = self._editable(p)
+        markup = self._markup(p.get("reply_markup"), inline_only=True)  # none: the keyboard is removed
+        if markup == msg.reply_markup:
+            raise _ApiError(400, self._NOT_MODIFIED)
+        self._set_markup(msg, markup)
+        return self._message_json(msg)
+
+    async def _api_sendMessageDraft(self, p, f):
+        """https://core.telegram.org/bots/api#sendmessagedraft (Bot API 10.0: text 0-4096 characters
+        after entities parsing; an empty text shows a "Thinking..." placeholder; draft_id non-zero)."""
+        chat_id = self._chat_id(p)
+        if chat_id <= 0:
+            # "Unique identifier for the target private chat": groups, supergroups and channels (negative
+            # ids) are refused with TEXTDRAFT_PEER_INVALID, as reported by bots that tried them.
+            raise _ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        try:
+            draft_id = int(p.get("draft_id") or 0)
+        except (TypeError, ValueError):
+            draft_id = 0
+        if draft_id == 0:
+            # The exact text is undocumented; the documented rule is "must be non-zero".
+            raise _ApiError(400, "Bad Request: draft_id must be non-zero")
+        raw = p.get("text")
+        if raw in (None, ""):
+            text, entities = "", []
+        else:
+            text, entities = self._check_text(raw, p.get("parse_mode"), TEXT_LIMIT, empty_ok=True)
+        if not entities and isinstance(p.get("entities"), list):
+            entities = p["entities"]
+        thread = p.get("message_thread_id")
+        draft = Draft(chat_id, draft_id, text, entities, int(thread) if thread else None, time.monotonic())
+        self.drafts.append(draft)
+        self._visible_drafts[(chat_id, draft.thread_id)] = draft
+        return True
+
+    async def _api_answerCallbackQuery(self, p, f):
+        """https://core.telegram.org/bots/api#answercallbackquery: text 0-200 characters."""
+        query = self.callback_queries.get(str(p.get("callback_query_id") or ""))
+        if query is None or query.answered or query.expired:
+            raise _ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        text = p.get("text")
+        if text is not None and len(text) > CallbackQueryLimit.ANSWER_CALLBACK_QUERY_TEXT_LENGTH:
+            raise _ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        query.answered = True
+        query.answer = {k: p[k] for k in ("text", "show_alert", "url", "cache_time") if k in p}
+        return True
 
     async def _api_deleteMessage(self, p, f):
         msg = self.messages.get((self._chat_id(p), int(p.get("message_id") or 0)))

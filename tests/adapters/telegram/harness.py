@@ -167,6 +167,9 @@ class Scripted:
     def check_attachment_size(self, size: int | None) -> str | None:
         return None
 
+    def refused(self, reason: str) -> None:
+        pass  # counting is the real core's
+
     async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
         self.handled.append(message)
         for reply in self.by_text.get(message.text, self.script):

@@ -12,14 +12,18 @@ import aiohttp
 import pytest
 
 from adapters.web import WebAdapter
+from adapters.web.uploads import PictureChecks
 
 
 class Browser:
     """One browser: its own cookie jar (identity, CSRF, sign-in), talking to the chat like the page does."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, tls: bool = False, headers: dict[str, str] | None = None) -> None:
+        """`tls`: the browser sees the page as https (a TLS proxy in front), so it sends Secure cookies;
+        `headers` go with every request (what a proxy adds, such as X-Forwarded-For)."""
         self.base = base_url.rstrip("/")
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[self.base] if tls else None)
+        self.http = aiohttp.ClientSession(cookie_jar=jar, headers=headers)
         self.csrf = ""
         self.me: dict[str, Any] = {}
 
@@ -32,6 +36,9 @@ class Browser:
             self.me = await response.json()
         self.csrf = self.me["csrf"]
         return self.me
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.http.cookie_jar if c.key == name), None)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"X-CSRF-Token": self.csrf, "Origin": self.base, **(extra or {})}
@@ -91,10 +98,10 @@ def new_thread() -> str:
 
 
 @asynccontextmanager
-async def running_web(service: Any, **overrides: Any) -> AsyncIterator[WebAdapter]:
+async def running_web(service: Any, *, checks: PictureChecks | None = None, **overrides: Any) -> AsyncIterator[WebAdapter]:
     overrides.setdefault("web_listen", "127.0.0.1:0")
     settings = service.settings.model_copy(update=overrides)
-    adapter = WebAdapter(settings, service.inbox, keepalive_s=0.5)
+    adapter = WebAdapter(settings, service.inbox, keepalive_s=0.5, checks=checks)
     await adapter.start()
     try:
         yield adapter
@@ -107,8 +114,8 @@ def browsers() -> Callable[..., Any]:
     """`async with browsers(url) as browser:` - a started browser with identity and CSRF cookies."""
 
     @asynccontextmanager
-    async def make(url: str, *, start: bool = True) -> AsyncIterator[Browser]:
-        browser = Browser(url)
+    async def make(url: str, *, start: bool = True, **options: Any) -> AsyncIterator[Browser]:
+        browser = Browser(url, **options)
         try:
             if start:
                 await browser.start()

@@ -24,6 +24,7 @@ from tests.engine.test_local_engine import record_hook, slow_hook
 MAX_BYTES = 300_000
 RED = picture_bytes(color=(220, 20, 20))
 BLUE = picture_bytes(size=(120, 90), color=(20, 20, 220), fmt="JPEG")
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>fetch("/api/sessions")</script></svg>'
 
 
 @pytest.fixture
@@ -301,8 +302,14 @@ async def test_a_pending_turn_cannot_be_removed(service_factory: Any, browsers: 
         ([("big.png", b"\x89PNG" + b"\x00" * (MAX_BYTES + 10), "image/png")], 413, "over the"),
         ([("bomb.png", huge_png_header(), "image/png")], 400, "too large to read"),
         ([(f"p{i}.png", RED, "image/png") for i in range(9)], 400, "at a time"),
+        ([("logo.svg", SVG, "image/svg+xml")], 415, "SVG"),
+        ([("logo.png", SVG, "image/png")], 400, "not a picture I can read"),
+        ([("page.html", b"<script>alert(1)</script>", "text/html")], 415, "not a picture"),
     ],
-    ids=["corrupt", "empty", "non-image", "image-named-text", "oversized", "decompression-bomb", "too-many"],
+    ids=[
+        "corrupt", "empty", "non-image", "image-named-text", "oversized", "decompression-bomb", "too-many",
+        "svg", "svg-named-png", "html",
+    ],
 )
 async def test_bad_uploads_are_refused_before_any_answer(
     web: Any, browsers: Any, files: list[tuple[str, bytes, str]], status: int, words: str
@@ -347,8 +354,13 @@ async def test_access_token_required_when_set(service_factory: Any, browsers: An
             assert (await browser.get("/api/sessions"))[0] == 401
             status, body = await browser.ask(new_thread(), "Hi")
             assert status == 401 and "token" in body["error"]
+            bearer = {"Authorization": "Bearer s3cret-token-value"}
             assert (await browser.get("/api/sessions", headers={"Authorization": "Bearer wrong"}))[0] == 401
-            assert (await browser.get("/api/sessions", headers={"Authorization": "Bearer s3cret-token-value"}))[0] == 200
+            status, body = await browser.get("/api/sessions", headers=bearer)
+            assert status == 401 and "identity" in body["error"]  # identities go only to allowed browsers
+            assert (await browser.get("/api/me", headers=bearer))[1]["user"] is not None
+            assert (await browser.get("/api/sessions", headers=bearer))[0] == 200
+            assert (await browser.get("/api/sessions"))[0] == 401  # the identity alone is not a sign-in
             status, body = await browser.request("POST", "/api/login", json={"token": "wrong"})
             assert status == 401 and "not right" in body["error"]
             status, body = await browser.request("POST", "/api/login", json={})
@@ -402,6 +414,9 @@ async def test_pictures_are_served_only_to_their_session(web: Any, browsers: Any
         async with alice.http.get(f"{alice.base}/api/sessions/{session_id}/images/{sha}") as response:
             assert response.status == 200 and response.content_type == "image/png"
             assert await response.read() == RED and "private" in response.headers["Cache-Control"]
+            # Opened as a document, an API answer runs nothing and has no origin of the chat's.
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in response.headers["Content-Security-Policy"]
         # Bob sees none of Alice's session, picture, export or turns, and cannot change them.
         bob_view = await ask_with_picture(bob, new_thread())
         bob_session = bob_view["session"]["id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,7 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
     from playwright.async_api import async_playwright, expect
 
     from bot.messages import Attachment, IncomingMessage
+    from bot.votes import Vote
 
     OUTPUT.mkdir(exist_ok=True)
     async with service_factory() as service:
@@ -198,8 +200,8 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
             platform="telegram", thread_key="chat:42", user_id="7", text="What is on this invoice?",
             attachments=(Attachment(picture_bytes(color=(20, 160, 60)), "invoice.png"),),
         )
-        async for _ in service.conversations.handle(telegram):
-            pass
+        replies = [reply async for reply in service.conversations.handle(telegram)]
+        await service.conversations.record_vote("telegram", "chat:42", "7", replies[-1].turn_id, Vote.DOWN)
         async with running_web(service, web_token="user-token-abcdef", web_admin_token="admin-token-123456") as web:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
@@ -236,6 +238,7 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
                     await expect(page.locator(".session .meta")).to_contain_text("telegram")
                     await page.locator(".session").click()
                     await expect(page.locator("#banner")).to_contain_text("telegram session chat:42")
+                    await expect(page.locator(".msg.bot .meta")).to_contain_text("👍 0 👎 1")
                     thumb = page.locator("img.thumb").first
                     await expect(thumb).to_be_visible()
                     assert await thumb.evaluate("img => img.complete && img.naturalWidth") > 0
@@ -255,3 +258,103 @@ async def test_token_sign_in_and_operator_view_in_a_real_browser(service_factory
                     assert problems == []
                 finally:
                     await browser.close()
+
+
+# A page.html a prompt-injected screenshot can make the model write: it reads the user's sessions.
+STEALER = """<!DOCTYPE html>
+<html><head><title>Login form</title></head><body>
+<div class="row">Row 1: the login form field</div>
+<script>
+fetch(self.origin + "/api/sessions").then((r) => r.text()).then((t) => { document.title = "STOLEN " + t; });
+</script>
+<img src="x" onerror="document.title = 'HANDLER RAN'">
+</body></html>"""
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><script>document.title = "SVG RAN"</script></svg>'
+
+
+async def test_model_written_html_never_runs_as_the_chat(service_factory: Any, chromium: Path) -> None:
+    """Issue 11, finding 4, replayed: the /code preset's page.html with a script that reads /api/sessions,
+    opened from the chat; an SVG picture; inline script in the chat page itself."""
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import async_playwright, expect
+
+    from tests.hooks import forced_answer
+
+    async with service_factory(max_new_tokens=2048) as service, running_web(service) as web:
+        service.engine.generate_hook = forced_answer(service, f"```html\n{STEALER}\n```", piece=64)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+            try:
+                expect.set_options(timeout=STEP_TIMEOUT_MS)
+                context = await browser.new_context(accept_downloads=True)
+                context.set_default_timeout(STEP_TIMEOUT_MS)
+                reads: list[str] = []  # every request for the session list, from any tab or document
+                context.on("request", lambda r: "/api/sessions" in r.url and reads.append(r.frame.url))
+                page = await context.new_page()
+
+                # The page's own policy: present, and it stops inline script and inline handlers.
+                response = await page.goto(web.url)
+                assert response is not None
+                policy = response.headers["content-security-policy"]
+                for directive in ("script-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"):
+                    assert directive in policy, policy
+                await expect(page.locator("#app")).to_be_visible()
+                blocked = await page.evaluate(
+                    """() => new Promise((resolve) => {
+                        const seen = [];
+                        document.addEventListener("securitypolicyviolation", (e) => {
+                            seen.push(e.effectiveDirective);
+                            if (seen.length === 2) resolve({ seen, inline: window.inlineRan, handler: window.handlerRan });
+                        });
+                        const script = document.createElement("script");
+                        script.textContent = "window.inlineRan = true";
+                        document.body.append(script);
+                        const img = document.createElement("img");
+                        img.setAttribute("onerror", "window.handlerRan = true");
+                        img.src = "/no-such-picture";
+                        document.body.append(img);
+                    })"""
+                )
+                assert sorted(blocked["seen"]) == ["script-src-attr", "script-src-elem"], blocked
+                assert blocked.get("inline") is None and blocked.get("handler") is None
+
+                # An SVG is refused before it becomes a blob of this origin (and by the server, see the API tests).
+                await page.set_input_files("#file", files=[{"name": "logo.svg", "mimeType": "image/svg+xml", "buffer": SVG}])
+                await expect(page.locator("#toast")).to_contain_text("SVG")
+                await expect(page.locator("#tray .tray-item")).to_have_count(0)
+
+                # /code on a screenshot: the model writes the stealer.
+                shot = picture_bytes(size=(160, 120), color=(240, 240, 240))
+                await page.set_input_files("#file", files=[{"name": "form.png", "mimeType": "image/png", "buffer": shot}])
+                await page.click('.preset[data-preset="code"]')
+                await page.press("#text", "Enter")
+                link = page.locator("a.download", has_text="page.html")
+                await expect(link).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+                reads.clear()
+
+                # Clicking it downloads the file, unchanged.
+                async with page.expect_download() as download_info:
+                    await link.click()
+                download = await download_info.value
+                assert Path(await download.path()).read_text() == STEALER + "\n"
+
+                # Opening it in a tab, as the attack did, downloads it too: it never becomes a page of this origin.
+                href = await link.get_attribute("href")
+                assert href is not None and href.startswith("blob:")
+                tab = await context.new_page()
+                async with tab.expect_download() as opened:
+                    with pytest.raises(PlaywrightError, match="Download is starting"):
+                        await tab.goto(href)
+                assert (await opened.value).suggested_filename
+                assert tab.url in ("about:blank", "") and "STOLEN" not in await tab.title()
+                assert reads == [], reads
+
+                # The control: the same HTML as the text/html blob the page used to make does read the
+                # sessions in this browser, so the assertions above can fail.
+                old = await page.evaluate("(h) => URL.createObjectURL(new Blob([h], { type: 'text/html' }))", STEALER)
+                control = await context.new_page()
+                await control.goto(old)
+                await expect(control).to_have_title(re.compile("^STOLEN"))
+                assert reads == [old]
+            finally:
+                await browser.close()

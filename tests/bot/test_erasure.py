@@ -1,0 +1,345 @@
+"""Retention and erasure, exact on SQLite and PostgreSQL with pictures on disk: /forget, `vlmbot data
+erase`, `vlmbot data prune`, the daily prune, and crashes between the database and the files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, insert, inspect, select, update
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from adapters.slack.commands import from_text
+from bot.erasure import DataRemoval
+from bot.messages import Answer, Attachment, IncomingMessage, Reply, Text
+from bot.schema import ImageRow, SessionRow, TurnRow
+from tests.adapters.telegram.botapi_standin import BotApiStandIn
+from tests.adapters.telegram.harness import (
+    ALLOWED_USER,
+    GROUP,
+    OTHER_USER,
+    photo_sizes,
+    running_adapter,
+    settle,
+)
+from tests.conftest import picture_bytes
+
+VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
+
+
+class Killed(Exception):
+    """The process dying at that point (an exception stands in: nothing after it runs)."""
+
+ANN, BOB = "111", "222"
+SHARED = picture_bytes(color=(200, 0, 0))  # sent by both
+ANN_ONLY = picture_bytes(color=(0, 200, 0))
+ANN_PRIVATE = picture_bytes(color=(0, 0, 200))
+ANN_ON_SLACK = picture_bytes(color=(200, 200, 0))
+BOB_ONLY = picture_bytes(color=(0, 200, 200))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def say(service: Any, platform: str, thread: str, user: str, text: str, *pictures: bytes) -> list[Reply]:
+    attachments = tuple(Attachment(data, f"p{i}.png", "image/png") for i, data in enumerate(pictures))
+    message = IncomingMessage(platform, thread, user, text, attachments)
+    return [reply async for reply in service.conversations.handle(message)]
+
+
+async def helpdesk_history(service: Any) -> None:
+    """Ann and Bob in a Telegram group, each in a private chat, and Ann on Slack."""
+    group = "chat:-100200"
+    assert isinstance((await say(service, "telegram", group, ANN, "What is this error?", SHARED))[-1], Answer)
+    assert isinstance((await say(service, "telegram", group, BOB, "And how do I fix it?"))[-1], Answer)
+    await say(service, "telegram", group, ANN, "", ANN_ONLY)  # a picture alone, for the next question
+    assert isinstance((await say(service, "telegram", group, ANN, "Compare the two"))[-1], Answer)
+    assert isinstance((await say(service, "telegram", group, BOB, "Mine looks the same", SHARED, BOB_ONLY))[-1], Answer)
+    assert isinstance((await say(service, "telegram", "chat:111", ANN, "Private question", ANN_PRIVATE))[-1], Answer)
+    await say(service, "telegram", "chat:111", ANN, "/name My laptop")
+    assert isinstance((await say(service, "telegram", "chat:222", BOB, "Bob alone"))[-1], Answer)
+    assert isinstance((await say(service, "slack", "C1/1.0", ANN, "On Slack", ANN_ON_SLACK))[-1], Answer)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    turns: dict[tuple[str, str | None], list[str]]  # (platform, user) -> texts
+    sessions: dict[str, tuple[str, str | None]]  # thread -> (platform, owner)
+    image_rows: set[str]
+    files: set[str]
+
+
+async def snapshot(service: Any) -> Snapshot:
+    engine = service.store.engine
+    async with engine.connect() as db:
+        rows = (await db.execute(
+            select(SessionRow.platform, TurnRow.user_id, TurnRow.user_text, TurnRow.image_hashes, TurnRow.session_id)
+            .join(SessionRow, SessionRow.id == TurnRow.session_id).order_by(TurnRow.id)
+        )).all()
+        sessions = (await db.execute(select(SessionRow.id, SessionRow.platform, SessionRow.thread_key, SessionRow.owner_id))).all()
+        image_rows = set((await db.scalars(select(ImageRow.sha256))).all())
+    turns: dict[tuple[str, str | None], list[str]] = {}
+    referenced: set[str] = set()
+    for platform, user, text, hashes, _ in rows:
+        turns.setdefault((platform, user), []).append(text)
+        referenced.update(hashes)
+    root = service.settings.images_dir
+    files = {p.name for p in root.glob("*/*")} if root.exists() else set()
+    # never an orphan: every turn's session exists (the join above drops those without) and every
+    # picture a turn uses is stored
+    async with engine.connect() as db:
+        assert len(rows) == len((await db.scalars(select(TurnRow.id))).all())
+    assert referenced <= image_rows and referenced <= files, (referenced - image_rows, referenced - files)
+    return Snapshot(turns, {thread: (platform, owner) for _, platform, thread, owner in sessions}, image_rows, files)
+
+
+async def test_forget_erases_only_the_users_own_data(database_url: str, service_factory) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        exports = service.settings.exports_dir
+        exports.mkdir(parents=True)
+        private = await service.store.active_session("telegram", "chat:111")
+        (exports / f"vlmbot-session-{private.id[:8]}.json").write_text("{}")
+        before = await snapshot(service)
+        assert before.sessions["chat:-100200"] == ("telegram", ANN)
+
+        [summary] = await say(service, "telegram", "chat:111", ANN, "/forget")
+        assert summary == Text(
+            "/forget confirm erases everything of yours from Telegram: 4 message(s) and the answers to them in "
+            "2 conversation(s), and 2 picture(s) (1 more stay: messages that are kept use them). "
+            "Other people's messages stay. This cannot be undone."
+        )
+        assert await snapshot(service) == before  # only said what would go
+
+        [done] = await say(service, "telegram", "chat:111", ANN, "/forget confirm")
+        assert done == Text("Erased 4 message(s) of yours and the answers to them in 2 conversation(s), and 2 picture(s).")
+        after = await snapshot(service)
+        assert (("telegram", ANN) not in after.turns) and after.turns[("telegram", BOB)] == before.turns[("telegram", BOB)]
+        assert after.turns[("slack", ANN)] == ["On Slack"]  # another platform
+        assert "chat:111" not in after.sessions  # Ann's private chat is gone, title and all
+        assert after.sessions["chat:-100200"] == ("telegram", None)  # the group's stays, without Ann's id
+        assert after.sessions["chat:222"] == ("telegram", BOB) and after.sessions["C1/1.0"] == ("slack", ANN)
+        gone = {sha(ANN_ONLY), sha(ANN_PRIVATE)}
+        assert after.image_rows == before.image_rows - gone and after.files == before.files - gone
+        assert sha(SHARED) in after.files  # Bob's kept message uses it
+        assert not list(exports.iterdir())
+
+        assert await say(service, "telegram", "chat:111", ANN, "/forget") == [Text("Nothing of yours is stored from Telegram.")]
+        follow_up = await say(service, "telegram", "chat:-100200", BOB, "Still there?")
+        assert isinstance(follow_up[-1], Answer)  # the group's conversation goes on
+
+
+async def test_forget_stops_an_answer_to_an_erased_question(service_factory) -> None:
+    from tests.engine.test_local_engine import slow_hook
+
+    async with service_factory(max_new_tokens=400) as service:
+        service.engine.generate_hook = slow_hook(service.engine, delay=0.05)
+        answering = asyncio.create_task(say(service, "web", "ann/thread-1", "ann", "A long question"))
+        while not service.engine.health().running:
+            await asyncio.sleep(0.02)
+        [done] = await say(service, "web", "ann/thread-2", "ann", "/forget confirm")
+        assert done.text.startswith("Erased 1 message(s)")
+        replies = await asyncio.wait_for(answering, 10)
+        assert not any(isinstance(r, Answer) for r in replies)
+        assert await service.store.list_sessions(platform="web") == []
+
+
+async def test_operator_erase_prints_what_it_removed(database_url: str, service_factory, tmp_path: Path) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        before = await snapshot(service)
+    result = run_vlmbot(tmp_path, database_url, "data", "erase", "--platform", "telegram", "--user", BOB)
+    assert result.stdout.strip() == (
+        "erased telegram user 222: 3 turn(s) in 2 conversation(s) (1 deleted), 1 picture(s) "
+        f"({len(BOB_ONLY)} bytes; 1 kept, still in use), 0 export file(s), 0 stray picture file(s), 0 vote(s) on other answers"
+    )
+    async with service_factory(database_url=database_url) as service:
+        after = await snapshot(service)
+    assert ("telegram", BOB) not in after.turns and after.turns[("telegram", ANN)] == before.turns[("telegram", ANN)]
+    assert after.files == before.files - {sha(BOB_ONLY)}
+
+
+def run_vlmbot(tmp_path: Path, database_url: str, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLMBOT_", "TELEGRAM_", "SLACK_"))}
+    env.update(VLMBOT_DATA_DIR=str(tmp_path / "data"), VLMBOT_DATABASE_URL=database_url, **env_extra)
+    result = subprocess.run([VLMBOT, *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+async def age(service: Any, thread: str, days: float) -> None:
+    """Make a thread's session, turns and pictures `days` old, as if written then."""
+    when = datetime.now(UTC) - timedelta(days=days)
+    session = await service.store.active_session(*thread.split(" ", 1))
+    turns = await service.store.turns(session.id)
+    async with service.store.engine.begin() as db:
+        await db.execute(update(SessionRow).where(SessionRow.id == session.id).values(created_at=when, updated_at=when))
+        await db.execute(update(TurnRow).where(TurnRow.session_id == session.id).values(created_at=when))
+        hashes = [h for turn in turns for h in turn.image_hashes]
+        await db.execute(update(ImageRow).where(ImageRow.sha256.in_(hashes)).values(created_at=when))
+    for h in hashes:
+        path = service.conversations.pictures.path(h)
+        os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+async def test_prune_deletes_what_is_older_than_the_retention(database_url: str, service_factory, tmp_path: Path) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        await age(service, "telegram chat:111", 3)  # Ann's private chat: old
+        await age(service, "telegram chat:-100200", 3)  # the group: old, but Bob uses SHARED again... in it
+        await age(service, "slack C1/1.0", 1)  # recent enough
+        exports = service.settings.exports_dir
+        exports.mkdir(parents=True)
+        (exports / "old.json").write_text("{}")
+        (exports / "new.json").write_text("{}")
+        old = time.time() - 3 * 86400
+        os.utime(exports / "old.json", (old, old))
+        before = await snapshot(service)
+    result = run_vlmbot(tmp_path, database_url, "data", "prune", VLMBOT_RETENTION_DAYS="2")
+    assert "older than 2 day(s)" in result.stdout and "6 turn(s) in 2 conversation(s) (2 deleted)" in result.stdout
+    async with service_factory(database_url=database_url) as service:
+        after = await snapshot(service)
+    assert set(after.turns) == {("telegram", BOB), ("slack", ANN)}
+    assert after.turns[("telegram", BOB)] == ["Bob alone"]
+    assert set(after.sessions) == {"chat:222", "C1/1.0"}
+    assert after.image_rows == after.files == {sha(ANN_ON_SLACK)}
+    assert before.files - after.files == {sha(SHARED), sha(ANN_ONLY), sha(ANN_PRIVATE), sha(BOB_ONLY)}
+    assert [p.name for p in exports.iterdir()] == ["new.json"]
+
+
+async def test_the_running_bot_prunes_daily(service_factory) -> None:
+    async with service_factory(max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        await age(service, "telegram chat:111", 3)
+    async with service_factory(retention_days=2) as service:  # the prune runs at start, then daily
+        deadline = time.monotonic() + 20
+        while await service.store.list_sessions(platform="telegram", thread_key="chat:111"):
+            assert time.monotonic() < deadline, "the running bot did not prune"
+            await asyncio.sleep(0.1)
+        after = await snapshot(service)
+        assert sha(ANN_PRIVATE) not in after.files and ("telegram", BOB) in after.turns
+
+
+async def test_a_crash_between_rows_and_files_leaves_no_orphan(database_url: str, service_factory, monkeypatch) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        before = await snapshot(service)
+
+        def crash(*_: Any) -> int:
+            raise Killed("after the commit, before any file was removed")
+
+        monkeypatch.setattr(DataRemoval, "_remove_files", crash)
+        with pytest.raises(Killed):
+            await say(service, "telegram", "chat:111", ANN, "/forget confirm")
+        monkeypatch.undo()
+        crashed = await snapshot(service)  # consistent: no turn refers to a picture that is gone
+        assert ("telegram", ANN) not in crashed.turns
+        dangling = crashed.files - crashed.image_rows
+        assert dangling == {sha(ANN_ONLY), sha(ANN_PRIVATE)}
+        removal = service.conversations.removal
+        assert (await removal.prune(0)).stray_files == 0  # a day's grace: fresh files may await their turn
+        swept = await removal.prune(0, grace_s=0)
+        assert swept.stray_files == 2 and swept.turns == 0
+        after = await snapshot(service)
+        assert after.files == after.image_rows == before.image_rows - dangling
+
+
+async def test_a_crash_before_the_commit_changes_nothing(database_url: str, service_factory, monkeypatch) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        before = await snapshot(service)
+        real = DataRemoval._delete_rows
+
+        async def crash(self: DataRemoval, db: Any, *args: Any) -> Any:
+            await real(self, db, *args)  # every row deleted in the transaction...
+            raise Killed("before the commit")
+
+        monkeypatch.setattr(DataRemoval, "_delete_rows", crash)
+        with pytest.raises(Killed):
+            await service.conversations.removal.erase_user("telegram", ANN)
+        assert await snapshot(service) == before
+
+
+async def test_migration_indexes_the_turns_for_erasure(database_url: str, service_factory) -> None:
+    async with service_factory(database_url=database_url):
+        pass
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as db:
+            names = await db.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("turns")})
+    finally:
+        await engine.dispose()
+    assert {"ix_turns_user_id", "ix_turns_created_at"} <= names
+
+
+async def test_forget_through_telegram_and_slack_wording(service_factory) -> None:
+    assert from_text("forget confirm") == "/forget confirm" and from_text("forget") == "/forget"
+    async with service_factory(max_new_tokens=4) as service, BotApiStandIn() as telegram:
+        async with running_adapter(telegram, service) as (adapter, _):
+            await telegram.inject(telegram.message(
+                chat_id=ALLOWED_USER, user_id=ALLOWED_USER, photo=photo_sizes(telegram, ANN_PRIVATE), caption="Hi"))
+            group = {"chat_id": GROUP, "user_id": OTHER_USER, "chat_type": "supergroup"}
+            await telegram.inject(telegram.message(**group, text="@vlm_test_bot what is a toner?"))
+            await settle(telegram, adapter)
+            await telegram.inject(telegram.message(chat_id=ALLOWED_USER, user_id=ALLOWED_USER, text="/forget"))
+            await settle(telegram, adapter)
+            await telegram.inject(telegram.message(chat_id=ALLOWED_USER, user_id=ALLOWED_USER, text="/forget confirm"))
+            await settle(telegram, adapter)
+        texts = telegram.texts(ALLOWED_USER)
+        assert texts[-2].startswith("/forget confirm erases everything of yours from Telegram: 1 message(s)")
+        assert texts[-1] == "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture(s)."
+        assert [s.thread_key for s in await service.store.list_sessions(platform="telegram")] == [f"chat:{GROUP}"]
+
+
+class _VotesBase(DeclarativeBase):
+    pass
+
+
+class _Vote(_VotesBase):
+    """Rows shaped like the feedback table's: a user's vote on a turn."""
+
+    __tablename__ = "test_votes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(Integer)
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+
+
+async def test_rows_about_turns_and_users_go_with_them(database_url: str, service_factory, monkeypatch) -> None:
+    """One line each in bot.erasure adds a table: its rows on erased turns, and the user's own rows."""
+    import bot.erasure
+
+    monkeypatch.setattr(bot.erasure, "TURN_CHILDREN", ((_Vote, "turn_id"),))
+    monkeypatch.setattr(bot.erasure, "USER_ROWS", ((_Vote, "platform", "user_id"),))
+    async with service_factory(database_url=database_url, max_new_tokens=4) as service:
+        await helpdesk_history(service)
+        async with service.store.engine.begin() as db:
+            await db.run_sync(_VotesBase.metadata.create_all)
+        group = await service.store.active_session("telegram", "chat:-100200")
+        ann_turn, bob_turn = [t.id for t in await service.store.turns(group.id) if t.answer][:2]
+        async with service.store.engine.begin() as db:
+            await db.execute(insert(_Vote), [
+                {"turn_id": bob_turn, "platform": "telegram", "user_id": ANN},  # Ann's vote on Bob's answer
+                {"turn_id": ann_turn, "platform": "telegram", "user_id": BOB},  # Bob's vote on Ann's answer
+                {"turn_id": bob_turn, "platform": "telegram", "user_id": BOB},
+                {"turn_id": bob_turn, "platform": "slack", "user_id": ANN},  # same id, another platform
+            ])
+        await service.conversations.removal.erase_user("telegram", ANN)
+        async with service.store.engine.connect() as db:
+            left = (await db.execute(select(_Vote.turn_id, _Vote.platform, _Vote.user_id).order_by(_Vote.id))).all()
+        assert [tuple(row) for row in left] == [(bob_turn, "telegram", BOB), (bob_turn, "slack", ANN)]
+        await age(service, "telegram chat:-100200", 3)
+        await service.conversations.removal.prune(2)
+        async with service.store.engine.connect() as db:
+            assert (await db.execute(select(_Vote.id))).all() == []
