@@ -36,23 +36,25 @@ class PreparedImage:
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Sides rounded to multiples of `factor`, area within [min_pixels, max_pixels], aspect kept.
 
-    A very thin picture keeps its short side at one `factor` and its long side is cut to fit
-    `max_pixels` (the aspect changes a little rather than the budget being exceeded)."""
+    When rounding would exceed `max_pixels` (a very thin picture keeps its short side at one
+    `factor`; enlarging to `min_pixels` rounds up), the long side is cut to fit: the aspect changes
+    a little rather than the budget being exceeded."""
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
-        longest = max(factor, max_pixels // min(h_bar, w_bar) // factor * factor)
-        if h_bar > w_bar:
-            h_bar = min(h_bar, longest)
-        else:
-            w_bar = min(w_bar, longest)
     elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
+    if h_bar * w_bar > max_pixels:  # a side held at one factor, or rounded up: shorten the long side
+        longest = max(factor, max_pixels // min(h_bar, w_bar) // factor * factor)
+        if h_bar >= w_bar:
+            h_bar = min(h_bar, longest)
+        else:
+            w_bar = min(w_bar, longest)
     return h_bar, w_bar
 
 
