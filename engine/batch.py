@@ -12,7 +12,8 @@ rows from the same cache length. So the loop here calls the model's forward itse
   the loop (a chunk never splits a picture, so one picture may make a chunk longer). Pictures are
   encoded when their chunk comes, unless their features were cached. Positions (M-RoPE) are those
   of the whole prompt, so the model's shared `rope_deltas` is never used.
-- Each turn of the loop reads one chunk's worth of waiting prompts, then feeds the running batch one
+- Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
+  first, so a short question is not held behind a long prompt), then feeds the running batch one
   step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
   request being read takes effect at the next chunk boundary (what it read so far goes back to its
   session's store).
@@ -277,19 +278,20 @@ class BatchRunner:
         return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode)
 
     def _read(self, hook: DecodeHook | None) -> None:
-        """Read up to `chunk_tokens` tokens of the waiting prompts, oldest first."""
+        """Read up to `chunk_tokens` tokens of the waiting prompts, the one with the least left first
+        (the oldest among equals): a short question is not held behind a long prompt."""
         budget = self.chunk_tokens
         while self.reading and budget > 0:
-            reading = self.reading[0]
+            reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
             start = reading.done
             try:
                 logits = self._chunk(reading, _chunk_end(reading.prompt, start, budget), hook)
             except torch.OutOfMemoryError:
-                self.reading.pop(0)
+                self.reading.remove(reading)
                 self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
                 continue
             except Exception as exc:  # the forward of this prompt alone: only this request fails
-                self.reading.pop(0)
+                self.reading.remove(reading)
                 self._failed(reading.work, exc)
                 continue
             budget -= reading.done - start

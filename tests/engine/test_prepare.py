@@ -211,3 +211,18 @@ async def test_timeout_while_a_prompt_is_read(engine25: LocalEngine) -> None:
     engine25.generate_hook = None
     _, stats = await answer(engine25, ask("after", "t", QUESTION, 2))
     assert stats.output_tokens == 2
+
+
+async def test_a_short_question_is_not_held_behind_a_long_prompt(engine25: LocalEngine) -> None:
+    hook = Timeline(chunk_delay=0.05)
+    engine25.generate_hook = hook
+    second_chunk = threading.Event()
+    hook.on_chunk["long"] = (2, second_chunk.set)
+    long = asyncio.create_task(answer(engine25, ask("long", "a", [SYSTEM, PromptTurn("user", LONG_TEXT * 2)], 2)))
+    await asyncio.to_thread(second_chunk.wait, 30)
+    _, stats = await answer(engine25, ask("hi", "b", QUESTION, 2))
+    await long
+    hi_first_token = hook.events.index(("step", ("hi",)))
+    long_chunks = [i for i, event in enumerate(hook.events) if event == ("chunk", "long")]
+    assert stats.output_tokens == 2
+    assert long_chunks[1] < hi_first_token < long_chunks[-1]  # "hi" was read while the long prompt still was
