@@ -357,9 +357,13 @@ class BatchRunner:
             note=reading.note,
         )
         reading.cache = None
-        if hook is not None:
-            hook.on_step([row.rid])
-        self._choose([row], logits, hook)
+        try:
+            if hook is not None:
+                hook.on_step([row.rid])
+            self._choose([row], logits, hook)
+        except Exception as exc:  # still this request's own computation: it fails alone
+            self._failed(reading.work, exc)
+            return
         if row.finish is not None:
             self._finish(row)
         else:

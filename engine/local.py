@@ -148,6 +148,8 @@ class LocalEngine:
 
     async def close(self) -> None:
         for job in list(self._jobs.values()):
+            if job.started_at is None:  # waiting or being prepared: its caller hears "cancelled" now
+                await self.cancel(job.request_id)
             job.control.cancel.set()
         self._wake.set()
         if self._worker is not None:
@@ -268,7 +270,7 @@ class LocalEngine:
         """The request's prompt, prepared off the worker within the request's deadline; None if cancelled meanwhile."""
         assert self._preparer is not None
         request = job.request
-        job.preparing = asyncio.create_task(
+        task = job.preparing = asyncio.create_task(
             self._preparer.prepare(
                 request,
                 cached_grids=self._kv.grids(request.session_key) if self._kv.enabled else {},
@@ -278,9 +280,7 @@ class LocalEngine:
         )
         deadline = job.control.deadline
         try:
-            return await asyncio.wait_for(
-                job.preparing, None if deadline is None else max(0.0, deadline - time.monotonic())
-            )
+            return await asyncio.wait_for(task, None if deadline is None else max(0.0, deadline - time.monotonic()))
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if job.finished and not (current is not None and current.cancelling()):
@@ -295,7 +295,7 @@ class LocalEngine:
             log.exception("request %s could not be prepared", request.request_id)
             raise EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}") from exc
         finally:
-            job.preparing.cancel()  # done already, or its caller went away
+            task.cancel()  # done already, or its caller went away
             job.preparing = None
 
     def _release(self, job: _Job) -> None:
