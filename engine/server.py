@@ -75,7 +75,9 @@ _TENANT = web.RequestKey("tenant", str)  # the namespace of the caller's API key
 
 
 def tenant_of(key: str) -> str:
-    """The cache namespace of an API key: a digest, so the key itself is never held or logged."""
+    """The cache namespace of an API key: a digest, so caches and logs never carry the key itself.
+
+    Clients that share a key share a namespace: give each client its own key."""
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
