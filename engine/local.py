@@ -1,12 +1,13 @@
 """The in-process engine: one worker thread owns the model, a fair bounded queue feeds it.
 
-A request is first prepared off the worker (`engine.prepare`: pictures checked, decoded, resized
-and normalised in a small pool, prompt tokenized and checked against the context length) and only
-then queued; a picture or prompt the engine refuses fails with `EngineRejected` before the worker
-sees it. Requests being prepared count against the queue's capacity. The worker admits waiting
-requests (round-robin across sessions, one running request per session) whenever the decoding
-loop yields at a step boundary: after a row ends, or when a new request or a cancel arrives. See
-`engine.batch` for the loop itself. Caches are per (tenant, session): see `engine.interface`.
+A request takes its place in the queue at once (so it has a position, and counts against the
+capacity) and is prepared off the worker meanwhile (`engine.prepare`: pictures checked, decoded,
+resized and normalised in a small pool, prompt tokenized and checked against the context length);
+a picture or prompt the engine refuses fails with `EngineRejected` before the worker sees it. The
+worker admits prepared requests (round-robin across sessions, one running request per session, a
+session's requests in the order they came) whenever the decoding loop yields at a step boundary:
+after a row ends, or when a request becomes ready or a cancel arrives. See `engine.batch` for the
+loop itself. Caches are per (tenant, session): see `engine.interface`.
 """
 
 from __future__ import annotations
@@ -85,8 +86,11 @@ class CacheStats:
 @dataclass(eq=False)
 class _Job(QueuedJob):
     control: DecodeControl = field(default_factory=DecodeControl)
-    prompt: Prompt | None = None
+    prompt: Prompt | None = None  # set once prepared: only then may the worker take it
     preparing: asyncio.Task[Prompt] | None = None  # while its pictures and prompt are prepared
+
+    def ready(self) -> bool:
+        return self.prompt is not None
 
 
 class LocalEngine:
@@ -106,7 +110,6 @@ class LocalEngine:
         self._features = FeatureCache(options.feature_cache_bytes)
         self._runner: BatchRunner | None = None
         self._preparer: Preparer | None = None
-        self._preparing: set[str] = set()  # request ids being prepared: they count against the capacity
         # Seam for tests and benchmarks: observes (and may slow, fail or steer) the decoding loop.
         self.generate_hook: DecodeHook | None = None
 
@@ -176,25 +179,19 @@ class LocalEngine:
             control=DecodeControl(deadline=None if timeout is None else now + timeout),
             submitted_at=now,
         )
-        if len(self._queue) + len(self._preparing) >= self._options.queue_size:
+        try:
+            self._queue.put(job)
+        except QueueFull:
             log.warning("queue full (%d); refusing request %s", len(self._queue), request.request_id)
-            raise EngineBusy()
+            raise EngineBusy() from None
         self._jobs[request.request_id] = job
-        self._preparing.add(request.request_id)
+        self._publish_positions()
         completed = False
         try:
-            try:
-                job.prompt = await self._prepare(job)
-            finally:
-                self._preparing.discard(request.request_id)
+            job.prompt = await self._prepare(job)
             if job.prompt is not None:  # None: cancelled while it was prepared
-                try:
-                    self._queue.put(job)
-                except QueueFull:
-                    log.warning("queue full (%d); refusing request %s", len(self._queue), request.request_id)
-                    raise EngineBusy() from None
+                self._queue.wake()  # the worker may take it now
                 self._wake.set()
-                self._publish_positions()
             while True:
                 remaining = None if job.control.deadline is None else job.control.deadline - time.monotonic()
                 try:
@@ -242,7 +239,7 @@ class LocalEngine:
             dtype=str(loaded.dtype).removeprefix("torch.") if loaded else "-",
             attention=loaded.attention if loaded else "-",
             attention_reason=loaded.attention_reason if loaded else "-",
-            queue_depth=self._queue.waiting + len(self._preparing),
+            queue_depth=self._queue.waiting,
             running=self._queue.running,
             ok=loaded is not None and self._worker is not None and not self._worker.done(),
         )
@@ -357,7 +354,7 @@ class LocalEngine:
         while True:
             if not runner.active:
                 try:
-                    await asyncio.wait_for(self._queue.wait_for_work(), timeout=tick)
+                    await asyncio.wait_for(self._queue.wait_for_work(ready=_Job.ready), timeout=tick)
                 except TimeoutError:
                     self._kv.expire()
                     continue
@@ -368,7 +365,7 @@ class LocalEngine:
             queue = self._queue
 
             def accept(job: _Job) -> bool:
-                return job.session_key not in busy and not queue.is_running_session(job.session_key)
+                return job.ready() and job.session_key not in busy and not queue.is_running_session(job.session_key)
 
             new = queue.take(free, accept=accept) if free > 0 else []
             works = []

@@ -164,8 +164,9 @@ class FairQueue(Generic[E]):
         if self._running.pop(request_id, None) is not None:
             self._changed()
 
-    async def wait_for_work(self) -> None:
-        while not self._waiting:
+    async def wait_for_work(self, ready: Callable[[E], bool] | None = None) -> None:
+        """Until some session's next request waits (and is `ready`, when given; call `wake` when one becomes so)."""
+        while not any(ready is None or ready(queue[0]) for queue in self._waiting.values()):
             self._wakeup.clear()
             await self._wakeup.wait()
 

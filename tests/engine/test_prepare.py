@@ -226,3 +226,30 @@ async def test_a_short_question_is_not_held_behind_a_long_prompt(engine25: Local
     long_chunks = [i for i, event in enumerate(hook.events) if event == ("chunk", "long")]
     assert stats.output_tokens == 2
     assert long_chunks[1] < hi_first_token < long_chunks[-1]  # "hi" was read while the long prompt still was
+
+
+async def test_a_sessions_requests_keep_their_order_while_prepared(
+    engine25: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request has its queue place from the start; a quick one does not overtake its session's slow one."""
+    heavy = noisy_picture((96, 64), seed=46)
+    gate = threading.Event()
+    original = prompt_module.prepare_picture
+
+    def slow_to_decode(loaded: Any, image: PromptImage, budget: Any, limits: Any) -> Any:
+        if image.sha256 == heavy.sha256:
+            gate.wait(30)
+        return original(loaded, image, budget, limits)
+
+    monkeypatch.setattr(prompt_module, "prepare_picture", slow_to_decode)
+    hook = Recorder()
+    engine25.generate_hook = hook
+    first = asyncio.create_task(answer(engine25, ask("first", "s", [SYSTEM, PromptTurn("user", "What is it?", (heavy,))])))
+    second = asyncio.create_task(answer(engine25, ask("second", "s", QUESTION, 2)))
+    while not (engine25._jobs.get("second") and engine25._jobs["second"].ready()):
+        await asyncio.sleep(0.005)
+    assert [engine25.queue_position(r) for r in ("first", "second")] == [1, 2]
+    assert hook.prefill == {}  # ready, but behind its session's first request
+    gate.set()
+    await asyncio.gather(first, second)
+    assert list(hook.prefill) == ["first", "second"]
