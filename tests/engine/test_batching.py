@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -57,15 +58,32 @@ def assert_same(alone_hook: Recorder, batched_hook: Recorder, alone_id: str, bat
         assert diff < ATOL, (batched_id, step, float(diff))
 
 
+class HeldAt(Recorder):
+    """Holds the decoding loop at its `step`-th step until `release` is set."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def on_step(self, request_ids: Sequence[str]) -> None:
+        super().on_step(request_ids)
+        if len(self.batch_sizes) == self.step:
+            self.reached.set()
+            self.release.wait(30)
+
+
 async def test_batched_equals_alone_with_requests_joining_mid_flight(engine: LocalEngine) -> None:
     solo_hook, solo_texts = await alone(engine, mixed_requests("solo"))
-    hook = Recorder(delay=0.01)
+    hook = HeldAt(step=3)
     engine.generate_hook = hook
     first, *later = mixed_requests("batch")
     tasks = [asyncio.create_task(answer(engine, first))]
-    await asyncio.to_thread(hook.stepped.wait, 10)
-    await asyncio.sleep(0.03)  # the first is a few steps in: the others join a running batch
+    await asyncio.to_thread(hook.reached.wait, 10)  # the first is a few steps in, held there
     tasks += [asyncio.create_task(answer(engine, request)) for request in later]
+    while not all((job := engine._jobs.get(r.request_id)) and job.ready() for r in later):  # prepared, off the worker
+        await asyncio.sleep(0.005)
+    hook.release.set()  # the others join the running batch at the next step boundary
     results = await asyncio.gather(*tasks)
     assert hook.batch_sizes[0] == 1 and max(hook.batch_sizes) == 3
     for request, (text, stats) in zip([first, *later], results, strict=True):
