@@ -253,6 +253,8 @@ async def _engine_command(settings: Settings, args: argparse.Namespace) -> int:
         max_images=args.max_images,
         max_new_tokens=settings.max_new_tokens,
         request_timeout_s=settings.request_timeout_s,
+        max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_source_pixels,
     )
     return await serve_forever(engine, options)
 

@@ -1,34 +1,28 @@
 """Checking pictures users send, and keeping them on disk named by their SHA-256.
 
-Every rejection carries one sentence for the user that says what to do instead.
+The checks are the engine's own (`engine.pictures`: size, format allowlist, pixels, aspect, a
+full decode under the process's cap on concurrent decodes), so a picture the bot accepts is one the
+engine accepts; this module only words each rejection as one sentence for the user that says what
+to do instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
-from PIL import Image, UnidentifiedImageError
+from engine.pictures import PictureLimits, PictureProblem
+from engine.pictures import PictureRejected as _Refused
+from engine.pictures import check_picture as _check
 
 from bot.filemodes import make_private_dir
 
 __all__ = ["CheckedPicture", "PictureFiles", "PictureRejected", "check_picture"]
-
-_FORMAT_MIME = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    "TIFF": "image/tiff",
-    "MPO": "image/jpeg",
-}
 
 
 class PictureRejected(ValueError):
@@ -50,40 +44,38 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.0f} MB"
 
 
+def _wording(refused: _Refused, label: str, max_bytes: int) -> str:
+    size = f"{refused.width}x{refused.height} pixels"
+    match refused.problem:
+        case PictureProblem.EMPTY:
+            return f"{label} is empty; please send the picture again."
+        case PictureProblem.TOO_MANY_BYTES:
+            return (
+                f"{label} is {_mb(refused.size)}, over the {_mb(max_bytes)} limit; "
+                "please send a smaller picture or a screenshot."
+            )
+        case PictureProblem.TOO_MANY_PIXELS:
+            if refused.width is None:
+                return f"{label} is too large to read; please send a smaller picture."
+            return f"{label} is {size}, too large to read; please send a smaller picture."
+        case PictureProblem.UNSUPPORTED:
+            return f"{label} is not a picture I can read; please send a PNG, JPEG or WebP image."
+        case PictureProblem.DAMAGED:
+            return f"{label} looks damaged or incomplete; please send it again."
+        case PictureProblem.TOO_THIN:
+            return f"{label} is {size}, too thin to read; please crop it to the part that matters."
+        case _:
+            assert_never(refused.problem)
+
+
 def check_picture(data: bytes, *, max_bytes: int, max_pixels: int, name: str | None = None) -> CheckedPicture:
     """Decode the picture fully once (in a worker thread, it can be slow) to prove it is usable."""
-    label = f"'{name}'" if name else "The file"
-    if not data:
-        raise PictureRejected(f"{label} is empty; please send the picture again.")
-    if len(data) > max_bytes:
-        raise PictureRejected(
-            f"{label} is {_mb(len(data))}, over the {_mb(max_bytes)} limit; please send a smaller picture or a screenshot."
-        )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                fmt = image.format or ""
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise PictureRejected(
-                        f"{label} is {width}x{height} pixels, too large to read; please send a smaller picture."
-                    )
-                if fmt not in _FORMAT_MIME:
-                    raise PictureRejected(f"{label} is a {fmt or 'unknown'} file; please send a PNG, JPEG or WebP picture.")
-                image.load()
-    except PictureRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PictureRejected(f"{label} is too large to read; please send a smaller picture.") from None
-    except UnidentifiedImageError:
-        raise PictureRejected(f"{label} is not a picture I can read; please send a PNG, JPEG or WebP image.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise PictureRejected(f"{label} looks damaged or incomplete ({exc}); please send it again.") from None
-    if min(width, height) < 1 or max(width, height) / min(width, height) > 200:
-        raise PictureRejected(f"{label} is {width}x{height} pixels, too thin to read; please crop it to the part that matters.")
+        info = _check(data, PictureLimits(max_bytes=max_bytes, max_pixels=max_pixels))
+    except _Refused as refused:
+        raise PictureRejected(_wording(refused, f"'{name}'" if name else "The file", max_bytes)) from None
     return CheckedPicture(
-        sha256=hashlib.sha256(data).hexdigest(), data=data, mime_type=_FORMAT_MIME[fmt], width=width, height=height
+        sha256=hashlib.sha256(data).hexdigest(), data=data, mime_type=info.mime_type, width=info.width, height=info.height
     )
 
 

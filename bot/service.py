@@ -90,6 +90,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             kv_cache_bytes=settings.kv_cache_bytes,
             kv_idle_s=settings.kv_idle_s,
             feature_cache_bytes=settings.feature_cache_bytes,
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_source_pixels,
         )
     ), demo
 

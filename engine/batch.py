@@ -1,18 +1,30 @@
-"""The engine's decoding loop: prefix reuse, cached picture features and continuous batching.
+"""The engine's decoding loop: prefix reuse, cached picture features, chunked prefill and continuous batching.
 
 Requests join a running batch at the next step boundary (they do not wait for the batch to end).
 `model.generate` cannot do that: it owns its batch from the first step to the last and prefills all
 rows from the same cache length. So the loop here calls the model's forward itself:
 
-- A new request is prefilled alone (batch 1): the session's cached sequence is cropped to the
+- A request arrives prepared (`engine.prepare`: pictures decoded and normalised, prompt tokenized,
+  positions computed, all before it was queued), so the worker only runs the model.
+- Its prompt is read alone (batch 1), in chunks: the session's cached sequence is cropped to the
   longest common prefix of token ids (a picture counts as common only if the same picture at the
-  same budget sits at the same place), and only the rest is read, with features of new pictures
-  taken from the feature cache or computed once. Positions (M-RoPE) are computed for the whole
-  prompt from its own ids and grids and passed in, so the model's shared `rope_deltas` is never used.
-- Its KV is then left-padded into the batch's cache (or the batch is left-padded to it), and every
-  step feeds one token per row with a 2-D attention mask and per-row positions.
+  same budget sits at the same place), and only the rest is read, at most `chunk_tokens` per turn of
+  the loop (a chunk never splits a picture, so one picture may make a chunk longer). Pictures are
+  encoded when their chunk comes, unless their features were cached. Positions (M-RoPE) are those
+  of the whole prompt, so the model's shared `rope_deltas` is never used.
+- Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
+  first, so a short question is not held behind a long prompt), then feeds the running batch one
+  step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
+  request being read takes effect at the next chunk boundary (what it read so far goes back to its
+  session's store).
+- A finished prompt's KV is left-padded into the batch's cache (or the batch is left-padded to it),
+  and every step feeds one token per row with a 2-D attention mask and per-row positions.
 - A row leaves when it stops, reaches its limit, is cancelled or times out; its KV (without
   padding) goes back to the session's store, the others continue unchanged.
+- Choosing a token cannot fail a neighbour: a row whose logits are not finite, or whose sampling
+  fails, ends with an error alone; temperatures below `MIN_TEMPERATURE` decode greedily (dividing
+  by 1e-38 turned logits into inf and NaN). A failure of the model's forward on the batch still
+  fails the batch: that is one computation.
 
 Everything here runs on the engine's single worker thread.
 """
@@ -20,6 +32,7 @@ Everything here runs on the engine's single worker thread.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,24 +47,33 @@ from engine.decode import DecodeControl, DecodeResult, ImageBudget, stop_token_i
 from engine.features import FeatureCache, ImageFeatures
 from engine.hooks import DecodeHook
 from engine.interface import EngineError, GenerationLimits, GenerationRequest
-from engine.kvstore import KVEntry, KVStore
+from engine.kvstore import KVEntry, KVStore, SessionKey
 from engine.loader import LoadedModel
-from engine.prompt import Prompt, build_prompt, model_inputs_view, pixels_for, rope_positions
+from engine.pictures import PictureRejected
+from engine.prompt import (
+    Prompt,
+    build_prompt,
+    model_inputs_view,
+    pixels_for,
+    rope_positions,
+)
 
-__all__ = ["BatchRunner", "INTERNAL_MESSAGE", "OOM_MESSAGE", "Work", "error_for"]
+__all__ = ["INTERNAL_MESSAGE", "MIN_TEMPERATURE", "OOM_MESSAGE", "BatchRunner", "Work", "error_for"]
 
 log = logging.getLogger(__name__)
 
 OOM_MESSAGE = "The picture is too large for the GPU's memory right now; please send a smaller or cropped picture."
 INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 HALF_BUDGET_NOTE = "The picture was read at reduced resolution because the GPU ran short of memory."
+MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding in all but name
 
 
 @dataclass(eq=False)
 class Work:
-    """One request handed to the loop, with the callbacks that reach its caller (thread-safe)."""
+    """One prepared request handed to the loop, with the callbacks that reach its caller (thread-safe)."""
 
     request: GenerationRequest
+    prompt: Prompt
     control: DecodeControl
     emit: Callable[[str], None]
     done: Callable[[DecodeResult | EngineError, str | None], None]
@@ -97,6 +119,7 @@ class _Row:
     generated: list[int] = field(default_factory=list)  # the last one is not yet fed to the model
     first_token_at: float | None = None
     finish: str | None = None
+    error: EngineError | None = None  # set with finish "error": this row alone failed
 
     @property
     def rid(self) -> str:
@@ -105,6 +128,29 @@ class _Row:
     @property
     def limits(self) -> GenerationLimits:
         return self.work.request.limits
+
+
+@dataclass(eq=False)
+class _Reading:
+    """A request whose prompt is being read, chunk by chunk, into its own batch-1 cache."""
+
+    work: Work
+    prompt: Prompt
+    cache: Any
+    done: int  # prompt tokens already in `cache`
+    epoch: int
+    note: str | None
+    retried: bool  # read again at half the pixel budget after running out of memory
+    features: dict[int, ImageFeatures]  # by slot index: known features of the pictures still to read
+    to_encode: list[int]  # slot indexes whose features are computed when their chunk comes
+
+    @property
+    def rid(self) -> str:
+        return self.work.request.request_id
+
+
+class _BadLogits(ValueError):
+    pass
 
 
 def error_for(exc: BaseException) -> EngineError:
@@ -122,108 +168,87 @@ class BatchRunner:
         batch_size: int,
         kv: KVStore | None,
         features: FeatureCache | None,
+        chunk_tokens: int = 512,
     ) -> None:
         self.loaded = loaded
         self.budget = budget
         self.batch_size = max(1, batch_size)
+        self.chunk_tokens = max(1, chunk_tokens)
         self.kv = kv if kv is not None and kv.enabled else None
         self.features = features if features is not None and features.enabled else None
         self.rows: list[_Row] = []
+        self.reading: list[_Reading] = []
         self._cache: Any | None = None
         self._mask: torch.Tensor | None = None  # (rows, cached length): 0 marks left padding
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
-        self.counters = {"prefix_hits": 0, "reused_tokens": 0, "prefilled_tokens": 0, "encoded_images": 0}
+        self.counters = {
+            "prefix_hits": 0,
+            "reused_tokens": 0,
+            "prefilled_tokens": 0,
+            "prefill_chunks": 0,
+            "encoded_images": 0,
+            "worker_prepared_images": 0,  # pictures the worker had to decode itself (see engine.prepare)
+        }
 
     @property
-    def sessions(self) -> set[str]:
-        return {row.work.request.session_id for row in self.rows}
+    def active(self) -> int:
+        """Requests in the loop: decoding or being read."""
+        return len(self.rows) + len(self.reading)
+
+    @property
+    def sessions(self) -> set[SessionKey]:
+        works = [row.work for row in self.rows] + [reading.work for reading in self.reading]
+        return {work.request.session_key for work in works}
 
     # --- the loop -----------------------------------------------------------------------------
 
     def run(self, new: list[Work], wake: threading.Event, hooks: Callable[[], DecodeHook | None]) -> None:
-        """Admit `new`, then decode until a row ends or `wake` asks for a chance to admit more.
+        """Admit `new`, then read prompts and decode until a row ends or `wake` asks for a chance to admit more.
 
-        `hooks()` is read before every prefill and step, so a hook set mid-request applies at once.
+        `hooks()` is read before every chunk and step, so a hook set mid-request applies at once.
         """
         with torch.inference_mode():
-            for index, work in enumerate(new):
-                try:
-                    row = self._start(work, hooks())
-                    if row is None:
-                        continue
-                    if row.finish is not None:
-                        self._finish(row)
-                    else:
-                        self._join(row)
-                except Exception as exc:
-                    # Joining the batch failed (e.g. out of memory growing its cache): the caller fails
-                    # the rows already running; the ones not yet in must not wait for their timeout.
-                    admitted = {id(row.work) for row in self.rows}
-                    error = error_for(exc)
-                    for waiting in new[index:]:
-                        if id(waiting) not in admitted:
-                            waiting.done(error, None)
-                    raise
-            while self.rows:
+            for work in new:
+                self._admit(work, hooks())
+            while self.rows or self.reading:
                 if self._drop_stopped():
                     return
-                if not self.rows:
+                if self.reading:
+                    self._read(hooks())
+                if self.rows and self._step(hooks()):
                     return
-                if self._step(hooks()) or wake.is_set():
+                if wake.is_set():
                     return
 
     def fail_all(self, error: EngineError) -> None:
         for row in self.rows:
             row.work.done(error, None)
-        self.rows = []
+        for reading in self.reading:
+            reading.work.done(error, None)
+        self.rows, self.reading = [], []
         self._cache = self._mask = None
 
-    # --- prefill ------------------------------------------------------------------------------
+    # --- reading prompts ----------------------------------------------------------------------
 
-    def _start(self, work: Work, hook: DecodeHook | None) -> _Row | None:
+    def _admit(self, work: Work, hook: DecodeHook | None) -> None:
         if work.control.should_stop():
             work.done(DecodeResult(0, 0, "cancelled" if work.control.cancel.is_set() else "timeout", None), None)
-            return None
-        budget, note = self.budget, None
-        for attempt in range(2):
-            try:
-                return self._prefill(work, budget, note, hook, reuse=attempt == 0)
-            except torch.OutOfMemoryError:
-                if self.loaded.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                has_images = any(turn.images for turn in work.request.turns)
-                if attempt == 1 or not has_images:
-                    log.error("request %s: out of memory, giving up", work.request.request_id)
-                    work.done(EngineError(OOM_MESSAGE, detail="CUDA out of memory"), None)
-                    return None
-                log.warning("request %s: out of memory; retrying at half the pixel budget", work.request.request_id)
-                budget, note = budget.halved(), HALF_BUDGET_NOTE
-            except Exception as exc:  # one bad request must not take the batch down
-                log.exception("request %s failed while reading the prompt", work.request.request_id)
-                work.done(EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}"), None)
-                return None
-        return None
+            return
+        try:
+            self.reading.append(self._begin(work, work.prompt, hook, reuse=True, note=None))
+        except torch.OutOfMemoryError:
+            self._out_of_memory(work, work.prompt, hook, retried=False)
+        except Exception as exc:  # one bad request must not take the batch down
+            self._failed(work, exc)
 
-    def _prefill(
-        self, work: Work, budget: ImageBudget, note: str | None, hook: DecodeHook | None, reuse: bool
-    ) -> _Row:
+    def _begin(self, work: Work, prompt: Prompt, hook: DecodeHook | None, *, reuse: bool, note: str | None) -> _Reading:
+        """Take the session's cached prefix and the features at hand; nothing is computed yet."""
         request = work.request
-        loaded = self.loaded
-        session = request.session_id
+        session = request.session_key
         epoch = self.kv.epoch(session) if self.kv is not None else 0
         entry = self.kv.take(session) if self.kv is not None and reuse else None
-
-        spans = entry.images if entry is not None else ()
-        grids = {key: grid for key, _, _, grid in spans}
-
-        def known_grid(key: Any) -> tuple[int, int, int] | None:
-            if key in grids:
-                return grids[key]
-            return self.features.grid(key) if self.features is not None else None
-
-        prompt = build_prompt(loaded, request.turns, budget, known_grid)
         common = self._common_prefix(entry, prompt) if entry is not None else 0
         if entry is not None and common > 0:
             cache = entry.cache
@@ -233,38 +258,153 @@ class BatchRunner:
             self.counters["reused_tokens"] += common
         else:
             common = 0
-            cache = DynamicCache(config=loaded.model.config)
+            cache = DynamicCache(config=self.loaded.model.config)
         del entry
-        positions = rope_positions(loaded, prompt)
-        features, pixel_values, hits = self._features(prompt, common, budget)
+        features: dict[int, ImageFeatures] = {}
+        to_encode: list[int] = []
+        for index, slot in enumerate(prompt.images):
+            if slot.start < common:
+                continue
+            found = prompt.features.get(index)
+            if found is None and self.features is not None:
+                found = self.features.get(slot.key)
+            if found is not None:
+                features[index] = found
+            else:
+                to_encode.append(index)
+        for index in to_encode:
+            if index not in prompt.pixels:
+                self.counters["worker_prepared_images"] += 1
+            pixels_for(self.loaded, prompt, index)
         if hook is not None:
+            pixel_values = torch.cat([prompt.pixels[i] for i in to_encode]) if to_encode else None
             view = model_inputs_view(prompt, pixel_values, common)
-            view["feature_hits"] = hits
+            view["feature_hits"] = len(features)
             hook.on_prefill(request.request_id, view)
-        device = loaded.device
-        suffix = torch.tensor([prompt.ids[common:]], device=device)
-        out = loaded.model(
-            input_ids=suffix,
-            position_ids=positions[:, None, common:].to(device),
-            cache=cache,
+        return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode)
+
+    def _read(self, hook: DecodeHook | None) -> None:
+        """Read up to `chunk_tokens` tokens of the waiting prompts, the one with the least left first
+        (the oldest among equals): a short question is not held behind a long prompt."""
+        budget = self.chunk_tokens
+        while self.reading and budget > 0:
+            reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
+            start = reading.done
+            try:
+                logits = self._chunk(reading, _chunk_end(reading.prompt, start, budget), hook)
+            except torch.OutOfMemoryError:
+                self.reading.remove(reading)
+                self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
+                continue
+            except Exception as exc:  # the forward of this prompt alone: only this request fails
+                self.reading.remove(reading)
+                self._failed(reading.work, exc)
+                continue
+            budget -= reading.done - start
+            if reading.done == len(reading.prompt.ids):
+                self._first_token(reading, logits, hook)
+                self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
+
+    def _chunk(self, reading: _Reading, end: int, hook: DecodeHook | None) -> torch.Tensor:
+        """One forward over prompt tokens [done, end); encodes the pictures that start in it."""
+        prompt, start = reading.prompt, reading.done
+        inside = [i for i, slot in enumerate(prompt.images) if start <= slot.start < end]
+        if hook is not None:
+            hook.on_prefill_chunk(reading.rid, start, end)
+        missing = [i for i in inside if i not in reading.features]
+        if missing:
+            self._encode(reading, missing)
+        assert prompt.positions is not None
+        out = self.loaded.model(
+            input_ids=torch.tensor([prompt.ids[start:end]], device=self.loaded.device),
+            position_ids=prompt.positions[:, None, start:end].to(self.loaded.device),
+            cache=reading.cache,
             use_cache=True,
             logits_to_keep=1,
-            mm_encoder_outputs=self._encoder_outputs(features),
+            mm_encoder_outputs=self._encoder_outputs([reading.features[i] for i in inside]),
         )
-        self.counters["prefilled_tokens"] += len(prompt.ids) - common
+        reading.cache = out.cache
+        reading.done = end
+        self.counters["prefilled_tokens"] += end - start
+        self.counters["prefill_chunks"] += 1
+        return out.logits[:, -1, :]
+
+    def _encode(self, reading: _Reading, indexes: list[int]) -> None:
+        """One vision-encoder call for these pictures; their features go to the feature cache."""
+        prompt = reading.prompt
+        device, dtype = self.loaded.device, self.loaded.dtype
+        pixel_values = torch.cat([prompt.pixels[i] for i in indexes])
+        grids = torch.tensor([prompt.images[i].grid for i in indexes], device=device)
+        encoded = self.loaded.model.model.get_image_features(pixel_values.to(device, dtype), grids, return_dict=True)
+        deep = getattr(encoded, "deepstack_features", None) or []
+        for position, index in enumerate(indexes):
+            features = ImageFeatures(
+                grid=prompt.images[index].grid,
+                # Clones: a split is a view that would keep the whole batch's output alive.
+                embeds=encoded.pooler_output[position].clone(),
+                deepstack=tuple(layer[position].clone() for layer in deep),
+            )
+            reading.features[index] = features
+            prompt.pixels.pop(index, None)  # read: the pixels are no longer needed
+            if self.features is not None:
+                self.features.put(prompt.images[index].key, features)
+        self.counters["encoded_images"] += len(indexes)
+
+    def _first_token(self, reading: _Reading, logits: torch.Tensor, hook: DecodeHook | None) -> None:
+        prompt = reading.prompt
+        assert prompt.positions is not None
         row = _Row(
-            work=work,
+            work=reading.work,
             prompt=prompt,
-            cache=out.cache,
-            next_pos=int(positions[:, -1].max()) + 1,
-            epoch=epoch,
-            detok=_Detokenizer(loaded.processor.tokenizer, work.emit),
-            note=note,
+            cache=reading.cache,
+            next_pos=int(prompt.positions[:, -1].max()) + 1,
+            epoch=reading.epoch,
+            detok=_Detokenizer(self.loaded.processor.tokenizer, reading.work.emit),
+            note=reading.note,
         )
-        if hook is not None:
-            hook.on_step([row.rid])
-        self._choose([row], out.logits[:, -1, :], hook)
-        return row
+        reading.cache = None
+        try:
+            if hook is not None:
+                hook.on_step([row.rid])
+            self._choose([row], logits, hook)
+        except Exception as exc:  # still this request's own computation: it fails alone
+            self._failed(reading.work, exc)
+            return
+        if row.finish is not None:
+            self._finish(row)
+        else:
+            self._join(row)
+
+    def _out_of_memory(self, work: Work, prompt: Prompt, hook: DecodeHook | None, *, retried: bool) -> None:
+        """Read the prompt again at half the pixel budget (pictures prepared here), or give up."""
+        if self.loaded.device.type == "cuda":
+            torch.cuda.empty_cache()
+        rid = work.request.request_id
+        if retried or not prompt.images:
+            log.error("request %s: out of memory, giving up", rid)
+            work.done(EngineError(OOM_MESSAGE, detail="CUDA out of memory"), None)
+            return
+        log.warning("request %s: out of memory; retrying at half the pixel budget", rid)
+        try:
+            budget = prompt.budget.halved()
+            smaller = build_prompt(
+                self.loaded, work.request.turns, budget, limits=prompt.limits, tenant=work.request.tenant
+            )
+            smaller.positions = rope_positions(self.loaded, smaller)
+            self.counters["worker_prepared_images"] += len(smaller.pixels)
+            self.reading.append(self._begin(work, smaller, hook, reuse=False, note=HALF_BUDGET_NOTE))
+        except torch.OutOfMemoryError:
+            log.error("request %s: out of memory again, giving up", rid)
+            work.done(EngineError(OOM_MESSAGE, detail="CUDA out of memory"), None)
+        except Exception as exc:
+            self._failed(work, exc)
+
+    def _failed(self, work: Work, exc: Exception) -> None:
+        if isinstance(exc, PictureRejected):  # only reachable when the worker prepared a picture itself
+            work.done(EngineError(exc.message, detail=exc.detail), None)
+            return
+        log.exception("request %s failed while reading the prompt", work.request.request_id, exc_info=exc)
+        work.done(EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}"), None)
 
     @staticmethod
     def _common_prefix(entry: KVEntry, prompt: Prompt) -> int:
@@ -278,51 +418,19 @@ class BatchRunner:
         for slot in prompt.images:
             if slot.start >= common:
                 break
-            if (slot.key, slot.start, slot.length) not in cached:
-                common = slot.start
+            if (slot.key, slot.start, slot.length) not in cached or slot.start + slot.length > common:
+                common = slot.start  # a picture is read whole or not at all
                 break
         return max(0, min(common, len(prompt.ids) - 1))  # at least one token is read, for its logits
-
-    def _features(
-        self, prompt: Prompt, common: int, budget: ImageBudget
-    ) -> tuple[list[ImageFeatures], torch.Tensor | None, int]:
-        """Features of the pictures after the reused prefix: cached ones, then one encoder call for the rest."""
-        needed = [index for index, slot in enumerate(prompt.images) if slot.start >= common]
-        found: dict[int, ImageFeatures] = {}
-        for index in needed:
-            cached = self.features.get(prompt.images[index].key) if self.features is not None else None
-            if cached is not None:
-                found[index] = cached
-        hits = len(found)
-        missing = [index for index in needed if index not in found]
-        pixel_values = None
-        if missing:
-            device, dtype = self.loaded.device, self.loaded.dtype
-            pixel_values = torch.cat([pixels_for(self.loaded, prompt, i, budget) for i in missing])
-            grids = torch.tensor([prompt.images[i].grid for i in missing], device=device)
-            encoded = self.loaded.model.model.get_image_features(
-                pixel_values.to(device, dtype), grids, return_dict=True
-            )
-            deep = getattr(encoded, "deepstack_features", None) or []
-            for position, index in enumerate(missing):
-                features = ImageFeatures(
-                    grid=prompt.images[index].grid,
-                    # Clones: a split is a view that would keep the whole batch's output alive.
-                    embeds=encoded.pooler_output[position].clone(),
-                    deepstack=tuple(layer[position].clone() for layer in deep),
-                )
-                found[index] = features
-                if self.features is not None:
-                    self.features.put(prompt.images[index].key, features)
-            self.counters["encoded_images"] += len(missing)
-        return [found[i] for i in needed], pixel_values, hits
 
     def _encoder_outputs(self, features: list[ImageFeatures]) -> dict[str, Any] | None:
         if not features:
             return None
         embeds = tuple(f.embeds for f in features)
         if self._deepstack:
-            from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+            from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+                BaseModelOutputWithDeepstackFeatures,
+            )
 
             layers = len(features[0].deepstack)
             deep = [tuple(f.deepstack[j] for f in features) for j in range(layers)]
@@ -357,16 +465,37 @@ class BatchRunner:
         self.rows.append(row)
 
     def _drop_stopped(self) -> bool:
-        """Remove cancelled and timed-out rows; True if any left."""
+        """Remove cancelled and timed-out requests, read or decoding; True if any left."""
         stopped = False
+        for reading in list(self.reading):
+            control = reading.work.control
+            if control.should_stop():
+                self.reading.remove(reading)
+                self._abandon(reading, "cancelled" if control.cancel.is_set() else "timeout")
+                stopped = True
         for row in self.rows:
             control = row.work.control
             if control.should_stop():
                 row.finish = "cancelled" if control.cancel.is_set() else "timeout"
                 stopped = True
-        if stopped:
+        if any(row.finish is not None for row in self.rows):
             self._leave()
         return stopped
+
+    def _abandon(self, reading: _Reading, reason: str) -> None:
+        """A request stopped while its prompt was read: what was read goes back to the session's store."""
+        prompt = reading.prompt
+        if self.kv is not None and reading.done > 0 and reading.cache is not None:
+            images = tuple(
+                (slot.key, slot.start, slot.length, slot.grid)
+                for slot in prompt.images
+                if slot.start + slot.length <= reading.done
+            )
+            entry = KVEntry(ids=prompt.ids[: reading.done], cache=reading.cache, images=images, epoch=reading.epoch)
+            if reading.cache.get_seq_length() == reading.done:
+                self.kv.put(reading.work.request.session_key, entry)
+        reading.cache = None
+        reading.work.done(DecodeResult(len(prompt.ids), 0, reason, None), reading.note)
 
     def _leave(self) -> None:
         """Finish every row with a `finish` reason; keep the others' cache rows."""
@@ -393,6 +522,9 @@ class BatchRunner:
             self._padded = bool((self._mask == 0).any())
 
     def _finish(self, row: _Row, index: int | None = None) -> None:
+        if row.error is not None:
+            row.work.done(row.error, None)  # its cache is not kept: the failure may have been in it
+            return
         row.detok.push(None)
         self._store(row, index)
         result = DecodeResult(len(row.prompt.ids), len(row.generated), row.finish or "length", row.first_token_at)
@@ -415,7 +547,7 @@ class BatchRunner:
             log.warning("request %s: cache length does not match its tokens; not kept", row.rid)
             return
         images = tuple((slot.key, slot.start, slot.length, slot.grid) for slot in row.prompt.images)
-        self.kv.put(row.work.request.session_id, KVEntry(ids=ids, cache=cache, images=images, epoch=row.epoch))
+        self.kv.put(row.work.request.session_key, KVEntry(ids=ids, cache=cache, images=images, epoch=row.epoch))
 
     # --- decoding -----------------------------------------------------------------------------
 
@@ -447,35 +579,60 @@ class BatchRunner:
         return False
 
     def _choose(self, rows: list[_Row], logits: torch.Tensor, hook: DecodeHook | None) -> None:
+        """The next token of every row; a row that cannot have one ends with an error, alone."""
         logits = logits.float()
         if hook is not None:
             hook.on_logits([row.rid for row in rows], logits)
-        chosen = logits.argmax(dim=-1).tolist()
-        for i, row in enumerate(rows):
-            if row.limits.temperature > 0:
-                chosen[i] = _sample(logits[i], row.limits.temperature, row.limits.top_p)
+        # A usable row has no NaN and no +inf, and at least one token that is not -inf.
+        usable = (~(logits.isnan() | (logits == math.inf)).any(-1) & (logits > -math.inf).any(-1)).tolist()
+        greedy = logits.argmax(dim=-1).tolist()
         now = time.monotonic()
         ignore_eos = hook is not None and hook.ignore_eos
-        for row, token in zip(rows, chosen, strict=True):
-            row.generated.append(token)
-            if row.first_token_at is None:
-                row.first_token_at = now
-            if token in self._stop_ids and not ignore_eos:
-                row.finish = "stop"
+        for i, row in enumerate(rows):
+            try:
+                if not usable[i]:
+                    raise _BadLogits("the model's scores for the next token are not finite")
+                token = _pick(logits[i], greedy[i], row.limits)
+                row.generated.append(token)
+                if row.first_token_at is None:
+                    row.first_token_at = now
+                if token in self._stop_ids and not ignore_eos:
+                    row.finish = "stop"
+                    continue
+                row.detok.push(token)
+            except Exception as exc:  # this row alone: its neighbours' tokens are already chosen
+                log.error("request %s: choosing the next token failed: %s: %s", row.rid, type(exc).__name__, exc)
+                row.finish = "error"
+                row.error = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
                 continue
-            row.detok.push(token)
             if len(row.generated) >= row.limits.max_new_tokens:
                 row.finish = "length"
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float) -> int:
+def _pick(logits: torch.Tensor, greedy: int, limits: GenerationLimits) -> int:
+    """Greedy below `MIN_TEMPERATURE` (or for a temperature that is not a finite number), else sampled."""
+    temperature = limits.temperature
+    if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
+        return greedy
+    top_p = limits.top_p if 0 < limits.top_p < 1 else 1.0  # NaN compares false: no cut
     probs = torch.softmax(logits / temperature, dim=-1)
+    if not bool(probs.isfinite().all()) or not float(probs.sum()) > 0:
+        raise _BadLogits(f"sampling at temperature {temperature:g} gave no usable probabilities")
     if top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keep the smallest set reaching top_p
         sorted_probs[outside] = 0
         return int(order[torch.multinomial(sorted_probs, 1)])
     return int(torch.multinomial(probs, 1))
+
+
+def _chunk_end(prompt: Prompt, start: int, budget: int) -> int:
+    """Where a chunk of about `budget` tokens from `start` ends: never inside a picture."""
+    end = min(len(prompt.ids), start + budget)
+    for slot in prompt.images:
+        if slot.start < end < slot.start + slot.length:
+            return slot.start if slot.start > start else slot.start + slot.length
+    return end
 
 
 def _pad_left(tensor: torch.Tensor, count: int) -> torch.Tensor:

@@ -5,6 +5,9 @@ was evicted, /undo changed the history before it), its features come from here i
 the vision tower again. Qwen3-VL also needs the deepstack features of the picture, kept alongside.
 The grid (t, h, w) of every picture seen is remembered separately (a few bytes each), so a cached
 picture is not even decoded again to count its tokens.
+
+Entries are per tenant (the key includes it): a tenant cannot learn from a fast answer that another
+one sent the same picture.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ _GRID_MEMO = 4096
 
 @dataclass(frozen=True)
 class ImageKey:
-    """A picture as the model sees it: its bytes (hash) and the budget it was resized to."""
+    """A picture as the model sees it: its bytes (hash) and the budget it was resized to, per tenant."""
 
     sha256: str
     factor: int
     min_pixels: int
     max_pixels: int
     jpeg_draft: bool = True  # a drafted decode gives slightly different pixels
+    tenant: str = ""
 
 
 @dataclass(frozen=True)

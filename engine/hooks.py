@@ -20,12 +20,15 @@ class DecodeHook:
     ignore_eos: bool = False
 
     def on_prefill(self, request_id: str, inputs: Mapping[str, Any]) -> None:
-        """Before the language model reads a request's prompt (its new pictures are encoded by then).
+        """Before the language model starts reading a request's prompt.
 
         `inputs`: input_ids (the whole prompt, 1 x n),
-        image_grid_thw (every picture in it, or None), pixel_values (pictures encoded now, or None),
-        cached_tokens (prefix reused from the session's KV cache), feature_hits (pictures whose
-        features came from the feature cache)."""
+        image_grid_thw (every picture in it, or None), pixel_values (the pictures that will be
+        encoded for it, or None), cached_tokens (prefix reused from the session's KV cache),
+        feature_hits (pictures whose features came from the feature cache)."""
+
+    def on_prefill_chunk(self, request_id: str, start: int, end: int) -> None:
+        """Before the model reads prompt tokens [start, end) of a request (prompts are read in chunks)."""
 
     def on_step(self, request_ids: Sequence[str]) -> None:
         """Before each token is chosen for these requests (the first token, then every batched step)."""

@@ -6,15 +6,21 @@ patches: multiples of 32 and P / 1024 tokens. The default budget of 1280 x 28 x 
 pixels (about 1000x1000) costs at most 1280 tokens on Qwen2.5-VL and 980 on Qwen3-VL, which leaves
 room for several pictures and a long conversation on a 24 GB card with a 7-8 B model in bf16.
 The factor comes from `engine.arch.ModelArch.patch_factor`.
+
+Every picture goes through `engine.pictures` first (size, format allowlist, pixels, aspect), and
+its decode counts against the process's cap on concurrent decodes. A picture whose sides are far
+apart (up to the 200:1 the checks allow) still fits the budget: `smart_resize` never lets one side's
+minimum of one patch push the area over `max_pixels`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
+
+from engine.pictures import DEFAULT_LIMITS, PictureLimits, decode_slot, open_picture
 
 __all__ = ["PreparedImage", "prepare_image", "smart_resize"]
 
@@ -27,7 +33,11 @@ class PreparedImage:
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Sides rounded to multiples of `factor`, area within [min_pixels, max_pixels], aspect kept."""
+    """Sides rounded to multiples of `factor`, area within [min_pixels, max_pixels], aspect kept.
+
+    When rounding would exceed `max_pixels` (a very thin picture keeps its short side at one
+    `factor`; enlarging to `min_pixels` rounds up), the long side is cut to fit: the aspect changes
+    a little rather than the budget being exceeded."""
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
@@ -38,6 +48,12 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
+    if h_bar * w_bar > max_pixels:  # a side held at one factor, or rounded up: shorten the long side
+        longest = max(factor, max_pixels // min(h_bar, w_bar) // factor * factor)
+        if h_bar >= w_bar:
+            h_bar = min(h_bar, longest)
+        else:
+            w_bar = min(w_bar, longest)
     return h_bar, w_bar
 
 
@@ -54,14 +70,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def prepare_image(
-    data: bytes, *, factor: int, min_pixels: int, max_pixels: int, draft: bool = True
+    data: bytes,
+    *,
+    factor: int,
+    min_pixels: int,
+    max_pixels: int,
+    draft: bool = True,
+    limits: PictureLimits = DEFAULT_LIMITS,
 ) -> PreparedImage:
-    """Decode, apply EXIF orientation, convert to RGB and resize to the budget.
+    """Check, decode, apply EXIF orientation, convert to RGB and resize to the budget.
 
-    With `draft`, a JPEG much larger than the target is decoded at 1/2, 1/4 or 1/8 scale by
+    Raises `engine.pictures.PictureRejected` for a picture the checks refuse or that does not
+    decode. With `draft`, a JPEG much larger than the target is decoded at 1/2, 1/4 or 1/8 scale by
     libjpeg itself (Pillow's draft mode), which is several times faster than a full decode.
     """
-    image = Image.open(io.BytesIO(data))
+    with open_picture(data, limits) as image, decode_slot():
+        return _prepare(image, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels, draft=draft)
+
+
+def _prepare(image: Image.Image, *, factor: int, min_pixels: int, max_pixels: int, draft: bool) -> PreparedImage:
     width, height = image.size
     orientation = image.getexif().get(0x0112, 1)
     if orientation in (5, 6, 7, 8):
@@ -77,4 +104,5 @@ def prepare_image(
     image = _to_rgb(image)
     if image.size != (target_w, target_h):
         image = image.resize((target_w, target_h), Image.Resampling.BICUBIC)
+    image.load()  # still inside the checks: a picture already at its target size decodes only here
     return PreparedImage(image=image, original_size=(width, height), drafted=drafted)

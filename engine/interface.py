@@ -3,6 +3,11 @@
 Two implementations exist: the in-process transformers engine (`engine.local`) and a remote
 OpenAI-compatible engine (`engine.remote`). Everything that crosses this boundary is a frozen
 dataclass of plain values; no torch or transformers type leaves the engine package.
+
+Requests carry a `tenant` (the API key a request came with, on the engine server): whatever an
+engine keeps between requests (a conversation's KV cache, picture features) is kept per tenant, so
+one tenant can neither reuse, probe nor release another's. A request the engine cannot serve as
+sent (a picture it refuses, a prompt longer than the model's context) fails with `EngineRejected`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ __all__ = [
     "EngineBusy",
     "EngineError",
     "EngineHealth",
+    "EngineRejected",
     "EngineTimeout",
     "EngineUnavailable",
     "GenerationLimits",
@@ -54,7 +60,7 @@ class PromptTurn:
 @dataclass(frozen=True)
 class GenerationLimits:
     max_new_tokens: int = 512
-    temperature: float = 0.0  # 0 means greedy decoding
+    temperature: float = 0.0  # 0 means greedy decoding; the engine decodes greedily below a tiny floor
     top_p: float = 1.0
     timeout_s: float | None = None  # whole request, queue wait included
 
@@ -65,6 +71,12 @@ class GenerationRequest:
     session_id: str
     turns: tuple[PromptTurn, ...]
     limits: GenerationLimits = GenerationLimits()
+    tenant: str = ""  # the caches' namespace: requests of different tenants share nothing
+
+    @property
+    def session_key(self) -> tuple[str, str]:
+        """The conversation as the engine's caches and queue know it."""
+        return (self.tenant, self.session_id)
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,21 @@ class EngineTimeout(EngineError):
         super().__init__("That took too long and was stopped; please try again or ask something shorter.")
 
 
+class EngineRejected(EngineError):
+    """The request cannot be served as sent; retrying it unchanged fails the same way.
+
+    `code` names the reason for API clients (`invalid_image`, `image_too_large`,
+    `context_length_exceeded`); `image_index` is the 0-based place of the picture at fault among
+    all the request's pictures, when a picture is."""
+
+    def __init__(
+        self, user_message: str, *, code: str, image_index: int | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(user_message, detail=detail)
+        self.code = code
+        self.image_index = image_index
+
+
 class EngineUnavailable(EngineError):
     def __init__(self, detail: str | None = None) -> None:
         super().__init__("The model server is unavailable; please try again shortly.", detail=detail)
@@ -173,8 +200,8 @@ class Engine(Protocol):
         """1-based position of a waiting request, 0 while running, None when unknown."""
         ...
 
-    async def release_session(self, session_id: str) -> None:
-        """Forget anything held for this session (caches); called on /clear and expiry."""
+    async def release_session(self, session_id: str, tenant: str = "") -> None:
+        """Forget anything held for this tenant's session (caches); called on /clear and expiry."""
         ...
 
     def health(self) -> EngineHealth: ...

@@ -6,6 +6,7 @@ owns it while it decodes), prefills only what follows the longest common prefix,
 entry back when it ends. Entries leave on LRU eviction, after `idle_s` without use, and on
 `release` (/clear, session expiry); a release during a request also stops that request from putting
 its cache back. Running requests' caches are not counted: the budget is for idle sessions.
+Sessions are keyed by (tenant, session id): one tenant's session of a given name is not another's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["KVEntry", "KVStore", "KVStoreStats", "cache_nbytes"]
+__all__ = ["KVEntry", "KVStore", "KVStoreStats", "SessionKey", "cache_nbytes"]
+
+SessionKey = tuple[str, str]  # (tenant, session id): `GenerationRequest.session_key`
 
 
 def cache_nbytes(cache: Any) -> int:
@@ -67,9 +70,9 @@ class KVStore:
         self._budget = max(0, budget_bytes)
         self._idle_s = idle_s
         self._clock = clock
-        self._entries: OrderedDict[str, KVEntry] = OrderedDict()  # least recently used first
+        self._entries: OrderedDict[SessionKey, KVEntry] = OrderedDict()  # least recently used first
         # Released sessions, newest last: bounded, since a release only matters to a request still running.
-        self._epochs: OrderedDict[str, int] = OrderedDict()
+        self._epochs: OrderedDict[SessionKey, int] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._evictions = self._expirations = self._releases = self._rejected = 0
@@ -78,28 +81,34 @@ class KVStore:
     def enabled(self) -> bool:
         return self._budget > 0
 
-    def epoch(self, session_id: str) -> int:
+    def epoch(self, session: SessionKey) -> int:
         """Changes whenever the session is released; a put with an older epoch is dropped."""
         with self._lock:
-            return self._epochs.get(session_id, 0)
+            return self._epochs.get(session, 0)
 
-    def take(self, session_id: str) -> KVEntry | None:
+    def take(self, session: SessionKey) -> KVEntry | None:
         """Remove and return the session's entry (the caller owns it until it puts it back)."""
         with self._lock:
             self._expire_locked()
-            entry = self._entries.pop(session_id, None)
+            entry = self._entries.pop(session, None)
             if entry is not None:
                 self._bytes -= entry.nbytes
             return entry
 
-    def put(self, session_id: str, entry: KVEntry) -> bool:
+    def grids(self, session: SessionKey) -> dict[Any, tuple[int, int, int]]:
+        """The pictures in the session's entry (ImageKey -> grid), without taking it."""
+        with self._lock:
+            entry = self._entries.get(session)
+            return {} if entry is None else {key: grid for key, _, _, grid in entry.images}
+
+    def put(self, session: SessionKey, entry: KVEntry) -> bool:
         """Store `entry` as the session's latest; evicts least recently used entries to fit."""
         entry.nbytes = cache_nbytes(entry.cache)
         entry.last_used = self._clock()
         with self._lock:
-            if entry.epoch != self._epochs.get(session_id, 0):
+            if entry.epoch != self._epochs.get(session, 0):
                 return False  # released while the request ran
-            old = self._entries.pop(session_id, None)
+            old = self._entries.pop(session, None)
             if old is not None:
                 self._bytes -= old.nbytes
             if entry.nbytes > self._budget:
@@ -110,17 +119,17 @@ class KVStore:
                 _, victim = self._entries.popitem(last=False)
                 self._bytes -= victim.nbytes
                 self._evictions += 1
-            self._entries[session_id] = entry
+            self._entries[session] = entry
             self._bytes += entry.nbytes
             return True
 
-    def release(self, session_id: str) -> bool:
+    def release(self, session: SessionKey) -> bool:
         """Forget the session's entry and invalidate any entry a running request would put back."""
         with self._lock:
-            self._epochs[session_id] = self._epochs.pop(session_id, 0) + 1
+            self._epochs[session] = self._epochs.pop(session, 0) + 1
             while len(self._epochs) > _EPOCHS_KEPT:
                 self._epochs.popitem(last=False)
-            entry = self._entries.pop(session_id, None)
+            entry = self._entries.pop(session, None)
             if entry is None:
                 return False
             self._bytes -= entry.nbytes
@@ -153,6 +162,6 @@ class KVStore:
                 rejected=self._rejected,
             )
 
-    def sessions(self) -> list[str]:
+    def sessions(self) -> list[SessionKey]:
         with self._lock:
             return list(self._entries)

@@ -1,8 +1,13 @@
 """The in-process engine: one worker thread owns the model, a fair bounded queue feeds it.
 
-The worker admits waiting requests (round-robin across sessions, one running request per session)
-into the running batch whenever the decoding loop yields at a step boundary: after a row ends, or
-when a new request or a cancel arrives. See `engine.batch` for the loop itself.
+A request takes its place in the queue at once (so it has a position, and counts against the
+capacity) and is prepared off the worker meanwhile (`engine.prepare`: pictures checked, decoded,
+resized and normalised in a small pool, prompt tokenized and checked against the context length);
+a picture or prompt the engine refuses fails with `EngineRejected` before the worker sees it. The
+worker admits prepared requests (round-robin across sessions, one running request per session, a
+session's requests in the order they came) whenever the decoding loop yields at a step boundary:
+after a row ends, or when a request becomes ready or a cancel arrives. See `engine.batch` for the
+loop itself. Caches are per (tenant, session): see `engine.interface`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from engine.interface import (
 )
 from engine.kvstore import KVStore, KVStoreStats
 from engine.loader import LoadedModel, load_model
+from engine.pictures import PictureLimits
+from engine.prepare import Preparer, context_limit
+from engine.prompt import Prompt
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
 __all__ = ["CacheStats", "LocalEngine", "LocalEngineOptions"]
@@ -59,6 +67,11 @@ class LocalEngineOptions:
     kv_cache_bytes: int = 4 * 1024**3  # budget of the per-session KV store (idle sessions)
     kv_idle_s: float | None = 1800.0  # a session's KV cache is dropped after this long unused
     feature_cache_bytes: int = 1024**3  # budget of the vision-feature cache; 0 disables it
+    max_image_bytes: int = 20 * 1024**2  # pictures larger than this are refused
+    max_image_pixels: int = 64_000_000  # width x height as stored: refused above, before decoding
+    prepare_workers: int = 2  # threads preparing pictures and prompts; also caps concurrent decodes
+    prefill_chunk_tokens: int = 512  # prompt tokens read per turn of the loop, between decode steps
+    context_tokens: int | None = None  # prompt + answer limit; None: the model's own context length
 
 
 @dataclass(frozen=True)
@@ -69,11 +82,18 @@ class CacheStats:
     reused_tokens: int
     prefilled_tokens: int
     encoded_images: int
+    prefill_chunks: int = 0
+    worker_prepared_images: int = 0  # pictures the worker decoded itself (a cached one evicted meanwhile)
 
 
 @dataclass(eq=False)
 class _Job(QueuedJob):
     control: DecodeControl = field(default_factory=DecodeControl)
+    prompt: Prompt | None = None  # set once prepared: only then may the worker take it
+    preparing: asyncio.Task[Prompt] | None = None  # while its pictures and prompt are prepared
+
+    def ready(self) -> bool:
+        return self.prompt is not None
 
 
 class LocalEngine:
@@ -93,6 +113,7 @@ class LocalEngine:
         self._features = FeatureCache(options.feature_cache_bytes)
         self._runner: BatchRunner | None = None
         self._counter: PromptCounter | None = None
+        self._preparer: Preparer | None = None
         # Seam for tests and benchmarks: observes (and may slow, fail or steer) the decoding loop.
         self.generate_hook: DecodeHook | None = None
 
@@ -125,12 +146,23 @@ class LocalEngine:
             self._executor,
             lambda: load_model(options.model_path, device_setting=options.device, attention=options.attention),
         )
-        self._runner = BatchRunner(self._loaded, self._budget(), options.batch_size, self._kv, self._features)
+        self._runner = BatchRunner(
+            self._loaded, self._budget(), options.batch_size, self._kv, self._features, options.prefill_chunk_tokens
+        )
+        self._preparer = Preparer(
+            self._loaded,
+            self._budget(),
+            PictureLimits(max_bytes=options.max_image_bytes, max_pixels=options.max_image_pixels),
+            workers=options.prepare_workers,
+            context_tokens=options.context_tokens or context_limit(self._loaded),
+        )
         self._counter = PromptCounter(self._loaded, self._budget())
         self._worker = asyncio.create_task(self._work(), name="vlmbot-engine-worker")
 
     async def close(self) -> None:
         for job in list(self._jobs.values()):
+            if job.started_at is None:  # waiting or being prepared: its caller hears "cancelled" now
+                await self.cancel(job.request_id)
             job.control.cancel.set()
         self._wake.set()
         if self._worker is not None:
@@ -138,12 +170,16 @@ class LocalEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        loop = asyncio.get_running_loop()
+        if self._preparer is not None:
+            await loop.run_in_executor(None, self._preparer.close)
+            self._preparer = None
+        await loop.run_in_executor(None, self._executor.shutdown)
 
     # --- the Engine interface -----------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        if self._worker is None:
+        if self._worker is None or self._preparer is None:
             raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
         now = time.monotonic()
         timeout = request.limits.timeout_s
@@ -159,10 +195,13 @@ class LocalEngine:
             log.warning("queue full (%d); refusing request %s", len(self._queue), request.request_id)
             raise EngineBusy() from None
         self._jobs[request.request_id] = job
-        self._wake.set()
         self._publish_positions()
         completed = False
         try:
+            job.prompt = await self._prepare(job)
+            if job.prompt is not None:  # None: cancelled while it was prepared
+                self._queue.wake()  # the worker may take it now
+                self._wake.set()
             while True:
                 remaining = None if job.control.deadline is None else job.control.deadline - time.monotonic()
                 try:
@@ -188,6 +227,8 @@ class LocalEngine:
         if job.started_at is None:
             # Still waiting: answer the caller now, nothing reaches the worker.
             job.out.put_nowait(self._stats(job, DecodeResult(0, 0, "cancelled", None)))
+            if job.preparing is not None:
+                job.preparing.cancel()
         job.control.cancel.set()
         self._release(job)
         return True
@@ -195,9 +236,9 @@ class LocalEngine:
     def queue_position(self, request_id: str) -> int | None:
         return self._queue.position(request_id)
 
-    async def release_session(self, session_id: str) -> None:
+    async def release_session(self, session_id: str, tenant: str = "") -> None:
         """Drop the session's KV cache (and keep a running request from putting its cache back)."""
-        if self._kv.release(session_id):
+        if self._kv.release((tenant, session_id)):
             log.debug("released the KV cache of session %s", session_id)
 
     def health(self) -> EngineHealth:
@@ -229,12 +270,46 @@ class LocalEngine:
             reused_tokens=counters.get("reused_tokens", 0),
             prefilled_tokens=counters.get("prefilled_tokens", 0),
             encoded_images=counters.get("encoded_images", 0),
+            prefill_chunks=counters.get("prefill_chunks", 0),
+            worker_prepared_images=counters.get("worker_prepared_images", 0),
         )
 
     # --- internals ----------------------------------------------------------------------------
 
     def _budget(self) -> ImageBudget:
         return ImageBudget(self._options.min_pixels, self._options.max_pixels, self._options.jpeg_draft)
+
+    async def _prepare(self, job: _Job) -> Prompt | None:
+        """The request's prompt, prepared off the worker within the request's deadline; None if cancelled meanwhile."""
+        assert self._preparer is not None
+        request = job.request
+        task = job.preparing = asyncio.create_task(
+            self._preparer.prepare(
+                request,
+                cached_grids=self._kv.grids(request.session_key) if self._kv.enabled else {},
+                features=self._features if self._features.enabled else None,
+            ),
+            name=f"vlmbot-prepare-{request.request_id}",
+        )
+        deadline = job.control.deadline
+        try:
+            return await asyncio.wait_for(task, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if job.finished and not (current is not None and current.cancelling()):
+                return None  # `cancel()` stopped it; the caller itself goes on
+            raise
+        except TimeoutError:
+            log.warning("request %s timed out while its pictures were prepared", request.request_id)
+            raise EngineTimeout() from None
+        except EngineError:
+            raise
+        except Exception as exc:  # a failure preparing one request is that request's alone
+            log.exception("request %s could not be prepared", request.request_id)
+            raise EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            task.cancel()  # done already, or its caller went away
+            job.preparing = None
 
     def _release(self, job: _Job) -> None:
         if job.finished:
@@ -276,8 +351,10 @@ class LocalEngine:
     def _work_for(self, job: _Job) -> Work:
         loop = self._loop
         assert loop is not None
+        assert job.prompt is not None
         return Work(
             request=job.request,
+            prompt=job.prompt,
             control=job.control,
             emit=lambda text: loop.call_soon_threadsafe(job.out.put_nowait, TextPiece(text)),
             done=lambda outcome, note: loop.call_soon_threadsafe(self._complete, job, outcome, note),
@@ -291,20 +368,20 @@ class LocalEngine:
         # While idle, look for expired session caches now and then so their memory does not wait for traffic.
         tick = None if idle_s is None else max(0.05, min(60.0, idle_s / 4))
         while True:
-            if not runner.rows:
+            if not runner.active:
                 try:
-                    await asyncio.wait_for(self._queue.wait_for_work(), timeout=tick)
+                    await asyncio.wait_for(self._queue.wait_for_work(ready=_Job.ready), timeout=tick)
                 except TimeoutError:
                     self._kv.expire()
                     continue
             self._wake.clear()
-            free = runner.batch_size - len(runner.rows)
+            free = runner.batch_size - runner.active
             busy = runner.sessions
             # One running request per session: its KV cache is the session's.
             queue = self._queue
 
             def accept(job: _Job) -> bool:
-                return job.session_id not in busy and not queue.is_running_session(job.session_id)
+                return job.ready() and job.session_key not in busy and not queue.is_running_session(job.session_key)
 
             new = queue.take(free, accept=accept) if free > 0 else []
             works = []
@@ -314,7 +391,7 @@ class LocalEngine:
                     continue
                 job.started_at = time.monotonic()
                 works.append(self._work_for(job))
-            if not works and not runner.rows:
+            if not works and not runner.active:
                 # Waiting requests all belong to a session whose last request is still being wrapped
                 # up on the event loop: let that happen first.
                 await asyncio.sleep(0.005)
@@ -322,7 +399,7 @@ class LocalEngine:
             try:
                 await loop.run_in_executor(self._executor, runner.run, works, self._wake, self._decode_hook)
             except Exception as exc:  # the worker must survive anything a request does
-                log.exception("decoding step failed; failing the %d requests in the batch", len(runner.rows))
+                log.exception("decoding step failed; failing the %d requests in the batch", runner.active)
                 if isinstance(exc, torch.OutOfMemoryError) and self.loaded.device.type == "cuda":
                     torch.cuda.empty_cache()
                 runner.fail_all(error_for(exc))

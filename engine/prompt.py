@@ -4,7 +4,9 @@ The Qwen processors expand each `<|image_pad|>` of the chat template into one to
 patch, which needs the picture's grid; they also decode and normalise every picture. Here the grid
 of a picture seen before comes from the session's KV entry or the feature cache, so a follow-up
 about a 12-megapixel photo neither decodes it nor runs the vision tower; only pictures whose
-features are actually needed are prepared (`pixels_for`). The ids equal the processor's output.
+features are actually needed are prepared (`prepare_picture`, which runs the shared picture checks
+first). The ids equal the processor's output. `engine.prepare` calls all of this before a request
+is queued; the worker falls back to it only for a picture it unexpectedly has to read again.
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ from typing import Any
 import torch
 
 from engine.decode import ImageBudget, messages_for
-from engine.features import ImageKey
+from engine.features import ImageFeatures, ImageKey
 from engine.images import prepare_image
 from engine.interface import PromptImage, PromptTurn
 from engine.loader import LoadedModel
+from engine.pictures import DEFAULT_LIMITS, PictureLimits
 
-__all__ = ["ImageSlot", "Prompt", "build_prompt", "image_key", "model_inputs_view", "pixels_for", "rope_positions"]
+__all__ = [
+    "ImageSlot",
+    "Prompt",
+    "build_prompt",
+    "image_key",
+    "model_inputs_view",
+    "pixels_for",
+    "prepare_picture",
+    "rope_positions",
+]
 
 Grid = tuple[int, int, int]
 
@@ -39,21 +51,33 @@ class ImageSlot:
 class Prompt:
     ids: list[int]
     images: list[ImageSlot]
-    # Pixel values prepared while building (pictures whose grid was unknown), by slot index.
+    budget: ImageBudget
+    limits: PictureLimits = DEFAULT_LIMITS
+    # Pixel values of pictures prepared ahead (their features were not known), by slot index.
     pixels: dict[int, torch.Tensor] = field(default_factory=dict)
+    # Features taken from the feature cache when the request was prepared, by slot index: held
+    # here, an eviction while the request waits does not send the picture back to be decoded.
+    features: dict[int, ImageFeatures] = field(default_factory=dict)
+    positions: torch.Tensor | None = None  # (3, len(ids)) M-RoPE positions, see `rope_positions`
 
 
-def image_key(loaded: LoadedModel, image: PromptImage, budget: ImageBudget) -> ImageKey:
-    return ImageKey(image.sha256, loaded.patch_factor, budget.min_pixels, budget.max_pixels, budget.jpeg_draft)
+def image_key(loaded: LoadedModel, image: PromptImage, budget: ImageBudget, tenant: str = "") -> ImageKey:
+    return ImageKey(image.sha256, loaded.patch_factor, budget.min_pixels, budget.max_pixels, budget.jpeg_draft, tenant)
 
 
-def _preprocess(loaded: LoadedModel, image: PromptImage, budget: ImageBudget) -> tuple[torch.Tensor, Grid]:
+def prepare_picture(
+    loaded: LoadedModel, image: PromptImage, budget: ImageBudget, limits: PictureLimits
+) -> tuple[torch.Tensor, Grid]:
+    """Check, decode, resize and normalise one picture: its pixel values (in the model's dtype) and grid.
+
+    Raises `engine.pictures.PictureRejected`."""
     prepared = prepare_image(
         image.data,
         factor=loaded.patch_factor,
         min_pixels=budget.min_pixels,
         max_pixels=budget.max_pixels,
         draft=budget.jpeg_draft,
+        limits=limits,
     ).image
     # Our resize already fits the budget; the same bounds keep the processor from resizing again.
     out = loaded.processor.image_processor(
@@ -62,7 +86,8 @@ def _preprocess(loaded: LoadedModel, image: PromptImage, budget: ImageBudget) ->
         return_tensors="pt",
     )
     grid = tuple(int(x) for x in out["image_grid_thw"][0].tolist())
-    return out["pixel_values"], grid  # type: ignore[return-value]
+    # The model's dtype already: half the memory while the request waits, when that is bf16.
+    return out["pixel_values"].to(loaded.dtype), grid  # type: ignore[return-value]
 
 
 def build_prompt(
@@ -70,7 +95,11 @@ def build_prompt(
     turns: Sequence[PromptTurn],
     budget: ImageBudget,
     known_grid: Callable[[ImageKey], Grid | None] = lambda key: None,
+    *,
+    limits: PictureLimits = DEFAULT_LIMITS,
+    tenant: str = "",
 ) -> Prompt:
+    """The prompt's ids and picture slots; a picture whose grid is not known is prepared here."""
     processor = loaded.processor
     text = processor.apply_chat_template(messages_for(turns), add_generation_prompt=True, tokenize=False)
     image_token = processor.image_token
@@ -90,21 +119,21 @@ def build_prompt(
         if index == len(sources):
             break
         source = sources[index]
-        key = image_key(loaded, source, budget)
+        key = image_key(loaded, source, budget, tenant)
         grid = known_grid(key)
         if grid is None:
-            pixels[index], grid = _preprocess(loaded, source, budget)
+            pixels[index], grid = prepare_picture(loaded, source, budget, limits)
         length = grid[0] * grid[1] * grid[2] // merge
         slots.append(ImageSlot(key, source, len(ids), length, grid))
         ids.extend([image_token_id] * length)
-    return Prompt(ids, slots, pixels)
+    return Prompt(ids, slots, budget, limits, pixels)
 
 
-def pixels_for(loaded: LoadedModel, prompt: Prompt, index: int, budget: ImageBudget) -> torch.Tensor:
-    """Pixel values of picture `index`, preparing it now if building the prompt did not need to."""
+def pixels_for(loaded: LoadedModel, prompt: Prompt, index: int) -> torch.Tensor:
+    """Pixel values of picture `index`, preparing it now if it was not prepared ahead."""
     found = prompt.pixels.get(index)
     if found is None:
-        found, grid = _preprocess(loaded, prompt.images[index].source, budget)
+        found, grid = prepare_picture(loaded, prompt.images[index].source, prompt.budget, prompt.limits)
         if grid != prompt.images[index].grid:  # a stale grid memo would corrupt the prompt
             raise RuntimeError(f"picture grid changed: {grid} != {prompt.images[index].grid}")
         prompt.pixels[index] = found
@@ -132,7 +161,7 @@ def rope_positions(loaded: LoadedModel, prompt: Prompt) -> torch.Tensor:
 
 
 def model_inputs_view(prompt: Prompt, pixel_values: torch.Tensor | None, cached_tokens: int) -> dict[str, Any]:
-    """What a request looks like to a hook: the full prompt, every picture's grid, the pixels encoded now."""
+    """What a request looks like to a hook: the full prompt, every picture's grid, the pixels to encode."""
     grids = torch.tensor([slot.grid for slot in prompt.images]) if prompt.images else None
     return {
         "input_ids": torch.tensor([prompt.ids]),

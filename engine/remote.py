@@ -46,6 +46,7 @@ from engine.interface import (
     EngineBusy,
     EngineError,
     EngineHealth,
+    EngineRejected,
     EngineTimeout,
     EngineUnavailable,
     GenerationRequest,
@@ -56,6 +57,7 @@ from engine.interface import (
     StreamEvent,
     TextPiece,
 )
+from engine.pictures import PictureRejected
 from engine.prompt_bound import picture_token_bound, prompt_token_bound
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
@@ -252,9 +254,10 @@ class RemoteEngine:
     def queue_position(self, request_id: str) -> int | None:
         return self._queue.position(request_id)
 
-    async def release_session(self, session_id: str) -> None:
+    async def release_session(self, session_id: str, tenant: str = "") -> None:
         """Ask the server to free the conversation's caches (this project's server does; vLLM and
-        SGLang answer 404 and evict by themselves). Best effort: /clear never waits on a dead server."""
+        SGLang answer 404 and evict by themselves). Best effort: /clear never waits on a dead server.
+        `tenant` is not sent: the server keeps caches per API key, and this engine has one."""
         if self._session is None:
             return
         try:
@@ -488,7 +491,10 @@ class RemoteEngine:
     async def _body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         assert self._arch is not None  # learnt with the model
         factor = self._arch.patch_factor
-        messages = [await self._message(turn, factor) for turn in request.turns]
+        try:
+            messages = [await self._message(turn, factor) for turn in request.turns]
+        except PictureRejected as exc:  # the bot checks pictures first: only a bypass gets here
+            raise EngineRejected(exc.message, code="invalid_image", detail=exc.detail) from None
         limits = request.limits
         return {
             "model": model,

@@ -2,7 +2,8 @@
 
 One session's ten pictures never starve another session: the worker takes the oldest request of
 each session in turn. Capacity counts waiting and running requests; a cancelled request frees its
-place at once, even while the model finishes its current step.
+place at once, even while the model finishes its current step. A session is any hashable key: the
+engines use `GenerationRequest.session_key`, so two tenants' sessions of the same name are two.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -24,7 +25,7 @@ class _Entry(Protocol):
     def request_id(self) -> str: ...
 
     @property
-    def session_id(self) -> str: ...
+    def session_key(self) -> Hashable: ...
 
 
 E = TypeVar("E", bound=_Entry)
@@ -50,8 +51,8 @@ class QueuedJob:
         return self.request.request_id
 
     @property
-    def session_id(self) -> str:
-        return self.request.session_id
+    def session_key(self) -> tuple[str, str]:
+        return self.request.session_key
 
 
 def publish_positions(queue: FairQueue[Any]) -> None:
@@ -65,7 +66,7 @@ def publish_positions(queue: FairQueue[Any]) -> None:
 class FairQueue(Generic[E]):
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._waiting: OrderedDict[str, deque[E]] = OrderedDict()  # session -> its requests, ring order
+        self._waiting: OrderedDict[Hashable, deque[E]] = OrderedDict()  # session -> its requests, ring order
         self._running: dict[str, E] = {}
         self._wakeup = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
@@ -88,7 +89,7 @@ class FairQueue(Generic[E]):
     def put(self, entry: E) -> None:
         if len(self) >= self._capacity:
             raise QueueFull
-        self._waiting.setdefault(entry.session_id, deque()).append(entry)
+        self._waiting.setdefault(entry.session_key, deque()).append(entry)
         self._wakeup.set()
 
     def remove(self, request_id: str) -> E | None:
@@ -97,12 +98,12 @@ class FairQueue(Generic[E]):
             entry = self._running.pop(request_id)
             self._changed()
             return entry
-        for session_id, queue in self._waiting.items():
+        for session, queue in self._waiting.items():
             for entry in queue:
                 if entry.request_id == request_id:
                     queue.remove(entry)
                     if not queue:
-                        del self._waiting[session_id]
+                        del self._waiting[session]
                     self._changed()
                     return entry
         return None
@@ -136,17 +137,17 @@ class FairQueue(Generic[E]):
         taken: list[E] = []
         while len(taken) < limit and self._waiting:
             progressed = False
-            for session_id in list(self._waiting):
+            for session in list(self._waiting):
                 if len(taken) >= limit:
                     break
-                queue = self._waiting[session_id]
+                queue = self._waiting[session]
                 if accept is not None and not accept(queue[0]):
                     continue
                 entry = queue.popleft()
                 # Move the session to the back of the ring: the next round serves the others first.
-                del self._waiting[session_id]
+                del self._waiting[session]
                 if queue:
-                    self._waiting[session_id] = queue
+                    self._waiting[session] = queue
                 self._running[entry.request_id] = entry
                 taken.append(entry)
                 progressed = True
@@ -156,15 +157,16 @@ class FairQueue(Generic[E]):
             self._changed()
         return taken
 
-    def is_running_session(self, session_id: str) -> bool:
-        return any(entry.session_id == session_id for entry in self._running.values())
+    def is_running_session(self, session: Hashable) -> bool:
+        return any(entry.session_key == session for entry in self._running.values())
 
     def finish(self, request_id: str) -> None:
         if self._running.pop(request_id, None) is not None:
             self._changed()
 
-    async def wait_for_work(self) -> None:
-        while not self._waiting:
+    async def wait_for_work(self, ready: Callable[[E], bool] | None = None) -> None:
+        """Until some session's next request waits (and is `ready`, when given; call `wake` when one becomes so)."""
+        while not any(ready is None or ready(queue[0]) for queue in self._waiting.values()):
             self._wakeup.clear()
             await self._wakeup.wait()
 

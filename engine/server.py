@@ -5,13 +5,20 @@ GET /metrics. Like vLLM's server, only /v1 needs the API key; /health and /metri
 orchestrators and scrapers. While a streamed request waits for the model the server sends SSE
 comments `: queued N` (clients ignore comments; the project's remote engine shows them as queue
 positions). A client that disconnects cancels its request: aiohttp cancels the handler, which
-closes the engine's stream and frees the model.
+closes the engine's stream and frees the model (while a prompt is read, at the next chunk).
+
+What one API key can do to others: nothing through the engine's caches, which are namespaced by
+key (a tenant derived from it: a key cannot reuse, time or release another key's conversation with
+the same `user`), and nothing through a malformed or hostile request: every one gets a JSON 4xx in
+OpenAI's error shape (`engine.server_api`), pictures are checked before the engine decodes them off
+its worker, and prompts over the model's context are refused with 400.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -31,6 +38,7 @@ from engine.interface import (
     Engine,
     EngineBusy,
     EngineError,
+    EngineRejected,
     EngineTimeout,
     GenerationRequest,
     GenerationStats,
@@ -38,7 +46,16 @@ from engine.interface import (
     StreamEvent,
     TextPiece,
 )
-from engine.server_api import ApiError, ChatCall, chunk, completion, error_body, parse_chat_request, usage
+from engine.pictures import PictureLimits
+from engine.server_api import (
+    ApiError,
+    ChatCall,
+    chunk,
+    completion,
+    error_body,
+    parse_chat_request,
+    usage,
+)
 from engine.server_metrics import CONTENT_TYPE, EngineMetrics
 
 __all__ = ["EngineServerOptions", "RunningServer", "create_app", "running_engine_server", "serve_forever"]
@@ -55,12 +72,22 @@ class EngineServerOptions:
     max_new_tokens: int = 1024  # cap on a request's max_tokens, and its default
     request_timeout_s: float | None = 300.0
     max_request_bytes: int = 64 * 1024**2  # base64 pictures are large
+    max_image_bytes: int = 20 * 1024**2  # one picture, decoded from base64
+    max_image_pixels: int = 64_000_000  # one picture's width x height as stored
     shutdown_timeout_s: float = 10.0
 
 
 _ENGINE = web.AppKey("engine", Engine)
 _OPTIONS = web.AppKey("options", EngineServerOptions)
 _METRICS = web.AppKey("metrics", EngineMetrics)
+_TENANT = web.RequestKey("tenant", str)  # the namespace of the caller's API key
+
+
+def tenant_of(key: str) -> str:
+    """The cache namespace of an API key: a digest, so caches and logs never carry the key itself.
+
+    Clients that share a key share a namespace: give each client its own key."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -85,17 +112,30 @@ def _json_error(error: ApiError) -> web.Response:
 # --- middleware ---------------------------------------------------------------------------------
 
 
+def _authenticate(request: web.Request) -> str | None:
+    """The caller's tenant ("" without keys configured), or None when the key is missing or wrong."""
+    keys = request.app[_OPTIONS].api_keys
+    if not keys:
+        return ""
+    header = request.headers.get("Authorization", "")
+    given = header[7:].strip().encode("utf-8", "surrogateescape") if header[:7].lower() == "bearer " else b""
+    matched = None
+    for key in keys:  # every key compared, in constant time each
+        if hmac.compare_digest(given, key.encode()):
+            matched = key
+    return None if matched is None else tenant_of(matched)
+
+
 @web.middleware
 async def _errors_and_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    keys = request.app[_OPTIONS].api_keys
-    if keys and request.path.startswith("/v1/"):
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
+    if request.path.startswith("/v1/"):
+        tenant = _authenticate(request)
+        if tenant is None:
             request.app[_METRICS].failed("invalid_api_key")
             return _json_error(ApiError(401, "Missing or invalid API key (Authorization: Bearer ...).", code="invalid_api_key"))
+        request[_TENANT] = tenant
     try:
         return await handler(request)
     except ApiError as exc:
@@ -103,9 +143,14 @@ async def _errors_and_auth(
         log.info("request refused (%d %s): %s", exc.status, exc.code, exc.message)
         return _json_error(exc)
     except web.HTTPException as exc:
-        if not request.path.startswith("/v1/") or exc.status < 400:
+        if exc.status < 400:
             raise
+        # Unknown paths, wrong methods, oversized bodies: JSON like every other error of this server.
         return _json_error(ApiError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_")))
+    except Exception:  # a bug, not the client's fault: still an answer in the API's shape, and a log entry
+        log.exception("%s %s failed", request.method, request.path)
+        request.app[_METRICS].failed("internal_error")
+        return _json_error(ApiError(500, "The server failed to handle the request.", type="server_error", code="internal_error"))
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -143,8 +188,10 @@ async def _list_models(request: web.Request) -> web.Response:
 
 
 async def _release_session(request: web.Request) -> web.Response:
-    """vlmbot's own extension: a bot's /clear frees what the engine holds for that conversation."""
-    await request.app[_ENGINE].release_session(request.match_info["session"])
+    """vlmbot's own extension: a bot's /clear frees what the engine holds for that conversation.
+
+    Only the caller's own: the session is looked up in the namespace of the caller's key."""
+    await request.app[_ENGINE].release_session(request.match_info["session"], tenant=request[_TENANT])
     return web.Response(status=204)
 
 
@@ -153,7 +200,12 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def _engine_error(exc: EngineError) -> ApiError:
+def _engine_error(exc: EngineError, call: ChatCall | None = None) -> ApiError:
+    if isinstance(exc, EngineRejected):
+        param = "messages"
+        if call is not None and exc.image_index is not None and exc.image_index < len(call.image_params):
+            param = call.image_params[exc.image_index]
+        return ApiError(400, exc.user_message, param=param, code=exc.code)
     if isinstance(exc, EngineBusy):
         return ApiError(429, exc.user_message, type="server_busy", code="queue_full")
     if isinstance(exc, EngineTimeout):
@@ -178,13 +230,15 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         max_images=options.max_images,
         max_new_tokens=options.max_new_tokens,
         timeout_s=options.request_timeout_s,
+        picture_limits=PictureLimits(max_bytes=options.max_image_bytes, max_pixels=options.max_image_pixels),
     )
     # Our own id: a client's X-Request-Id (repeated on its retries, or shared by two clients) is only logged.
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     if client_id := request.headers.get("X-Request-Id"):
         log.info("request %s is the client's %s", request_id, client_id[:100])
+    tenant = request[_TENANT]
     generation = GenerationRequest(
-        request_id=request_id, session_id=call.user or request_id, turns=call.turns, limits=call.limits
+        request_id=request_id, session_id=call.user or request_id, turns=call.turns, limits=call.limits, tenant=tenant
     )
     engine = app[_ENGINE]
     stream = engine.generate(generation)
@@ -192,7 +246,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         try:
             first = await anext(stream)
         except EngineError as exc:
-            raise _engine_error(exc) from None
+            raise _engine_error(exc, call) from None
         log.info("request %s: %d message(s), %d picture(s), stream=%s", request_id, len(call.turns),
                  sum(len(t.images) for t in call.turns), call.stream)
         if call.stream:
@@ -205,7 +259,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     finally:
         await stream.aclose()
         if not call.user:  # no conversation to continue: what the engine keeps for it is of no use
-            await engine.release_session(generation.session_id)
+            await engine.release_session(generation.session_id, tenant=tenant)
 
 
 async def _whole_reply(

@@ -1,27 +1,38 @@
 """The OpenAI chat-completions wire format: parsing requests into engine values, building replies.
 
 Only what a vision chat needs: text and `image_url` parts (data URIs with base64; the server never
-fetches URLs), streaming, `max_tokens`, `temperature`, `top_p`. Everything that is wrong with a
-request becomes an `ApiError` with the status and body OpenAI clients expect.
+fetches URLs), streaming, `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `user`.
+Everything that is wrong with a request becomes an `ApiError` with the status and body OpenAI
+clients expect, and nothing else escapes `parse_chat_request`, whatever the bytes (a fuzz test
+holds it to that): no NaN/Infinity literals, no nesting deep enough to exhaust the parser's stack,
+no lone surrogates in text, finite sampling parameters in range, `max_tokens` within the server's
+cap (refused above it, not cut). Pictures get the shared checks of `engine.pictures` on their
+header (size, format allowlist, pixels, aspect) here; the engine decodes them later, off its worker.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import io
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from PIL import Image, UnidentifiedImageError
+from typing import Any, NoReturn
 
 from engine.interface import GenerationLimits, PromptImage, PromptTurn
+from engine.pictures import (
+    DEFAULT_LIMITS,
+    PictureLimits,
+    PictureProblem,
+    PictureRejected,
+    open_picture,
+)
 
 __all__ = [
+    "MAX_TEMPERATURE",
+    "MAX_USER_CHARS",
     "ApiError",
     "ChatCall",
     "chunk",
@@ -31,8 +42,10 @@ __all__ = [
     "parse_data_uri",
 ]
 
-_DATA_URI = re.compile(r"^data:(?P<mime>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
+_DATA_URI = re.compile(r"^data:(?P<mime>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_TEMPERATURE = 2.0  # OpenAI's range is [0, 2]
+MAX_USER_CHARS = 256  # `user` names a conversation; it is a cache key, not a place for data
 
 
 class ApiError(Exception):
@@ -72,10 +85,68 @@ class ChatCall:
     stream: bool
     include_usage: bool
     user: str | None
+    image_params: tuple[str, ...] = ()  # where each picture was in the request, in prompt order
 
 
-def parse_data_uri(url: Any, param: str) -> PromptImage:
-    """The picture in a `data:image/...;base64,...` URI, checked to be a picture Pillow can open."""
+def _refuse_constant(name: str) -> NoReturn:
+    raise ApiError(400, f"The request body contains {name}, which is not valid JSON; send finite numbers.", code="invalid_json")
+
+
+def _load(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ApiError(400, "The request body is nested too deeply.", code="invalid_json") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise ApiError(400, f"The request body is not valid JSON: {_first_line(exc)}.", code="invalid_json") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _text(value: Any, param: str) -> str:
+    """A string that can be encoded as UTF-8 (a JSON escape can smuggle in a lone surrogate)."""
+    if not isinstance(value, str):
+        raise ApiError(400, f"`{param}` must be a string.", param=param)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"`{param}` contains a lone surrogate (invalid Unicode).", param=param) from None
+    return value
+
+
+def _number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(400, f"`{name}` must be a number.", param=name)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ApiError(400, f"`{name}` must be a finite number.", param=name)
+    return number
+
+
+def _max_tokens(body: dict[str, Any], cap: int) -> int:
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = body.get(name)
+    if value is None:
+        return cap
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ApiError(400, f"`{name}` must be a positive integer.", param=name, code="invalid_value")
+    if value > cap:
+        raise ApiError(
+            400, f"`{name}` is {value}; this server answers with at most {cap} tokens.", param=name, code="invalid_value"
+        )
+    return value
+
+
+def parse_data_uri(url: Any, param: str, limits: PictureLimits = DEFAULT_LIMITS) -> PromptImage:
+    """The picture in a `data:image/...;base64,...` URI, its header checked (nothing is decoded here)."""
     if not isinstance(url, str) or not url.startswith("data:"):
         raise ApiError(
             400,
@@ -88,23 +159,24 @@ def parse_data_uri(url: Any, param: str) -> PromptImage:
         raise ApiError(400, "Malformed data URI: expected data:image/<type>;base64,<data>.", param=param, code="invalid_image_url")
     try:
         data = base64.b64decode(match.group("data"), validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error, and non-ASCII text (UnicodeEncodeError)
         raise ApiError(400, "Malformed data URI: the data is not valid base64.", param=param, code="invalid_image_url") from None
     if not data:
         raise ApiError(400, "Malformed data URI: the picture is empty.", param=param, code="invalid_image_url")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-    except Image.DecompressionBombError:
-        raise ApiError(400, "The picture has too many pixels to decode safely.", param=param, code="image_too_large") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ApiError(400, "The data URI does not hold a picture this server can read.", param=param, code="invalid_image") from None
+        with open_picture(data, limits):
+            pass
+    except PictureRejected as exc:
+        too_large = exc.problem in (PictureProblem.TOO_MANY_BYTES, PictureProblem.TOO_MANY_PIXELS)
+        raise ApiError(400, exc.message, param=param, code="image_too_large" if too_large else "invalid_image") from None
     return PromptImage(hashlib.sha256(data).hexdigest(), data)
 
 
-def _content(content: Any, param: str) -> tuple[str, tuple[PromptImage, ...]]:
+def _content(
+    content: Any, param: str, limits: PictureLimits, image_params: list[str]
+) -> tuple[str, tuple[PromptImage, ...]]:
     if isinstance(content, str):
-        return content, ()
+        return _text(content, param), ()
     if content is None:
         return "", ()
     if not isinstance(content, list):
@@ -115,16 +187,15 @@ def _content(content: Any, param: str) -> tuple[str, tuple[PromptImage, ...]]:
         where = f"{param}[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise ApiError(400, "A text part needs a string `text`.", param=f"{where}.text")
-            texts.append(text)
+            texts.append(_text(part.get("text"), f"{where}.text"))
         elif kind == "image_url":
             spec = part.get("image_url")
             url = spec.get("url") if isinstance(spec, dict) else spec
-            images.append(parse_data_uri(url, f"{where}.image_url.url"))
+            images.append(parse_data_uri(url, f"{where}.image_url.url", limits))
+            image_params.append(f"{where}.image_url.url")
         else:
-            raise ApiError(400, f"Unsupported content part type {kind!r}; use text or image_url.", param=f"{where}.type")
+            shown = kind if isinstance(kind, str) and len(kind) <= 40 else type(kind).__name__
+            raise ApiError(400, f"Unsupported content part type {shown!r}; use text or image_url.", param=f"{where}.type")
     return "\n".join(texts), tuple(images)
 
 
@@ -135,25 +206,29 @@ def parse_chat_request(
     max_images: int,
     max_new_tokens: int,
     timeout_s: float | None,
+    picture_limits: PictureLimits = DEFAULT_LIMITS,
 ) -> ChatCall:
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    """The request in `raw`, or `ApiError`; nothing else is raised, whatever `raw` holds."""
+    body = _load(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    model = body.get("model") or models[0]
+    model = body.get("model")
+    if model is None or model == "":
+        model = models[0]
+    model = _text(model, "model")
     if model not in models:
+        shown = model if len(model) <= 100 else model[:100] + "..."
         raise ApiError(
             404,
-            f"The model `{model}` does not exist on this server; it serves {', '.join(models)}.",
+            f"The model `{shown}` does not exist on this server; it serves {', '.join(models)}.",
             param="model",
             code="model_not_found",
         )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "`messages` must be a non-empty list.", param="messages")
-    if body.get("n", 1) != 1:
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise ApiError(400, "Only n=1 is supported.", param="n")
     pictures = _count_images(messages)
     if pictures > max_images:
@@ -163,35 +238,46 @@ def parse_chat_request(
             param="messages",
             code="too_many_images",
         )
+    max_tokens = _max_tokens(body, max_new_tokens)
+    temperature = _number(body, "temperature")
+    if temperature is not None and not 0 <= temperature <= MAX_TEMPERATURE:
+        raise ApiError(400, f"`temperature` must be between 0 and {MAX_TEMPERATURE:g}.", param="temperature")
+    top_p = _number(body, "top_p")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ApiError(400, "`top_p` must be greater than 0 and at most 1.", param="top_p")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ApiError(400, "`stream` must be true or false.", param="stream")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise ApiError(400, "`stream_options` must be an object.", param="stream_options")
+    user = body.get("user")
+    if user is not None:
+        user = _text(user, "user")
+        if len(user) > MAX_USER_CHARS:
+            raise ApiError(400, f"`user` is longer than {MAX_USER_CHARS} characters.", param="user")
     turns: list[PromptTurn] = []
+    image_params: list[str] = []
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in _ROLES:
             raise ApiError(400, "Each message needs a role of system, developer, user or assistant.", param=f"{param}.role")
-        text, images = _content(message.get("content"), f"{param}.content")
-        turns.append(PromptTurn(_ROLES[message["role"]], text, images))
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or max_new_tokens
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ApiError(400, "max_tokens must be a positive integer.", param="max_tokens")
-    temperature = body.get("temperature")
-    top_p = body.get("top_p")
-    for name, value in (("temperature", temperature), ("top_p", top_p)):
-        if value is not None and (not isinstance(value, int | float) or value < 0):
-            raise ApiError(400, f"{name} must be a non-negative number.", param=name)
-    stream_options = body.get("stream_options") or {}
-    user = body.get("user")
+        text, images = _content(message.get("content"), f"{param}.content", picture_limits, image_params)
+        turns.append(PromptTurn(_ROLES[role], text, images))  # type: ignore[arg-type]
     return ChatCall(
         model=model,
         turns=tuple(turns),
         limits=GenerationLimits(
-            max_new_tokens=min(max_tokens, max_new_tokens),
-            temperature=0.0 if temperature is None else float(temperature),
-            top_p=1.0 if top_p is None else float(top_p),
+            max_new_tokens=max_tokens,
+            temperature=0.0 if temperature is None else temperature,
+            top_p=1.0 if top_p is None else top_p,
             timeout_s=timeout_s,
         ),
-        stream=bool(body.get("stream")),
-        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
-        user=user if isinstance(user, str) and user else None,
+        stream=bool(stream),
+        include_usage=bool(stream_options and stream_options.get("include_usage") is True),
+        user=user or None,
+        image_params=tuple(image_params),
     )
 
 

@@ -74,6 +74,21 @@ class Recorder(DecodeHook):
                 action[1]()
 
 
+class RealisticScores(Recorder):
+    """Scales next-token scores by 1e4 from each request's second token on.
+
+    A random tiny checkpoint's scores are near 0, a trained model's are tens, and dividing those by a
+    temperature of 1e-38 overflows (issue 11, finding 1). Leaving each request's first token alone
+    lets a hostile request join the batch before its scores overflow, as in the attack. Scaling keeps
+    the argmax, so greedy answers are unchanged."""
+
+    def on_logits(self, request_ids: Sequence[str], logits: torch.Tensor) -> None:
+        for row, rid in enumerate(request_ids):
+            if self.logits.get(rid):
+                logits[row].mul_(1e4)
+        super().on_logits(request_ids, logits)
+
+
 async def answer(engine: LocalEngine, request: GenerationRequest) -> tuple[str, GenerationStats]:
     text = []
     stats = None

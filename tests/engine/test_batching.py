@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -57,15 +58,32 @@ def assert_same(alone_hook: Recorder, batched_hook: Recorder, alone_id: str, bat
         assert diff < ATOL, (batched_id, step, float(diff))
 
 
+class HeldAt(Recorder):
+    """Holds the decoding loop at its `step`-th step until `release` is set."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def on_step(self, request_ids: Sequence[str]) -> None:
+        super().on_step(request_ids)
+        if len(self.batch_sizes) == self.step:
+            self.reached.set()
+            self.release.wait(30)
+
+
 async def test_batched_equals_alone_with_requests_joining_mid_flight(engine: LocalEngine) -> None:
     solo_hook, solo_texts = await alone(engine, mixed_requests("solo"))
-    hook = Recorder(delay=0.01)
+    hook = HeldAt(step=3)
     engine.generate_hook = hook
     first, *later = mixed_requests("batch")
     tasks = [asyncio.create_task(answer(engine, first))]
-    await asyncio.to_thread(hook.stepped.wait, 10)
-    await asyncio.sleep(0.03)  # the first is a few steps in: the others join a running batch
+    await asyncio.to_thread(hook.reached.wait, 10)  # the first is a few steps in, held there
     tasks += [asyncio.create_task(answer(engine, request)) for request in later]
+    while not all((job := engine._jobs.get(r.request_id)) and job.ready() for r in later):  # prepared, off the worker
+        await asyncio.sleep(0.005)
+    hook.release.set()  # the others join the running batch at the next step boundary
     results = await asyncio.gather(*tasks)
     assert hook.batch_sizes[0] == 1 and max(hook.batch_sizes) == 3
     for request, (text, stats) in zip([first, *later], results, strict=True):
@@ -88,7 +106,8 @@ async def test_requests_submitted_together_run_as_one_batch(engine: LocalEngine)
     engine.generate_hook = hook
     requests = mixed_requests("batch")
     await asyncio.gather(*(answer(engine, r) for r in requests))
-    assert hook.batch_sizes.count(3) >= 4  # all three decode together until the shortest ends
+    # All three decode together (each joins as soon as its pictures are prepared, off the worker).
+    assert max(hook.batch_sizes) == 3
     for request in requests:
         name = request.request_id.removeprefix("batch-")
         assert_same(solo_hook, hook, f"solo-{name}", request.request_id, request.limits.max_new_tokens)
@@ -146,13 +165,18 @@ async def test_queue_positions_when_the_batch_is_full(tiny_model_dir: Path) -> N
         eng.generate_hook = hook
         turns = [SYSTEM, PromptTurn("user", "Where is the power button?")]
         tasks = [asyncio.create_task(answer(eng, ask(f"r{i}", f"s{i}", turns, 12))) for i in range(2)]
-        await asyncio.to_thread(hook.stepped.wait, 10)
-        waiting = [asyncio.create_task(answer(eng, ask(f"w{i}", f"t{i}", turns, 3))) for i in range(2)]
-        await asyncio.sleep(0.05)
+        while eng.health().running < 2:  # each starts once prepared (off the worker), not necessarily together
+            await asyncio.sleep(0.005)
+        waiting = []
+        for i in range(2):  # queued in this order: each joins the queue once prepared
+            waiting.append(asyncio.create_task(answer(eng, ask(f"w{i}", f"t{i}", turns, 3))))
+            while eng.queue_position(f"w{i}") is None:
+                await asyncio.sleep(0.005)
         assert [eng.queue_position(r) for r in ("r0", "r1", "w0", "w1")] == [0, 0, 1, 2]
         assert eng.health().running == 2 and eng.health().queue_depth == 2
         results = await asyncio.gather(*tasks, *waiting)
-        assert [stats.queue_wait_s > 0.05 for _, stats in results] == [False, False, True, True]
+        waits = [stats.queue_wait_s for _, stats in results]
+        assert min(waits[2:]) > max(waits[:2])  # the last two waited for a place in the batch
         assert max(hook.batch_sizes) == 2
     finally:
         await eng.close()

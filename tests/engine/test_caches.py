@@ -108,10 +108,10 @@ async def test_engine_stores_stay_within_budget_and_release_frees(tiny_qwen25_di
             sizes.append(stats.kv.bytes)
         stats = eng.cache_stats()
         assert stats.kv.evictions > 0 and stats.features.evictions > 0
-        assert "s0" not in eng._kv.sessions() and "s5" in eng._kv.sessions()  # least recently used went first
-        held = eng._kv.sessions()
-        for session in held:
-            await eng.release_session(session)
+        held = eng._kv.sessions()  # (tenant, session id)
+        assert ("", "s0") not in held and ("", "s5") in held  # least recently used went first
+        for tenant, session in held:
+            await eng.release_session(session, tenant)
         assert eng.cache_stats().kv.bytes == 0 and eng.cache_stats().kv.entries == 0
     finally:
         await eng.close()
@@ -141,19 +141,19 @@ async def test_prefix_cache_without_feature_cache_does_not_decode_cached_picture
         import engine.prompt as prompt_module
 
         prepared: list[str] = []
-        original = prompt_module._preprocess
+        original = prompt_module.prepare_picture
 
-        def counting(loaded, image, budget):  # type: ignore[no-untyped-def]
+        def counting(loaded, image, budget, limits):  # type: ignore[no-untyped-def]
             prepared.append(image.sha256)
-            return original(loaded, image, budget)
+            return original(loaded, image, budget, limits)
 
-        prompt_module._preprocess = counting
+        prompt_module.prepare_picture = counting
         try:
             turns = [SYSTEM, PromptTurn("user", "What is in the picture?", (noisy_picture((96, 64), seed=30),))]
             reply, _ = await answer(eng, ask("p1", "s", turns))
             await answer(eng, ask("p2", "s", [*turns, PromptTurn("assistant", reply), PromptTurn("user", "And?")]))
         finally:
-            prompt_module._preprocess = original
+            prompt_module.prepare_picture = original
         assert len(prepared) == 1  # the follow-up took the grid from the session's cache entry
         assert hook.prefill["p2"]["cached_tokens"] > 0
     finally:

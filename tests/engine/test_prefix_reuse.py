@@ -115,7 +115,7 @@ async def test_same_picture_in_another_session_and_after_release_uses_feature_ca
     seen = recorder(engine).prefill["y1"]
     assert seen["cached_tokens"] == 0 and seen["feature_hits"] == 1 and seen["pixel_values"] is None
     await engine.release_session("X")  # /clear
-    assert "X" not in engine._kv.sessions()
+    assert ("", "X") not in engine._kv.sessions()
     history += [PromptTurn("assistant", reply), PromptTurn("user", "Again?")]
     await turn(engine, "x2", "X", history)
     seen = recorder(engine).prefill["x2"]

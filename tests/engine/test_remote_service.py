@@ -57,8 +57,9 @@ async def answer_under_way(service: Any) -> tuple[asyncio.Task[None], list[Reply
 class EngineHost:
     """This project's engine server on a fixed port, which tests stop and start again."""
 
-    def __init__(self, engine: LocalEngine) -> None:
+    def __init__(self, engine: LocalEngine, max_new_tokens: int = 64) -> None:
         self.engine = engine
+        self.max_new_tokens = max_new_tokens  # the server refuses a request asking for more
         self.port = free_port()
         self._server: Any = None
 
@@ -67,7 +68,7 @@ class EngineHost:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def start(self) -> None:
-        options = EngineServerOptions(port=self.port, max_new_tokens=64, shutdown_timeout_s=0.5)
+        options = EngineServerOptions(port=self.port, max_new_tokens=self.max_new_tokens, shutdown_timeout_s=0.5)
         self._server = running_engine_server(self.engine, options)
         await self._server.__aenter__()
 

@@ -12,7 +12,7 @@ from engine.scheduler import FairQueue, QueueFull
 @dataclass(frozen=True)
 class Item:
     request_id: str
-    session_id: str
+    session_key: str
 
 
 def test_round_robin_positions_and_take_order() -> None:

@@ -1,0 +1,113 @@
+"""Choosing a token cannot fail a neighbour: a row with broken scores or hostile limits ends alone (issue 11, finding 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.batch import MIN_TEMPERATURE, _pick
+from engine.interface import EngineError, GenerationLimits, GenerationRequest, PromptTurn
+from engine.local import LocalEngine, LocalEngineOptions
+from tests.engine.support import SYSTEM, RealisticScores, Recorder, answer, ask
+
+SMALL = 64 * 28 * 28
+TURNS = [SYSTEM, PromptTurn("user", "Where is the power button?")]
+
+
+@pytest.fixture
+async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
+    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL))
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+class Poison(Recorder):
+    """Puts NaN (or +inf) into one request's scores from its `at`-th token on."""
+
+    def __init__(self, victim: str, value: float, at: int = 3) -> None:
+        super().__init__(delay=0.005)
+        self.victim, self.value, self.at = victim, value, at
+        self.seen = 0
+
+    def on_logits(self, request_ids: Sequence[str], logits: torch.Tensor) -> None:
+        super().on_logits(request_ids, logits)
+        if self.victim in request_ids:
+            self.seen += 1
+            if self.seen >= self.at:
+                logits[list(request_ids).index(self.victim), 5] = self.value
+
+
+def hostile(rid: str, **limits: float) -> GenerationRequest:
+    values = {"max_new_tokens": 30, "timeout_s": 120.0, **limits}
+    return GenerationRequest(rid, rid, tuple(TURNS), GenerationLimits(**values))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+async def test_non_finite_scores_fail_that_request_alone(engine: LocalEngine, value: float) -> None:
+    solo_hook = Recorder()
+    engine.generate_hook = solo_hook
+    solo_text, _ = await answer(engine, ask("solo", "solo", TURNS, 16))
+    hook = Poison("bad", value)
+    engine.generate_hook = hook
+    long = asyncio.create_task(answer(engine, ask("long", "long", TURNS, 16)))
+    await asyncio.to_thread(hook.stepped.wait, 10)
+    bad = asyncio.create_task(answer(engine, hostile("bad", temperature=0.7)))
+    with pytest.raises(EngineError) as caught:
+        await bad
+    assert "try again" in caught.value.user_message
+    text, stats = await long
+    assert stats.finish_reason == "length" and stats.output_tokens == 16
+    assert text == solo_text  # the neighbour's answer is exactly what it is alone
+    assert max(hook.batch_sizes) == 2  # they were in one batch when the scores went bad
+    assert engine.health().ok and engine.health().running == 0
+
+
+HOSTILE_LIMITS = [
+    {"temperature": 1e-38},  # the attack: logits / 1e-38 are inf, softmax NaN
+    {"temperature": 1e-38, "top_p": 1e-38},
+    {"temperature": math.nan},
+    {"temperature": math.inf, "top_p": math.nan},
+    {"temperature": 5e-324, "top_p": -1.0},
+    {"temperature": 0.7, "top_p": 0.0},
+]
+
+
+async def test_hostile_limits_in_a_batch_do_not_end_the_neighbour(engine: LocalEngine) -> None:
+    """Replays finding 1 below the API (the engine server refuses most of these values before they get here)."""
+    hook = RealisticScores(delay=0.005)
+    engine.generate_hook = hook
+    long = asyncio.create_task(answer(engine, ask("long", "long", TURNS, 24)))
+    await asyncio.to_thread(hook.stepped.wait, 10)
+    bad = [asyncio.create_task(answer(engine, hostile(f"bad{i}", **limits))) for i, limits in enumerate(HOSTILE_LIMITS)]
+    _, stats = await long
+    assert stats.finish_reason == "length" and stats.output_tokens == 24
+    assert max(hook.batch_sizes) >= 2  # the hostile requests decoded in the long one's batch
+    for outcome in await asyncio.gather(*bad, return_exceptions=True):
+        if isinstance(outcome, BaseException):  # refusing a hostile request is fine; failing the neighbour is not
+            assert isinstance(outcome, EngineError) and "try again" in outcome.user_message
+        else:
+            assert 1 <= outcome[1].output_tokens <= 30
+
+
+def test_pick_is_greedy_below_the_temperature_floor() -> None:
+    logits = torch.tensor([1.0, 3.0, 2.0, -math.inf])
+    for temperature in (0.0, 1e-38, MIN_TEMPERATURE / 2, math.nan, math.inf):
+        assert _pick(logits, 1, GenerationLimits(temperature=temperature)) == 1
+    torch.manual_seed(0)
+    sampled = {_pick(logits, 1, GenerationLimits(temperature=5.0)) for _ in range(200)}
+    assert sampled == {0, 1, 2}  # -inf is never chosen
+    assert {_pick(logits, 1, GenerationLimits(temperature=5.0, top_p=0.3)) for _ in range(50)} == {1}
+
+
+def test_pick_refuses_scores_that_give_no_probabilities() -> None:
+    huge = torch.tensor([3e38, -3e38, 0.0])  # finite, but / 0.5 overflows
+    with pytest.raises(ValueError):
+        _pick(huge, 0, GenerationLimits(temperature=MIN_TEMPERATURE))
