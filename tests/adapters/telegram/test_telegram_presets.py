@@ -67,11 +67,12 @@ async def test_table_on_a_photo_sends_the_csv_and_stays_in_the_session(standin, 
 
 
 async def test_code_sends_exactly_one_html_file(standin, service_factory):
-    async with service_factory(max_new_tokens=4096) as service:
+    # A long forced answer through the real decode loop: minutes, not seconds, on a loaded machine.
+    async with service_factory(max_new_tokens=4096, request_timeout_s=300) as service:
         service.engine.generate_hook = forced_answer(service, f"```html\n{PAGE}\n```", piece=32)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, png(), caption="/code"))
-            await settle(standin, adapter)
+            await settle(standin, adapter, timeout=300)
     [answer] = rec.answers()
     assert answer.files_follow
     [document] = standin.calls("sendDocument")  # page.html, not also the adapter's own answer-N.html
