@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.batch import MIN_TEMPERATURE, _pick
+from engine.sampling import MIN_TEMPERATURE, pick
 from engine.interface import EngineError, GenerationLimits, GenerationRequest, PromptTurn
 from engine.local import LocalEngine, LocalEngineOptions
 from tests.engine.support import SYSTEM, RealisticScores, Recorder, answer, ask
@@ -100,14 +100,14 @@ async def test_hostile_limits_in_a_batch_do_not_end_the_neighbour(engine: LocalE
 def test_pick_is_greedy_below_the_temperature_floor() -> None:
     logits = torch.tensor([1.0, 3.0, 2.0, -math.inf])
     for temperature in (0.0, 1e-38, MIN_TEMPERATURE / 2, math.nan, math.inf):
-        assert _pick(logits, 1, GenerationLimits(temperature=temperature)) == 1
+        assert pick(logits, 1, GenerationLimits(temperature=temperature)) == 1
     torch.manual_seed(0)
-    sampled = {_pick(logits, 1, GenerationLimits(temperature=5.0)) for _ in range(200)}
+    sampled = {pick(logits, 1, GenerationLimits(temperature=5.0)) for _ in range(200)}
     assert sampled == {0, 1, 2}  # -inf is never chosen
-    assert {_pick(logits, 1, GenerationLimits(temperature=5.0, top_p=0.3)) for _ in range(50)} == {1}
+    assert {pick(logits, 1, GenerationLimits(temperature=5.0, top_p=0.3)) for _ in range(50)} == {1}
 
 
 def test_pick_refuses_scores_that_give_no_probabilities() -> None:
     huge = torch.tensor([3e38, -3e38, 0.0])  # finite, but / 0.5 overflows
     with pytest.raises(ValueError):
-        _pick(huge, 0, GenerationLimits(temperature=MIN_TEMPERATURE))
+        pick(huge, 0, GenerationLimits(temperature=MIN_TEMPERATURE))
