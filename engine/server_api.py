@@ -65,6 +65,25 @@ _REFUSED = {
     "audio": "Audio output is not supported by this server.",
     "prediction": "Predicted outputs are not supported by this server.",
     "web_search_options": "Web search is not supported by this server.",
+    "moderation": "Moderation is not done by this server.",
+}
+# vLLM's own sampling fields that this server does not honour: refused unless at their neutral value.
+_REFUSED_UNLESS_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "top_k": (None, 0, -1),
+    "min_p": (None, 0, 0.0),
+    "repetition_penalty": (None, 1, 1.0),
+    "stop_token_ids": (None, []),
+    "bad_words": (None, []),
+    "best_of": (None, 1),
+    "use_beam_search": (None, False),
+    "prompt_logprobs": (None,),
+    "guided_json": (None,),
+    "guided_regex": (None,),
+    "guided_choice": (None,),
+    "guided_grammar": (None,),
+    "structured_outputs": (None,),
+    "echo": (None, False),
+    "chat_template": (None,),
 }
 
 
@@ -211,6 +230,10 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         raise ApiError(400, "This server does not return logprobs.", param="top_logprobs", code="unsupported_parameter")
     if body.get("logit_bias") not in (None, {}):
         raise ApiError(400, "logit_bias is not supported by this server.", param="logit_bias", code="unsupported_parameter")
+    for name, neutral in _REFUSED_UNLESS_NEUTRAL.items():
+        value = body.get(name)
+        if not any(value == ok and type(value) is type(ok) for ok in neutral) and value is not None:
+            raise ApiError(400, f"`{name}` is not supported by this server.", param=name, code="unsupported_parameter")
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
         raise ApiError(400, 'Only modalities ["text"] is supported.', param="modalities", code="unsupported_parameter")

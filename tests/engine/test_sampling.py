@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.sampling import MIN_TEMPERATURE, generator_for, penalize, pick
-from engine.interface import EngineError, GenerationLimits, GenerationRequest, PromptTurn
+from engine.interface import (
+    EngineError,
+    GenerationLimits,
+    GenerationRequest,
+    PromptTurn,
+)
 from engine.local import LocalEngine, LocalEngineOptions
+from engine.sampling import MIN_TEMPERATURE, generator_for, penalize, pick
 from tests.engine.support import SYSTEM, RealisticScores, Recorder, answer, ask
 
 SMALL = 64 * 28 * 28
