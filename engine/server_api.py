@@ -216,7 +216,7 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """A 400 naming the first field this server cannot honour (see `_REFUSED` and the README's table)."""
     for name, message in _REFUSED.items():
-        if body.get(name) not in (None, [], {}):
+        if body.get(name) not in (None, [], {}) and not (name == "tool_choice" and body[name] == "none"):
             raise ApiError(400, message, param=name, code="unsupported_parameter")
     response_format = body.get("response_format")
     if response_format is not None and response_format != {"type": "text"}:

@@ -8,6 +8,8 @@ server's max_tokens cap, advertised, does not break the bot's remote engine.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ from typing import Any
 import openai
 import pytest
 import torch
+from openai.resources.chat.completions import AsyncCompletions
 
+from engine import server_api
 from engine.hooks import DecodeHook
 from engine.interface import GenerationLimits, GenerationRequest, PromptTurn
 from engine.local import LocalEngine, LocalEngineOptions
@@ -207,10 +211,23 @@ async def test_what_is_harmless_is_accepted(client: openai.AsyncOpenAI) -> None:
     _, finish, _ = await ask(
         client, max_tokens=3, response_format={"type": "text"}, logprobs=False, n=1, logit_bias={},
         modalities=["text"], user="someone", metadata={"k": "v"}, store=False, parallel_tool_calls=False,
-        service_tier="auto", reasoning_effort="low", verbosity="low", prompt_cache_key="k", safety_identifier="s",
+        tool_choice="none", tools=[], service_tier="auto", reasoning_effort="low", verbosity="low", prompt_cache_key="k", safety_identifier="s",
         extra_body={"top_k": -1, "repetition_penalty": 1.0, "stop_token_ids": []},
     )
     assert finish in ("stop", "length")
+
+
+def test_the_readme_table_lists_every_field_of_the_official_client_and_of_the_server() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("#### Every field of a chat completions request", 1)[1].split("\n###", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    listed = {name for cell in rows for name in re.findall(r"`([a-z_]+)`", cell)}
+    client_fields = set(inspect.signature(AsyncCompletions.create).parameters) - {
+        "self", "extra_headers", "extra_query", "extra_body", "timeout",
+    }
+    assert client_fields <= listed, client_fields - listed
+    server_fields = {*server_api._REFUSED, *server_api._REFUSED_UNLESS_NEUTRAL, "ignore_eos", "min_tokens"}
+    assert server_fields <= listed, server_fields - listed
 
 
 # --- models --------------------------------------------------------------------------------------
