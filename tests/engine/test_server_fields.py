@@ -21,7 +21,7 @@ from openai.resources.chat.completions import AsyncCompletions
 
 from engine import server_api
 from engine.hooks import DecodeHook
-from engine.interface import GenerationLimits, GenerationRequest, PromptTurn
+from engine.interface import GenerationLimits, GenerationRequest, PromptTurn, TextPiece
 from engine.local import LocalEngine, LocalEngineOptions
 from engine.remote import RemoteEngine, RemoteEngineOptions
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
@@ -262,6 +262,23 @@ async def test_the_remote_engine_asks_for_no_more_than_the_server_gives(server: 
     stats = events[-1]
     assert type(stats).__name__ == "GenerationStats"
     assert stats.finish_reason in ("stop", "length") and 1 <= stats.output_tokens <= CAP  # type: ignore[union-attr]
+
+
+async def test_the_remote_engine_passes_stop_and_vllm_fields_on(server: RunningServer) -> None:
+    remote = RemoteEngine(RemoteEngineOptions(base_url=server.url))
+    await remote.start()
+
+    async def text_of(rid: str, **limits: Any) -> str:
+        request = GenerationRequest(rid, rid, TURNS, GenerationLimits(max_new_tokens=CAP, timeout_s=60, **limits))
+        return "".join([event.text async for event in remote.generate(request) if isinstance(event, TextPiece)])
+
+    try:
+        full = await text_of("full", ignore_eos=True)
+        stop = full[len(full) // 2 : len(full) // 2 + 2]
+        cut = await text_of("cut", ignore_eos=True, stop=(stop,))
+    finally:
+        await remote.close()
+    assert len(full) > 4 and cut == full[: full.find(stop)]
 
 
 # --- a neighbour in the batch -------------------------------------------------------------------
