@@ -24,8 +24,9 @@ rows from the same cache length. So the loop here calls the model's forward itse
 - Choosing a token cannot fail a neighbour: a row whose logits are not finite, or whose sampling
   fails, ends with an error alone (`engine.sampling`: each row's penalties, seed and `min_tokens`
   act on its own logits); temperatures below `MIN_TEMPERATURE` decode greedily (dividing by 1e-38
-  turned logits into inf and NaN). Stop strings are held back across pieces (`engine.stopping`). A failure of the model's forward on the batch still
-  fails the batch: that is one computation.
+  turned logits into inf and NaN). A failure of the model's forward on the batch still fails the
+  batch: that is one computation.
+- Stop strings: the text that could start one is held back across pieces (`engine.stopping`).
 
 Everything here runs on the engine's single worker thread.
 """
