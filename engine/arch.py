@@ -25,6 +25,7 @@ __all__ = [
     "ARCHS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_PIXELS",
+    "MAX_TOKENS_KEY",
     "QWEN2_5_VL",
     "QWEN3_VL",
     "ArchName",
@@ -35,6 +36,7 @@ __all__ = [
     "arch_from_advertised",
     "arch_from_name",
     "arch_named",
+    "max_tokens_from_advertised",
     "visual_tokens_bound",
 ]
 
@@ -61,6 +63,7 @@ DEFAULT_MAX_PIXELS = 1280 * 28 * 28
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
 
 ADVERTISED_KEY = "vlmbot"  # the extra key of a model object on this project's /v1/models
+MAX_TOKENS_KEY = "max_tokens"  # in it, beside the architecture: the server's cap on a request's max_tokens
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,12 @@ def arch_for_checkpoint(model_type: str, patch_size: Any = None, merge_size: Any
     if _size(merge_size):
         arch = replace(arch, merge_size=merge_size)
     return arch
+
+
+def max_tokens_from_advertised(value: Any) -> int | None:
+    """The server's cap on max_tokens a model object's `vlmbot` key gives; None when it says nothing usable."""
+    cap = value.get(MAX_TOKENS_KEY) if isinstance(value, dict) else None
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
 
 
 def arch_from_advertised(value: Any) -> ModelArch | None:

@@ -22,9 +22,11 @@ rows from the same cache length. So the loop here calls the model's forward itse
 - A row leaves when it stops, reaches its limit, is cancelled or times out; its KV (without
   padding) goes back to the session's store, the others continue unchanged.
 - Choosing a token cannot fail a neighbour: a row whose logits are not finite, or whose sampling
-  fails, ends with an error alone; temperatures below `MIN_TEMPERATURE` decode greedily (dividing
-  by 1e-38 turned logits into inf and NaN). A failure of the model's forward on the batch still
-  fails the batch: that is one computation.
+  fails, ends with an error alone (`engine.sampling`: each row's penalties, seed and `min_tokens`
+  act on its own logits); temperatures below `MIN_TEMPERATURE` decode greedily (dividing by 1e-38
+  turned logits into inf and NaN). A failure of the model's forward on the batch still fails the
+  batch: that is one computation.
+- Stop strings: the text that could start one is held back across pieces (`engine.stopping`).
 
 Everything here runs on the engine's single worker thread.
 """
@@ -32,7 +34,6 @@ Everything here runs on the engine's single worker thread.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,15 @@ from engine.prompt import (
     pixels_for,
     rope_positions,
 )
+from engine.sampling import (
+    MIN_TEMPERATURE,
+    BadScores,
+    generator_for,
+    penalize,
+    pick,
+    usable,
+)
+from engine.stopping import StopText
 
 __all__ = ["INTERNAL_MESSAGE", "MIN_TEMPERATURE", "OOM_MESSAGE", "BatchRunner", "Work", "error_for"]
 
@@ -65,7 +75,6 @@ log = logging.getLogger(__name__)
 OOM_MESSAGE = "The picture is too large for the GPU's memory right now; please send a smaller or cropped picture."
 INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 HALF_BUDGET_NOTE = "The picture was read at reduced resolution because the GPU ran short of memory."
-MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding in all but name
 
 
 @dataclass(eq=False)
@@ -115,6 +124,8 @@ class _Row:
     next_pos: int
     epoch: int
     detok: _Detokenizer
+    stop: StopText  # between the detokenizer and the caller: holds back what may start a stop string
+    generator: torch.Generator | None  # the request's own, when it has a seed
     note: str | None
     generated: list[int] = field(default_factory=list)  # the last one is not yet fed to the model
     first_token_at: float | None = None
@@ -147,10 +158,6 @@ class _Reading:
     @property
     def rid(self) -> str:
         return self.work.request.request_id
-
-
-class _BadLogits(ValueError):
-    pass
 
 
 def error_for(exc: BaseException) -> EngineError:
@@ -353,13 +360,17 @@ class BatchRunner:
     def _first_token(self, reading: _Reading, logits: torch.Tensor, hook: DecodeHook | None) -> None:
         prompt = reading.prompt
         assert prompt.positions is not None
+        limits = reading.work.request.limits
+        stop = StopText(limits.stop, reading.work.emit)
         row = _Row(
             work=reading.work,
             prompt=prompt,
             cache=reading.cache,
             next_pos=int(prompt.positions[:, -1].max()) + 1,
             epoch=reading.epoch,
-            detok=_Detokenizer(self.loaded.processor.tokenizer, reading.work.emit),
+            detok=_Detokenizer(self.loaded.processor.tokenizer, stop.feed),
+            stop=stop,
+            generator=generator_for(limits, self.loaded.device),
             note=reading.note,
         )
         reading.cache = None
@@ -525,7 +536,11 @@ class BatchRunner:
         if row.error is not None:
             row.work.done(row.error, None)  # its cache is not kept: the failure may have been in it
             return
+        row.stop.watching = len(row.generated) >= row.limits.min_tokens
         row.detok.push(None)
+        if row.stop.found:
+            row.finish = "stop"
+        row.stop.flush()
         self._store(row, index)
         result = DecodeResult(len(row.prompt.ids), len(row.generated), row.finish or "length", row.first_token_at)
         row.work.done(result, row.note)
@@ -579,51 +594,46 @@ class BatchRunner:
         return False
 
     def _choose(self, rows: list[_Row], logits: torch.Tensor, hook: DecodeHook | None) -> None:
-        """The next token of every row; a row that cannot have one ends with an error, alone."""
+        """The next token of every row; a row that cannot have one ends with an error, alone.
+
+        Each row's own fields (penalties, `min_tokens`, seed) act on its own logits only."""
         logits = logits.float()
         if hook is not None:
             hook.on_logits([row.rid for row in rows], logits)
-        # A usable row has no NaN and no +inf, and at least one token that is not -inf.
-        usable = (~(logits.isnan() | (logits == math.inf)).any(-1) & (logits > -math.inf).any(-1)).tolist()
+        fine = usable(logits).tolist()
         greedy = logits.argmax(dim=-1).tolist()
         now = time.monotonic()
-        ignore_eos = hook is not None and hook.ignore_eos
+        hook_ignores_eos = hook is not None and hook.ignore_eos
         for i, row in enumerate(rows):
+            limits = row.limits
             try:
-                if not usable[i]:
-                    raise _BadLogits("the model's scores for the next token are not finite")
-                token = _pick(logits[i], greedy[i], row.limits)
+                own = logits[i]
+                scores = penalize(own, row.generated, limits, self._stop_ids)
+                if scores is own:
+                    row_fine, row_greedy = fine[i], greedy[i]
+                else:
+                    row_fine, row_greedy = bool(usable(scores)), int(scores.argmax())
+                if not row_fine:
+                    raise BadScores("the model's scores for the next token are not finite")
+                token = pick(scores, row_greedy, limits, row.generator)
                 row.generated.append(token)
                 if row.first_token_at is None:
                     row.first_token_at = now
-                if token in self._stop_ids and not ignore_eos:
+                if token in self._stop_ids and not (hook_ignores_eos or limits.ignore_eos):
                     row.finish = "stop"
                     continue
+                row.stop.watching = len(row.generated) >= limits.min_tokens
                 row.detok.push(token)
+                if row.stop.found:
+                    row.finish = "stop"
+                    continue
             except Exception as exc:  # this row alone: its neighbours' tokens are already chosen
                 log.error("request %s: choosing the next token failed: %s: %s", row.rid, type(exc).__name__, exc)
                 row.finish = "error"
                 row.error = EngineError(INTERNAL_MESSAGE, detail=f"{type(exc).__name__}: {exc}")
                 continue
-            if len(row.generated) >= row.limits.max_new_tokens:
+            if len(row.generated) >= limits.max_new_tokens:
                 row.finish = "length"
-
-
-def _pick(logits: torch.Tensor, greedy: int, limits: GenerationLimits) -> int:
-    """Greedy below `MIN_TEMPERATURE` (or for a temperature that is not a finite number), else sampled."""
-    temperature = limits.temperature
-    if not math.isfinite(temperature) or temperature < MIN_TEMPERATURE:
-        return greedy
-    top_p = limits.top_p if 0 < limits.top_p < 1 else 1.0  # NaN compares false: no cut
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if not bool(probs.isfinite().all()) or not float(probs.sum()) > 0:
-        raise _BadLogits(f"sampling at temperature {temperature:g} gave no usable probabilities")
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keep the smallest set reaching top_p
-        sorted_probs[outside] = 0
-        return int(order[torch.multinomial(sorted_probs, 1)])
-    return int(torch.multinomial(probs, 1))
 
 
 def _chunk_end(prompt: Prompt, start: int, budget: int) -> int:

@@ -59,10 +59,18 @@ class PromptTurn:
 
 @dataclass(frozen=True)
 class GenerationLimits:
+    """How one answer is chosen and when it ends (OpenAI's and vLLM's sampling fields, checked by the caller)."""
+
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0 means greedy decoding; the engine decodes greedily below a tiny floor
     top_p: float = 1.0
     timeout_s: float | None = None  # whole request, queue wait included
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these; the stop text is never sent
+    seed: int | None = None  # sampling with its own generator: same seed, same request, same answer
+    presence_penalty: float = 0.0  # OpenAI's: minus this from the score of every token already generated
+    frequency_penalty: float = 0.0  # OpenAI's: minus this times how often the token was generated
+    min_tokens: int = 0  # vLLM's: no end of answer (end token or stop text) before this many tokens
+    ignore_eos: bool = False  # vLLM's: the end-of-answer token does not end it; max_new_tokens does
 
 
 @dataclass(frozen=True)

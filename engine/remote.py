@@ -40,6 +40,7 @@ from engine.arch import (
     arch_from_advertised,
     arch_from_name,
     arch_named,
+    max_tokens_from_advertised,
 )
 from engine.images import prepare_image
 from engine.interface import (
@@ -160,6 +161,7 @@ class RemoteEngine:
         self._session: aiohttp.ClientSession | None = None
         self._model: str | None = options.model or None  # empty setting = ask the server
         self._arch: ModelArch | None = None  # learnt with the model from GET /v1/models
+        self._max_tokens: int | None = None  # the server's cap on max_tokens, when it says (this project's does)
         self._ok = False
         self._detail = "not started"
         self._images: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -448,6 +450,9 @@ class RemoteEngine:
         else:
             raise EngineUnavailable(detail=f"{self._base} serves no model")
         self._arch = self._decide_arch(model, entry)
+        self._max_tokens = max_tokens_from_advertised(entry.get(ADVERTISED_KEY)) if entry is not None else None
+        if self._max_tokens is not None:
+            log.info("model server %s answers with at most %d tokens per request", self._base, self._max_tokens)
         self._model = model
         self._ok, self._detail = True, ""
         return model
@@ -496,16 +501,31 @@ class RemoteEngine:
         except PictureRejected as exc:  # the bot checks pictures first: only a bypass gets here
             raise EngineRejected(exc.message, code="invalid_image", detail=exc.detail) from None
         limits = request.limits
-        return {
+        max_tokens = limits.max_new_tokens
+        if self._max_tokens is not None and max_tokens > self._max_tokens:
+            # The server refuses more than its cap: ask for what it gives rather than fail every question.
+            max_tokens = self._max_tokens
+        body: dict[str, Any] = {
             "model": model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": limits.max_new_tokens,
+            "max_tokens": max_tokens,
             "temperature": limits.temperature,
             "top_p": limits.top_p,
             "user": request.session_id,  # this project's server queues fairly per session
         }
+        # The other fields only when set: a server that does not know vLLM's fields may refuse them.
+        extras = {
+            "stop": list(limits.stop) or None,
+            "seed": limits.seed,
+            "presence_penalty": limits.presence_penalty or None,
+            "frequency_penalty": limits.frequency_penalty or None,
+            "min_tokens": min(limits.min_tokens, max_tokens) or None,
+            "ignore_eos": limits.ignore_eos or None,
+        }
+        body.update({name: value for name, value in extras.items() if value is not None})
+        return body
 
     async def _message(self, turn: PromptTurn, factor: int) -> dict[str, Any]:
         if not turn.images:

@@ -1,6 +1,6 @@
 """`vlmbot engine serve`: an engine behind an OpenAI-compatible HTTP API (aiohttp).
 
-Routes: POST /v1/chat/completions (streaming SSE or not), GET /v1/models, GET /health,
+Routes: POST /v1/chat/completions (streaming SSE or not), GET /v1/models[/{id}], GET /health,
 GET /metrics. Like vLLM's server, only /v1 needs the API key; /health and /metrics stay open for
 orchestrators and scrapers. While a streamed request waits for the model the server sends SSE
 comments `: queued N` (clients ignore comments; the project's remote engine shows them as queue
@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.arch import ADVERTISED_KEY, ModelArch
+from engine.arch import ADVERTISED_KEY, MAX_TOKENS_KEY, ModelArch
 from engine.interface import (
     Engine,
     EngineBusy,
@@ -171,20 +171,30 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if health.ok else 503)
 
 
-def _model_object(name: str, created: int, arch: ModelArch | None) -> dict[str, Any]:
+def _model_object(name: str, created: int, arch: ModelArch | None, max_tokens: int) -> dict[str, Any]:
     """An OpenAI model object; its extra `vlmbot` key tells the bot's remote engine the architecture
-    (patch factor, grounding coordinates) whatever the model's name. OpenAI clients ignore it."""
+    (patch factor, grounding coordinates) whatever the model's name, and the most tokens one answer
+    may ask for (`max_tokens` above it is refused). OpenAI clients ignore it."""
     body: dict[str, Any] = {"id": name, "object": "model", "created": created, "owned_by": "vlmbot"}
-    if arch is not None:
-        body[ADVERTISED_KEY] = arch.advertised()
+    advertised: dict[str, Any] = arch.advertised() if arch is not None else {}
+    body[ADVERTISED_KEY] = {**advertised, MAX_TOKENS_KEY: max_tokens}
     return body
 
 
 async def _list_models(request: web.Request) -> web.Response:
     created = int(time.time())
-    arch = request.app[_ENGINE].arch
-    data = [_model_object(name, created, arch) for name in _models(request.app)]
+    arch, cap = request.app[_ENGINE].arch, request.app[_OPTIONS].max_new_tokens
+    data = [_model_object(name, created, arch, cap) for name in _models(request.app)]
     return web.json_response({"object": "list", "data": data})
+
+
+async def _get_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    if name not in _models(request.app):
+        shown = name if len(name) <= 100 else name[:100] + "..."
+        raise ApiError(404, f"The model `{shown}` does not exist on this server.", param="model", code="model_not_found")
+    arch, cap = request.app[_ENGINE].arch, request.app[_OPTIONS].max_new_tokens
+    return web.json_response(_model_object(name, int(time.time()), arch, cap))
 
 
 async def _release_session(request: web.Request) -> web.Response:
@@ -352,6 +362,7 @@ def create_app(engine: Engine, options: EngineServerOptions) -> web.Application:
     app[_METRICS] = EngineMetrics(engine.health)
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/v1/models", _list_models)
+    app.router.add_get("/v1/models/{model:.+}", _get_model)  # ids may hold slashes (org/name)
     app.router.add_delete("/v1/vlmbot/sessions/{session}", _release_session)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)

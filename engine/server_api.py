@@ -1,7 +1,10 @@
 """The OpenAI chat-completions wire format: parsing requests into engine values, building replies.
 
 Only what a vision chat needs: text and `image_url` parts (data URIs with base64; the server never
-fetches URLs), streaming, `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `user`.
+fetches URLs), streaming, `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop`,
+`seed`, the presence and frequency penalties, vLLM's `min_tokens` and `ignore_eos`, `user`. A field
+the server cannot honour (tools, structured output, logprobs, logit_bias, several choices, audio) is
+refused with a 400 naming it, never silently ignored; the README's table lists every field.
 Everything that is wrong with a request becomes an `ApiError` with the status and body OpenAI
 clients expect, and nothing else escapes `parse_chat_request`, whatever the bytes (a fuzz test
 holds it to that): no NaN/Infinity literals, no nesting deep enough to exhaust the parser's stack,
@@ -31,6 +34,8 @@ from engine.pictures import (
 )
 
 __all__ = [
+    "MAX_PENALTY",
+    "MAX_STOPS",
     "MAX_TEMPERATURE",
     "MAX_USER_CHARS",
     "ApiError",
@@ -46,6 +51,40 @@ _DATA_URI = re.compile(r"^data:(?P<mime>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_TEMPERATURE = 2.0  # OpenAI's range is [0, 2]
 MAX_USER_CHARS = 256  # `user` names a conversation; it is a cache key, not a place for data
+MAX_STOPS = 4  # OpenAI's limit on `stop`
+MAX_STOP_CHARS = 256  # one stop string; the stream holds back up to this many characters
+MAX_PENALTY = 2.0  # OpenAI's range for presence_penalty and frequency_penalty is [-2, 2]
+_SEED_RANGE = (-(2**63), 2**64 - 1)  # what fits a 64-bit generator seed, signed or not
+
+# Fields the server cannot honour: refused, so a client never takes plain text for what it asked.
+_REFUSED = {
+    "tools": "Tool calling is not supported by this server.",
+    "tool_choice": "Tool calling is not supported by this server.",
+    "functions": "Function calling is not supported by this server.",
+    "function_call": "Function calling is not supported by this server.",
+    "audio": "Audio output is not supported by this server.",
+    "prediction": "Predicted outputs are not supported by this server.",
+    "web_search_options": "Web search is not supported by this server.",
+    "moderation": "Moderation is not done by this server.",
+}
+# vLLM's own sampling fields that this server does not honour: refused unless at their neutral value.
+_REFUSED_UNLESS_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "top_k": (None, 0, -1),
+    "min_p": (None, 0, 0.0),
+    "repetition_penalty": (None, 1, 1.0),
+    "stop_token_ids": (None, []),
+    "bad_words": (None, []),
+    "best_of": (None, 1),
+    "use_beam_search": (None, False),
+    "prompt_logprobs": (None,),
+    "guided_json": (None,),
+    "guided_regex": (None,),
+    "guided_choice": (None,),
+    "guided_grammar": (None,),
+    "structured_outputs": (None,),
+    "echo": (None, False),
+    "chat_template": (None,),
+}
 
 
 class ApiError(Exception):
@@ -129,6 +168,75 @@ def _number(body: dict[str, Any], name: str) -> float | None:
     if not math.isfinite(number):
         raise ApiError(400, f"`{name}` must be a finite number.", param=name)
     return number
+
+
+def _in_range(body: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
+    value = _number(body, name)
+    if value is None:
+        return default
+    if not low <= value <= high:
+        raise ApiError(400, f"`{name}` must be between {low:g} and {high:g}.", param=name, code="invalid_value")
+    return value
+
+
+def _integer(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(400, f"`{name}` must be an integer from {low} to {high}.", param=name, code="invalid_value")
+    return value
+
+
+def _stops(body: dict[str, Any]) -> tuple[str, ...]:
+    value = body.get("stop")
+    if value is None:
+        return ()
+    many = isinstance(value, list)
+    stops = value if many else [value]
+    if len(stops) > MAX_STOPS:
+        raise ApiError(400, f"`stop` has {len(stops)} strings; at most {MAX_STOPS} are allowed.", param="stop")
+    found = []
+    for index, stop in enumerate(stops):
+        param = f"stop[{index}]" if many else "stop"
+        text = _text(stop, param)
+        if not text or len(text) > MAX_STOP_CHARS:
+            raise ApiError(400, f"`{param}` must be 1 to {MAX_STOP_CHARS} characters long.", param=param)
+        found.append(text)
+    return tuple(dict.fromkeys(found))
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(400, f"`{name}` must be true or false.", param=name)
+    return bool(value)
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """A 400 naming the first field this server cannot honour (see `_REFUSED` and the README's table)."""
+    for name, message in _REFUSED.items():
+        if body.get(name) not in (None, [], {}) and not (name == "tool_choice" and body[name] == "none"):
+            raise ApiError(400, message, param=name, code="unsupported_parameter")
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        raise ApiError(
+            400, 'Only response_format {"type": "text"} is supported; this server has no structured output.',
+            param="response_format", code="unsupported_parameter",
+        )
+    if body.get("logprobs") not in (None, False):
+        raise ApiError(400, "This server does not return logprobs.", param="logprobs", code="unsupported_parameter")
+    if body.get("top_logprobs") not in (None, 0):
+        raise ApiError(400, "This server does not return logprobs.", param="top_logprobs", code="unsupported_parameter")
+    if body.get("logit_bias") not in (None, {}):
+        raise ApiError(400, "logit_bias is not supported by this server.", param="logit_bias", code="unsupported_parameter")
+    for name, neutral in _REFUSED_UNLESS_NEUTRAL.items():
+        value = body.get(name)
+        if not any(value == ok and type(value) is type(ok) for ok in neutral) and value is not None:
+            raise ApiError(400, f"`{name}` is not supported by this server.", param=name, code="unsupported_parameter")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise ApiError(400, 'Only modalities ["text"] is supported.', param="modalities", code="unsupported_parameter")
 
 
 def _max_tokens(body: dict[str, Any], cap: int) -> int:
@@ -229,7 +337,8 @@ def parse_chat_request(
         raise ApiError(400, "`messages` must be a non-empty list.", param="messages")
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
-        raise ApiError(400, "Only n=1 is supported.", param="n")
+        raise ApiError(400, "Only n=1 is supported.", param="n", code="unsupported_parameter")
+    _refuse_unsupported(body)
     pictures = _count_images(messages)
     if pictures > max_images:
         raise ApiError(
@@ -249,8 +358,21 @@ def parse_chat_request(
     if stream is not None and not isinstance(stream, bool):
         raise ApiError(400, "`stream` must be true or false.", param="stream")
     stream_options = body.get("stream_options")
-    if stream_options is not None and not isinstance(stream_options, dict):
-        raise ApiError(400, "`stream_options` must be an object.", param="stream_options")
+    if stream_options is not None:
+        if not isinstance(stream_options, dict):
+            raise ApiError(400, "`stream_options` must be an object.", param="stream_options")
+        if not stream:
+            raise ApiError(400, "`stream_options` is only allowed with stream=true.", param="stream_options")
+        if not isinstance(stream_options.get("include_usage", False), bool):
+            raise ApiError(
+                400, "`stream_options.include_usage` must be true or false.", param="stream_options.include_usage"
+            )
+    stop = _stops(body)
+    seed = _integer(body, "seed", *_SEED_RANGE)
+    presence = _in_range(body, "presence_penalty", -MAX_PENALTY, MAX_PENALTY, 0.0)
+    frequency = _in_range(body, "frequency_penalty", -MAX_PENALTY, MAX_PENALTY, 0.0)
+    ignore_eos = _flag(body, "ignore_eos")
+    min_tokens = _integer(body, "min_tokens", 0, max_tokens)
     user = body.get("user")
     if user is not None:
         user = _text(user, "user")
@@ -273,6 +395,12 @@ def parse_chat_request(
             temperature=0.0 if temperature is None else temperature,
             top_p=1.0 if top_p is None else top_p,
             timeout_s=timeout_s,
+            stop=stop,
+            seed=seed,
+            presence_penalty=presence,
+            frequency_penalty=frequency,
+            min_tokens=min_tokens or 0,
+            ignore_eos=ignore_eos,
         ),
         stream=bool(stream),
         include_usage=bool(stream_options and stream_options.get("include_usage") is True),

@@ -181,3 +181,21 @@ async def test_clear_releases_the_servers_cache_and_anonymous_requests_keep_none
     async with aiohttp.ClientSession() as http, http.post(f"{host.url}/chat/completions", json=body) as response:
         assert response.status == 200
     assert host.engine.cache_stats().kv.entries == 0
+
+
+async def test_a_bot_allowed_more_tokens_than_the_server_gives_still_answers(service_factory, host: EngineHost) -> None:
+    """VLMBOT_MAX_NEW_TOKENS above the server's cap: the bot asks for the cap (advertised on
+    /v1/models) instead of having every question refused with 400."""
+    host.engine.generate_hook = slow_hook(host.engine, delay=0)  # never stops early: runs to the limit
+    asked: list[int] = []
+    generate = host.engine.generate
+
+    def recording_generate(request: Any) -> Any:
+        asked.append(request.limits.max_new_tokens)
+        return generate(request)
+
+    host.engine.generate = recording_generate  # type: ignore[method-assign]
+    async with service_factory(engine_url=host.url, max_new_tokens=host.max_new_tokens * 4) as service:
+        replies = await ask(service, "What colour is it?", picture_bytes(color=(0, 0, 220)))
+    assert isinstance(replies[-1], Answer) and replies[-1].text
+    assert asked == [host.max_new_tokens]

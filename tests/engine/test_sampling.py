@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.batch import MIN_TEMPERATURE, _pick
-from engine.interface import EngineError, GenerationLimits, GenerationRequest, PromptTurn
+from engine.interface import (
+    EngineError,
+    GenerationLimits,
+    GenerationRequest,
+    PromptTurn,
+)
 from engine.local import LocalEngine, LocalEngineOptions
+from engine.sampling import MIN_TEMPERATURE, generator_for, penalize, pick
 from tests.engine.support import SYSTEM, RealisticScores, Recorder, answer, ask
 
 SMALL = 64 * 28 * 28
@@ -100,14 +105,57 @@ async def test_hostile_limits_in_a_batch_do_not_end_the_neighbour(engine: LocalE
 def test_pick_is_greedy_below_the_temperature_floor() -> None:
     logits = torch.tensor([1.0, 3.0, 2.0, -math.inf])
     for temperature in (0.0, 1e-38, MIN_TEMPERATURE / 2, math.nan, math.inf):
-        assert _pick(logits, 1, GenerationLimits(temperature=temperature)) == 1
+        assert pick(logits, 1, GenerationLimits(temperature=temperature)) == 1
     torch.manual_seed(0)
-    sampled = {_pick(logits, 1, GenerationLimits(temperature=5.0)) for _ in range(200)}
+    sampled = {pick(logits, 1, GenerationLimits(temperature=5.0)) for _ in range(200)}
     assert sampled == {0, 1, 2}  # -inf is never chosen
-    assert {_pick(logits, 1, GenerationLimits(temperature=5.0, top_p=0.3)) for _ in range(50)} == {1}
+    assert {pick(logits, 1, GenerationLimits(temperature=5.0, top_p=0.3)) for _ in range(50)} == {1}
 
 
 def test_pick_refuses_scores_that_give_no_probabilities() -> None:
     huge = torch.tensor([3e38, -3e38, 0.0])  # finite, but / 0.5 overflows
     with pytest.raises(ValueError):
-        _pick(huge, 0, GenerationLimits(temperature=MIN_TEMPERATURE))
+        pick(huge, 0, GenerationLimits(temperature=MIN_TEMPERATURE))
+
+
+def test_penalties_follow_openais_definition_per_row() -> None:
+    logits = torch.zeros(6)
+    generated = [2, 2, 2, 4]
+    limits = GenerationLimits(presence_penalty=0.5, frequency_penalty=0.25)
+    out = penalize(logits, generated, limits, end_ids={5})
+    # logit -= count * frequency + (count > 0) * presence, over the generated tokens only
+    assert out.tolist() == [0.0, 0.0, -(3 * 0.25 + 0.5), 0.0, -(0.25 + 0.5), 0.0]
+    assert logits.tolist() == [0.0] * 6  # the batch's logits are not touched
+    negative = penalize(logits, generated, GenerationLimits(presence_penalty=-2.0), end_ids=set())
+    assert negative[2] == negative[4] == 2.0  # a negative penalty favours repetition
+    assert penalize(logits, generated, GenerationLimits(), end_ids={5}) is logits  # nothing to apply
+
+
+def test_penalties_change_which_token_is_chosen() -> None:
+    logits = torch.tensor([1.0, 0.9, 0.1])
+    limits = GenerationLimits(frequency_penalty=0.2)
+    assert pick(penalize(logits, [], limits, set()), 0, limits) == 0
+    penalized = penalize(logits, [0], limits, set())
+    assert int(penalized.argmax()) == 1  # 1.0 - 0.2 < 0.9: the repeated token loses
+
+
+def test_min_tokens_rules_out_end_tokens_until_reached() -> None:
+    logits = torch.tensor([0.0, 5.0, 1.0])
+    limits = GenerationLimits(min_tokens=2)
+    held = penalize(logits, [2], limits, end_ids={1})
+    assert held[1] == -math.inf and int(held.argmax()) == 2
+    assert penalize(logits, [2, 2], limits, end_ids={1}) is logits
+
+
+def test_a_seeded_generator_repeats_its_draws_whatever_else_is_drawn() -> None:
+    probs_logits = torch.zeros(50)
+    limits = GenerationLimits(temperature=1.0, seed=-7)  # negative seeds are valid OpenAI seeds
+    alone = generator_for(limits, torch.device("cpu"))
+    first = [pick(probs_logits, 0, limits, alone) for _ in range(10)]
+    generator = generator_for(limits, torch.device("cpu"))
+    second = []
+    for _ in range(10):
+        torch.rand(100)  # a neighbour drawing from the global generator
+        second.append(pick(probs_logits, 0, limits, generator))
+    assert first == second
+    assert generator_for(GenerationLimits(), torch.device("cpu")) is None
