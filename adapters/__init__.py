@@ -22,17 +22,17 @@ def configured_adapters(
     if settings.telegram_token:
         from adapters.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(settings, service.conversations))
+        adapters.append(TelegramAdapter(settings, service.inbox))
     if settings.slack_bot_token:
         from adapters.slack import SlackAdapter
 
-        adapters.append(SlackAdapter(settings, service.conversations))
+        adapters.append(SlackAdapter(settings, service.inbox))
     if settings.console == "on" or (settings.console == "auto" and not adapters):
         from adapters.console import ConsoleAdapter
 
         adapters.append(
             ConsoleAdapter(
-                service.conversations,
+                service.inbox,
                 files_dir=settings.data_dir / "exports",
                 on_eof=on_console_eof,
                 greeting=DEMO_WARNING if service.demo_model else None,
@@ -41,5 +41,5 @@ def configured_adapters(
     if settings.web_enabled:
         from adapters.web import WebAdapter
 
-        adapters.append(WebAdapter(settings, service.conversations))
+        adapters.append(WebAdapter(settings, service.inbox))
     return adapters

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import itertools
 import logging
 import sys
 import threading
@@ -16,22 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from bot.conversations import Conversations
 from bot.filemodes import make_private_dir, write_private_file
-from bot.messages import (
-    Answer,
-    AnswerDelta,
-    Attachment,
-    Document,
-    Generating,
-    IncomingMessage,
-    Notice,
-    Picture,
-    QueuePosition,
-    Text,
+from bot.inbox import Inbox
+from bot.incoming import Delivery, Sender
+from bot.messages import Attachment
+from bot.transport import (
+    AnswerDone,
+    Capabilities,
+    MessageRef,
+    OutgoingFile,
+    StreamRef,
+    TextKind,
 )
 
-__all__ = ["ConsoleAdapter"]
+__all__ = ["ConsoleAdapter", "ConsoleTransport"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class ConsoleAdapter:
 
     def __init__(
         self,
-        conversations: Conversations,
+        inbox: Inbox,
         *,
         thread: str = "main",
         files_dir: Path,
@@ -52,7 +51,7 @@ class ConsoleAdapter:
         on_eof: Callable[[], None] | None = None,
         greeting: str | None = None,
     ) -> None:
-        self._conversations = conversations
+        self._inbox = inbox
         self._thread = thread
         self._files_dir = files_dir
         self._stdin = stdin or sys.stdin
@@ -77,6 +76,7 @@ class ConsoleAdapter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._inbox.close(PLATFORM)
 
     # --- input --------------------------------------------------------------------------------
 
@@ -113,10 +113,8 @@ class ConsoleAdapter:
             self._attach(line.removeprefix("/image").strip())
             return
         attachments, self._pending = tuple(self._pending), []
-        message = IncomingMessage(
-            platform=PLATFORM, thread_key=self._thread, user_id=self._user, text=line, attachments=attachments
-        )
-        await self._render(message)
+        delivery = Delivery(PLATFORM, self._thread, Sender(self._user), line, attachments=attachments)
+        await self._inbox.submit(delivery, ConsoleTransport(self._out, self._files_dir)).wait()
 
     def _attach(self, raw_path: str) -> None:
         if not raw_path:
@@ -131,44 +129,55 @@ class ConsoleAdapter:
         self._pending.append(Attachment(data=data, filename=path.name))
         self._say(f"Attached {path.name} ({len(self._pending)} picture(s) for the next question).")
 
-    # --- output -------------------------------------------------------------------------------
-
-    async def _render(self, message: IncomingMessage) -> None:
-        streaming = False
-        streamed: list[str] = []
-        async for reply in self._conversations.handle(message):
-            if isinstance(reply, QueuePosition):
-                if reply.position > 1:
-                    self._say(f"(waiting: {reply.position - 1} question(s) ahead of yours)")
-            elif isinstance(reply, Generating):
-                self._out.write("bot> ")
-                streaming = True
-            elif isinstance(reply, AnswerDelta):
-                streamed.append(reply.text)
-                self._out.write(reply.text)
-                self._out.flush()
-            elif isinstance(reply, Answer):
-                if streaming:
-                    self._out.write("\n")
-                if not streaming or reply.text != "".join(streamed).strip():
-                    # The final answer differs from the stream (e.g. /find's list of boxes): show it too.
-                    self._say(f"bot> {reply.text}")
-                self._out.flush()
-                streaming = False
-            elif isinstance(reply, Text):
-                self._say(("error: " if reply.kind == "error" else "") + reply.text)
-            elif isinstance(reply, Notice):
-                self._say(f"note: {reply.text}")
-            elif isinstance(reply, Document | Picture):
-                path = self._save(reply.filename, reply.data)
-                self._say(f"{reply.caption or 'File'} Saved to {path}")
-        if streaming:  # the stream ended without a final answer (an error was reported)
-            self._out.write("\n")
-
-    def _save(self, filename: str, data: bytes) -> Path:
-        make_private_dir(self._files_dir)
-        return write_private_file(self._files_dir / Path(filename).name, data)
-
     def _say(self, text: str) -> None:
         self._out.write(text + "\n")
         self._out.flush()
+
+
+class ConsoleTransport:
+    """Replies printed as they come: the answer streams onto a "bot> " line; files are saved."""
+
+    def __init__(self, out: TextIO, files_dir: Path) -> None:
+        self.capabilities = Capabilities(max_text=1_000_000)  # a terminal shows any length
+        self.edits = None
+        self.streams = self
+        self.status_line = None
+        self.typing = None
+        self._out = out
+        self._files_dir = files_dir
+        self._streamed: dict[StreamRef, str] = {}
+        self._ids = itertools.count(1)
+
+    def _print(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+    async def post(self, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
+        prefix = {TextKind.ANSWER: "bot> ", TextKind.ERROR: "error: ", TextKind.NOTICE: "note: "}.get(kind, "")
+        self._print(f"{prefix}{text}\n")
+        return f"m{next(self._ids)}"
+
+    async def post_file(self, file: OutgoingFile) -> None:
+        make_private_dir(self._files_dir)
+        path = write_private_file(self._files_dir / Path(file.filename).name, file.data)
+        self._print(f"{file.caption or 'File'} Saved to {path}\n")
+
+    async def start_stream(self) -> StreamRef:
+        stream = f"s{next(self._ids)}"
+        self._streamed[stream] = ""
+        self._print("bot> ")
+        return stream
+
+    async def update_stream(self, stream: StreamRef, text: str) -> None:
+        shown = self._streamed[stream]
+        if text.startswith(shown):  # a terminal can only append
+            self._print(text[len(shown) :])
+            self._streamed[stream] = text
+
+    async def finish_stream(self, stream: StreamRef, text: str, *, answer: AnswerDone | None = None) -> MessageRef:
+        shown = self._streamed.pop(stream)
+        if text.startswith(shown):
+            self._print(text[len(shown) :] + "\n")
+        else:  # the final answer differs from the stream (e.g. /find's list of boxes): show it too
+            self._print(f"\nbot> {text}\n")
+        return stream

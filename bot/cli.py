@@ -50,7 +50,7 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
         if console_only:
             adapters = [
                 ConsoleAdapter(
-                    service.conversations,
+                    service.inbox,
                     thread=thread or "main",
                     files_dir=settings.data_dir / "exports",
                     on_eof=stop.set,

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."
     )
 
+    # --- replies ---------------------------------------------------------------------------
+    code_file_chars: int = _env(
+        "VLMBOT_CODE_FILE_CHARS", 1500, "Code blocks of an answer this long (characters) are also sent as a file."
+    )
+    queue_notice_delay_s: float = _env(
+        "VLMBOT_QUEUE_NOTICE_DELAY", 1.0, "Seconds a question next in line waits before the bot says it is next."
+    )
+
     # --- Telegram --------------------------------------------------------------------------
     telegram_token: str | None = _env("TELEGRAM_BOT_TOKEN", None, "Enables the Telegram adapter.")
     telegram_api_url: str = _env("TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server base URL.")

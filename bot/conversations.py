@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +39,19 @@ from bot.prompt import (
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from bot.votes import Vote, VoteResult
+from bot.wording import (
+    ACK_PICTURES,
+    ANSWER_INTERRUPTED,
+    CLEARED,
+    CLEARED_WHILE_WAITING,
+    INTERNAL_ERROR,
+    MISSING_PICTURE,
+    NO_PICTURE,
+    PRESENT_FAILED,
+    SHUTTING_DOWN,
+    STOPPED,
+    too_big,
+)
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.interface import (
     Engine,
@@ -55,13 +68,7 @@ __all__ = ["ConversationLimits", "Conversations"]
 
 log = logging.getLogger(__name__)
 
-ACK_PICTURES = "Got it - what would you like to know?"
-SHUTTING_DOWN = "The bot is restarting; please send your message again in a minute."
-CLEARED_WHILE_WAITING = "Not answered: this conversation was cleared while the question waited."
-MISSING_PICTURE = "A picture of this conversation is missing from storage; please /clear and send it again."
-INTERNAL_ERROR = "Something went wrong while answering; please try again."
 _PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "web": "the web chat", "console": "the terminal chat"}
-NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."
 
 # Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
 Presenter = Callable[[Answer, GenerationStats], AsyncIterator[Reply]]
@@ -91,6 +98,7 @@ class ConversationLimits:
 class _InFlight:
     request_id: str
     turn_id: int
+    thread: tuple[str, str]  # (platform, thread key)
     done: asyncio.Event
 
 
@@ -142,18 +150,24 @@ class Conversations:
         self.metrics.voted(result)
         return result
 
+    def stop_thread(self, platform: str, thread_key: str) -> None:
+        """Mark the thread's running answer as stopped by /clear; called before the task reading it is
+        cancelled, so the turn ends as cancelled rather than interrupted."""
+        for entry in self._inflight.values():
+            if entry.thread == (platform, thread_key):
+                self._cancelled_turns.add(entry.turn_id)
+
     def check_attachment_size(self, size: int | None) -> str | None:
         if size is not None and size > self.limits.max_image_bytes:
-            limit = self.limits.max_image_bytes / 1024 / 1024
             self.metrics.refused("picture")
-            return f"That file is {size / 1024 / 1024:.1f} MB, over the {limit:.0f} MB limit; please send a smaller picture."
+            return too_big(size, self.limits.max_image_bytes)
         return None
 
     def refused(self, reason: RefusalReason) -> None:
         """An adapter turned a message away before it reached `handle` (e.g. the sender is not allowed)."""
         self.metrics.refused(reason)
 
-    async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
+    async def handle(self, message: IncomingMessage) -> AsyncGenerator[Reply, None]:
         """Everything the user should see in answer to `message`, in order."""
         command = parse_command(message.text)
         kind: MessageKind = "command" if command is not None else "picture" if message.attachments else "text"
@@ -294,7 +308,7 @@ class Conversations:
                 max_new_tokens=self.limits.max_new_tokens, timeout_s=self.limits.request_timeout_s
             ),
         )
-        inflight = _InFlight(request.request_id, turn.id, asyncio.Event())
+        inflight = _InFlight(request.request_id, turn.id, (session.platform, session.thread_key), asyncio.Event())
         self._inflight[session.id] = inflight
         parts: list[str] = []
         stats: GenerationStats | None = None
@@ -350,7 +364,7 @@ class Conversations:
             if stats.note:
                 yield Notice(stats.note)
             answer = Answer(
-                text="".join(parts).strip() or "(The model gave an empty answer; try asking differently.)",
+                text="".join(parts).strip(),  # the renderer words an empty answer
                 turn_id=turn.id,
                 latency_ms=round(stats.total_s * 1000),
                 output_tokens=stats.output_tokens,
@@ -364,11 +378,11 @@ class Conversations:
             except Exception:
                 log.exception("session %s turn %s: presenting the answer failed", session.id, turn.id)
                 yield answer
-                yield Text("The answer is above, but making its file or picture failed.", kind="error")
+                yield Text(PRESENT_FAILED, kind="error")
         elif status == "cancelled":
-            yield Text("Stopped: this conversation was cleared.")
+            yield Text(STOPPED)
         elif status == "interrupted":
-            yield Text("The answer was interrupted; send /retry to try again.", kind="error")
+            yield Text(ANSWER_INTERRUPTED, kind="error")
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -496,7 +510,7 @@ class Conversations:
         """Archive the thread's session, stop its request and release what the engine holds for it."""
         sessions = await self.store.list_sessions(platform=platform, thread_key=thread_key, active_only=True, limit=1)
         if not sessions:
-            return "Cleared. The next message starts a new conversation."
+            return CLEARED
         session = sessions[0]
         inflight = self._inflight.get(session.id)
         if inflight is not None:
@@ -506,7 +520,7 @@ class Conversations:
         await self.engine.release_session(session.id)
         self._locks.pop(session.id, None)
         log.info("session %s archived by /clear", session.id)
-        return "Cleared. The next message starts a new conversation."
+        return CLEARED
 
     async def _rename(self, message: IncomingMessage, title: str) -> str:
         title = " ".join(title.split())[:200]

@@ -13,6 +13,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.filemodes import prepare_data_dir
+from bot.inbox import Inbox
 from bot.instructions import Instructions
 from bot.pictures import PictureFiles
 from bot.retention import prune_daily
@@ -39,6 +40,7 @@ class Service:
     store: Store
     engine: Engine
     conversations: Conversations
+    inbox: Inbox  # what adapters submit messages to
     demo_model: bool
 
 
@@ -148,15 +150,17 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
                 instructions,
                 exports_dir=settings.exports_dir,
             )
+            inbox = Inbox(conversations, settings)
             pruning = asyncio.create_task(
                 prune_daily(conversations.removal, settings.retention_days, engine), name="vlmbot-prune"
             )
             try:
-                yield Service(settings, store, engine, conversations, demo)
+                yield Service(settings, store, engine, conversations, inbox, demo)
             finally:
                 pruning.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruning
                 await conversations.drain(settings.shutdown_grace_s)
+                await inbox.close(grace_s=settings.shutdown_grace_s)  # replies still being written
         finally:
             await engine.close()

@@ -10,23 +10,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SlackFile", "SlackMessage", "parse_message", "strip_mention"]
+from bot.incoming import IncomingFile
+
+__all__ = ["SlackMessage", "parse_message", "strip_mention"]
 
 # Message subtypes that carry something a user wrote; edits, deletions, joins, bot posts are not.
 _USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
-
-
-@dataclass(frozen=True)
-class SlackFile:
-    id: str
-    name: str
-    mimetype: str
-    size: int | None
-    url: str | None  # url_private_download or url_private; None = ask files.info
-
-    @property
-    def is_image(self) -> bool:
-        return self.mimetype.startswith("image/")
 
 
 @dataclass(frozen=True)
@@ -37,7 +26,7 @@ class SlackMessage:
     ts: str
     thread_ts: str | None
     text: str  # as Slack sent it, mentions included
-    files: tuple[SlackFile, ...]
+    files: tuple[IncomingFile, ...]  # `ref` is the url_private(_download) to fetch it from
     is_dm: bool
     mentioned: bool  # the bot is mentioned (always true for app_mention)
 
@@ -69,14 +58,13 @@ class SlackMessage:
         return self.root_ts
 
 
-def _file(entry: dict[str, Any]) -> SlackFile:
+def _file(entry: dict[str, Any]) -> IncomingFile:
     size = entry.get("size")
-    return SlackFile(
-        id=str(entry.get("id", "")),
+    return IncomingFile(
         name=str(entry.get("name") or entry.get("title") or entry.get("id") or "file"),
-        mimetype=str(entry.get("mimetype") or "application/octet-stream"),
+        mime_type=str(entry.get("mimetype") or "application/octet-stream"),
         size=int(size) if isinstance(size, int | str) and str(size).isdigit() else None,
-        url=entry.get("url_private_download") or entry.get("url_private"),
+        ref=str(entry.get("url_private_download") or entry.get("url_private") or ""),
     )
 
 

@@ -1,4 +1,4 @@
-"""Downloading the files of a message from `url_private` with the bot token.
+"""Downloading the files of a message from `url_private` with the bot token (the core's `FileFetcher`).
 
 Without the `files:read` scope Slack does not refuse the download: it answers 200 with its HTML
 sign-in page. That page is recognised here and reported, instead of being handed on as a picture.
@@ -10,32 +10,19 @@ import logging
 
 import aiohttp
 
-from .events import SlackFile
+from bot.incoming import FetchFailed, IncomingFile
+from bot.wording import FILES_READ_MISSING, download_failed
 
-__all__ = ["MISSING_FILES_READ", "DownloadError", "download"]
+__all__ = ["SlackFiles"]
 
 log = logging.getLogger(__name__)
-
-MISSING_FILES_READ = (
-    "I can't open files on this Slack workspace: the app is missing the files:read permission. "
-    "Ask your Slack admin to add it and reinstall the app."
-)
-DOWNLOAD_FAILED = "I couldn't download {name} from Slack; please try sending it again."
-
-
-class DownloadError(Exception):
-    """A file could not be fetched; `user_message` says so to the user."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 def _looks_like_html(content_type: str, head: bytes) -> bool:
     if content_type.startswith("text/html"):
         return True
     start = head.lstrip()[:15].lower()
-    return start.startswith(b"<!doctype html") or start.startswith(b"<html")
+    return start.startswith((b"<!doctype html", b"<html"))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -50,27 +37,36 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     return b"".join(chunks)[: max_bytes + 1]
 
 
-async def download(session: aiohttp.ClientSession, file: SlackFile, token: str, *, max_bytes: int) -> bytes:
-    """The file's bytes; raises DownloadError (files:read missing, too big, HTTP failure)."""
-    if not file.url:
-        raise DownloadError(DOWNLOAD_FAILED.format(name=file.name))
-    headers = {"Authorization": f"Bearer {token}"}
-    try:
-        async with session.get(file.url, headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as resp:
-            if resp.status != 200:
-                log.warning("slack file %s download failed: HTTP %s", file.id, resp.status)
-                raise DownloadError(DOWNLOAD_FAILED.format(name=file.name))
-            data = await _read_capped(resp, max_bytes)
-            if _looks_like_html(resp.content_type, data[:64]) and not file.mimetype.startswith("text/html"):
-                log.error(
-                    "slack file %s (%s): got an HTML sign-in page instead of the file; "
-                    "the app lacks the files:read scope - add it in the app settings and reinstall",
-                    file.id, file.name,
-                )
-                raise DownloadError(MISSING_FILES_READ)
-            if len(data) > max_bytes:
-                raise DownloadError(f"{file.name} is larger than the size limit; please send a smaller picture.")
-            return data
-    except aiohttp.ClientError as exc:
-        log.warning("slack file %s download failed: %s", file.id, exc)
-        raise DownloadError(DOWNLOAD_FAILED.format(name=file.name)) from exc
+class SlackFiles:
+    """`IncomingFile.ref` is the file's url_private(_download); reads stop one byte past `max_bytes`,
+    so the core's size check sees a file that is too big without the rest being downloaded."""
+
+    def __init__(self, session: aiohttp.ClientSession, token: str, *, max_bytes: int) -> None:
+        self._session = session
+        self._token = token
+        self._max_bytes = max_bytes
+
+    def check(self, file: IncomingFile) -> str | None:
+        return None  # Slack serves any file the workspace holds; the core checks the size
+
+    async def fetch(self, file: IncomingFile) -> bytes:
+        if not file.ref:
+            raise FetchFailed(download_failed(file.name))
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            async with self._session.get(file.ref, headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                if resp.status != 200:
+                    log.warning("slack file %s download failed: HTTP %s", file.name, resp.status)
+                    raise FetchFailed(download_failed(file.name))
+                data = await _read_capped(resp, self._max_bytes)
+                if _looks_like_html(resp.content_type, data[:64]) and not (file.mime_type or "").startswith("text/html"):
+                    log.error(
+                        "slack file %s: got an HTML sign-in page instead of the file; "
+                        "the app lacks the files:read scope - add it in the app settings and reinstall",
+                        file.name,
+                    )
+                    raise FetchFailed(FILES_READ_MISSING)
+                return data
+        except aiohttp.ClientError as exc:
+            log.warning("slack file %s download failed: %s", file.name, exc)
+            raise FetchFailed(download_failed(file.name)) from exc

@@ -1,4 +1,4 @@
-"""Model Markdown -> Slack mrkdwn, and splitting long answers into messages Slack accepts.
+"""Model Markdown -> Slack mrkdwn (the reply renderer has already cut long answers into messages).
 
 Slack's `text` field is not Markdown: bold is `*x*`, italic `_x_`, strike `~x~`, links `<url|label>`,
 no headings or tables, and `&`, `<`, `>` must be escaped everywhere (code included). Whatever the
@@ -9,13 +9,8 @@ model writes, the only `<` in the output opens a link this module made: `<!chann
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-__all__ = ["CodeBlock", "MESSAGE_LIMIT", "code_blocks", "escape", "split_message", "to_mrkdwn", "unescape_slack"]
-
-# Slack truncates `text` at 40,000 characters but recommends staying under 4,000 for readability
-# (and long messages are collapsed by clients): keep each message well below that.
-MESSAGE_LIMIT = 3_500
+__all__ = ["escape", "to_mrkdwn", "unescape_slack"]
 
 _FENCE = re.compile(r"^\s*```")
 _INLINE_CODE = re.compile(r"(`[^`\n]+`)")
@@ -33,7 +28,6 @@ _BOLD_MARK = "\x00B\x00"  # placeholder so the italic pass does not touch conver
 def escape(text: str) -> str:
     """Plain text -> mrkdwn that shows it as written (Slack's three escapes)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
 
 
 def _link(url: str, label: str) -> str:
@@ -117,73 +111,3 @@ def to_mrkdwn(markdown: str) -> str:
         out.append("```")
     return "\n".join(out)
 
-
-def _hard_split(line: str, limit: int) -> list[str]:
-    pieces = []
-    while len(line) > limit:
-        cut = line.rfind(" ", 0, limit)
-        if cut <= limit // 2:
-            cut = limit
-            # never cut inside an escape such as "&amp;"
-            amp = line.rfind("&", max(0, cut - 5), cut)
-            if amp != -1 and ";" not in line[amp:cut]:
-                cut = amp or limit
-        # nor inside a link `<url|label>` (its label has spaces): both halves would show the markup as text
-        opened = line.rfind("<", 0, cut)
-        if opened > 0 and line.rfind(">", 0, cut) < opened:
-            cut = opened
-        pieces.append(line[:cut])
-        line = line[cut:].lstrip(" ") if line[cut:cut + 1] == " " else line[cut:]
-    pieces.append(line)
-    return pieces
-
-
-def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split mrkdwn into messages of at most `limit` characters at line boundaries; a code block
-    cut in two is closed and reopened so both halves still render as code."""
-    if len(text) <= limit:
-        return [text]
-    if limit < 16:
-        raise ValueError("limit too small to split code blocks")
-    chunks: list[str] = []
-    current: list[str] = []
-    in_code = False
-
-    def flush() -> None:
-        nonlocal current
-        body = "\n".join(current) + ("\n```" if in_code else "")
-        if any(line.strip() and not _FENCE.match(line) for line in current):
-            chunks.append(body)
-        current = ["```"] if in_code else []
-
-    for line in text.split("\n"):
-        is_fence = bool(_FENCE.match(line))
-        room = limit - len("```\n") - len("\n```")
-        pieces = _hard_split(line, room) if len(line) > room else [line]
-        for i, piece in enumerate(pieces):
-            code_after = in_code != is_fence
-            needed = len("\n".join([*current, piece])) + (len("\n```") if code_after else 0)
-            if current and needed > limit:
-                flush()
-            current.append(piece)
-            if i < len(pieces) - 1:
-                flush()  # a cut inside a line: the next piece starts the next message
-        in_code = in_code != is_fence
-    if current:
-        in_code = False  # an unclosed fence at the very end stays as the model wrote it
-        flush()
-    return chunks
-
-
-@dataclass(frozen=True)
-class CodeBlock:
-    language: str
-    code: str
-
-
-def code_blocks(markdown: str) -> list[CodeBlock]:
-    """Fenced code blocks of the model's Markdown (before conversion), with their language tags."""
-    blocks = []
-    for m in re.finditer(r"^\s*```([\w+#.-]*)[^\n]*\n(.*?)^\s*```", markdown, flags=re.M | re.S):
-        blocks.append(CodeBlock(m.group(1).lower(), m.group(2)))
-    return blocks

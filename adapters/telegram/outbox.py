@@ -1,4 +1,5 @@
-"""Sending to Telegram: waits out flood control (RetryAfter), resends HTML the API rejects as plain text."""
+"""The Telegram transport's call wrapper: waits out flood control (RetryAfter) per chat, retries a few
+network failures, resends HTML the API rejects as plain text."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from telegram import Bot, InputFile, LinkPreviewOptions, Message, ReplyParameters
-from telegram.constants import ChatAction, ParseMode
+from telegram.constants import ChatAction, MessageLimit, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
@@ -67,8 +68,8 @@ class Outbox:
         log.warning("telegram flood control in chat %s: retry after %.0f s", chat_id, seconds)
         return seconds
 
-    async def call(self, chat_id: int, action: Callable[[], Awaitable[T]], *, wait: bool = True) -> T:
-        """Run `action`; on RetryAfter wait as told and run it again (unless `wait` is False: re-raise)."""
+    async def call(self, chat_id: int, action: Callable[[], Awaitable[T]]) -> T:
+        """Run `action`; on RetryAfter wait as told and run it again; retry a few network failures."""
         network_failures = 0
         while True:
             await self.wait_flood(chat_id)
@@ -76,8 +77,6 @@ class Outbox:
                 return await action()
             except RetryAfter as err:
                 self.note_flood(chat_id, err)
-                if not wait:
-                    raise
             except (TimedOut, NetworkError) as err:
                 if isinstance(err, BadRequest) or network_failures >= 3:
                     raise
@@ -85,7 +84,7 @@ class Outbox:
                 log.warning("telegram send failed in chat %s (%s); retrying", chat_id, err)
                 await asyncio.sleep(0.5 * network_failures)
 
-    async def send(self, target: Target, chunk: Chunk, *, quote: bool = True, wait: bool = True) -> tuple[Message, bool]:
+    async def send(self, target: Target, chunk: Chunk, *, quote: bool = True) -> tuple[Message, bool]:
         """Send one chunk; returns the message and whether it went out as HTML."""
 
         async def attempt(html: bool) -> Message:
@@ -101,14 +100,14 @@ class Outbox:
             )
 
         try:
-            return await self.call(target.chat_id, lambda: attempt(True), wait=wait), True
+            return await self.call(target.chat_id, lambda: attempt(True)), True
         except BadRequest as err:
             if not _parse_error(err):
                 raise
             log.warning("telegram rejected HTML in chat %s (%s); sending plain text", target.chat_id, err)
-            return await self.call(target.chat_id, lambda: attempt(False), wait=wait), False
+            return await self.call(target.chat_id, lambda: attempt(False)), False
 
-    async def edit(self, target: Target, message_id: int, chunk: Chunk, *, wait: bool = True) -> bool:
+    async def edit(self, target: Target, message_id: int, chunk: Chunk) -> bool:
         """Replace a message's text with `chunk`; returns whether it is shown as HTML."""
 
         async def attempt(html: bool) -> None:
@@ -122,7 +121,7 @@ class Outbox:
 
         for html in (True, False):
             try:
-                await self.call(target.chat_id, lambda: attempt(html), wait=wait)
+                await self.call(target.chat_id, lambda: attempt(html))
                 return html
             except BadRequest as err:
                 text = str(err).lower()
@@ -142,7 +141,7 @@ class Outbox:
             log.info("telegram could not delete message %s in chat %s: %s", message_id, target.chat_id, err)
 
     async def send_file(self, target: Target, filename: str, data: bytes, caption: str | None, *, photo: bool) -> None:
-        caption = caption[:1024] if caption else None
+        caption = caption[: MessageLimit.CAPTION_LENGTH] if caption else None
 
         async def attempt() -> Message:
             sender = self.bot.send_photo if photo else self.bot.send_document

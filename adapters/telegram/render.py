@@ -1,9 +1,10 @@
-"""Model Markdown -> Telegram HTML, and splitting long answers into messages Telegram accepts.
+"""Model Markdown -> Telegram HTML.
 
 Every tag is emitted together with its closing tag and all text is escaped, so the output is
 always well-formed for the Bot API's HTML parser, even for a half-generated answer (an unclosed
 code fence renders as a code block to the end). Each chunk keeps its Markdown source so a chunk
-the API still rejects can be resent as plain text.
+the API still rejects can be resent as plain text. Rendering never makes the visible text longer
+than its Markdown, so the renderer's split by the Markdown's length keeps each message in the limit.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import html
 import re
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "CodeBlock", "LIMIT", "code_blocks", "render", "split", "visible_length"]
+from bot.markdown import blocks, utf16_length
 
-LIMIT = 4096  # Bot API: 1-4096 characters of message text after entity parsing
+__all__ = ["Chunk", "chunk", "notice", "render", "visible_length"]
 
-_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*$")
 _INLINE = [
     ("code", re.compile(r"(`+)(.+?)\1")),
     ("link", re.compile(r"\[([^\]\n]+)\]\(((?:https?|tg|mailto):[^)\s]+)\)")),
@@ -35,12 +35,6 @@ class Chunk:
 
     html: str
     plain: str
-
-
-@dataclass(frozen=True)
-class CodeBlock:
-    language: str
-    code: str
 
 
 def _esc(text: str) -> str:
@@ -81,34 +75,6 @@ def _line(line: str) -> str:
     return _inline(line)
 
 
-def _blocks(markdown: str) -> list[tuple[str, str, str]]:
-    """Split into ("code", language, code) and ("text", "", lines) blocks; an open fence runs to the end."""
-    blocks: list[tuple[str, str, str]] = []
-    lines = markdown.split("\n")
-    text: list[str] = []
-    i = 0
-    while i < len(lines):
-        m = _FENCE.match(lines[i])
-        if not m:
-            text.append(lines[i])
-            i += 1
-            continue
-        if text:
-            blocks.append(("text", "", "\n".join(text)))
-            text = []
-        fence, language = m.group(1), m.group(2)
-        body: list[str] = []
-        i += 1
-        while i < len(lines) and not re.match(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", lines[i]):
-            body.append(lines[i])
-            i += 1
-        i += 1  # the closing fence (or the end)
-        blocks.append(("code", language, "\n".join(body)))
-    if text:
-        blocks.append(("text", "", "\n".join(text)))
-    return blocks
-
-
 def _text_block(text: str) -> str:
     out: list[str] = []
     lines = text.split("\n")
@@ -136,116 +102,25 @@ def _text_block(text: str) -> str:
 def render(markdown: str) -> str:
     """Telegram HTML for model Markdown; always balanced and escaped."""
     parts = []
-    for kind, language, body in _blocks(markdown):
-        if kind == "code":
-            cls = f' class="language-{_esc(language)}"' if language else ""
-            parts.append(f"<pre><code{cls}>{_esc(body)}</code></pre>")
+    for block in blocks(markdown):
+        if block.kind == "code":
+            cls = f' class="language-{_esc(block.language)}"' if block.language else ""
+            parts.append(f"<pre><code{cls}>{_esc(block.body)}</code></pre>")
         else:
-            parts.append(_text_block(body))
+            parts.append(_text_block(block.body))
     return "\n".join(parts).strip("\n")
+
+
+def chunk(markdown: str) -> Chunk:
+    """One message's HTML, keeping its Markdown as the plain-text fallback."""
+    return Chunk(render(markdown), markdown)
+
+
+def notice(text: str) -> Chunk:
+    """A note that belongs with the answer, in italics."""
+    return Chunk(f"<i>{_esc(text)}</i>", text)
 
 
 def visible_length(rendered: str) -> int:
     """Length the Bot API counts (text after entity parsing, in UTF-16 code units)."""
-    return _utf16(html.unescape(_TAG.sub("", rendered)))
-
-
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def code_blocks(markdown: str) -> list[CodeBlock]:
-    return [CodeBlock(language, body) for kind, language, body in _blocks(markdown) if kind == "code"]
-
-
-def _units(markdown: str, limit: int) -> list[str]:
-    """Markdown pieces no bigger than `limit` each: code blocks and paragraphs, cut further if needed."""
-    units: list[str] = []
-    for kind, language, body in _blocks(markdown):
-        if kind == "code":
-            units.extend(_split_code(language, body, limit))
-        else:
-            for para in re.split(r"\n[ \t]*\n", body):
-                if para.strip():
-                    units.extend(_split_text(para, limit))
-    return units
-
-
-def _fits(markdown: str, limit: int) -> bool:
-    # Rendering never makes the visible text longer than its Markdown source, and the source is
-    # also the plain-text fallback, so measuring the source is enough.
-    return _utf16(markdown) <= limit
-
-
-def _split_code(language: str, code: str, limit: int) -> list[str]:
-    fence = "```"
-    overhead = len(fence) * 2 + len(language) + 2
-    pieces: list[str] = []
-    current: list[str] = []
-    for line in code.split("\n"):
-        if _utf16(line) > limit - overhead:  # one enormous line: hard cut
-            if current:
-                pieces.append("\n".join(current))
-                current = []
-            *full, line = _hard_cut(line, limit - overhead)
-            pieces.extend(full)
-        if current and _utf16("\n".join(current + [line])) > limit - overhead:
-            pieces.append("\n".join(current))
-            current = []
-        current.append(line)
-    if current or not pieces:
-        pieces.append("\n".join(current))
-    return [f"{fence}{language}\n{piece}\n{fence}" for piece in pieces]
-
-
-def _split_text(text: str, limit: int) -> list[str]:
-    if _fits(text, limit):
-        return [text]
-    for separator in ("\n", " "):
-        parts = text.split(separator)
-        if len(parts) > 1:
-            out: list[str] = []
-            current = ""
-            for part in parts:
-                candidate = f"{current}{separator}{part}" if current else part
-                if current and not _fits(candidate, limit):
-                    out.extend(_split_text(current, limit))
-                    current = part
-                else:
-                    current = candidate
-            if current:
-                out.extend(_split_text(current, limit))
-            return out
-    # No separator left: cut by characters (markup in such a run is shown literally).
-    return _hard_cut(text, limit)
-
-
-def _hard_cut(text: str, limit: int) -> list[str]:
-    pieces: list[str] = []
-    start, size = 0, 0
-    for i, ch in enumerate(text):
-        width = 2 if ord(ch) > 0xFFFF else 1
-        if size + width > limit:
-            pieces.append(text[start:i])
-            start, size = i, 0
-        size += width
-    pieces.append(text[start:])
-    return pieces
-
-
-def split(markdown: str, limit: int = LIMIT) -> list[Chunk]:
-    """Chunks of at most `limit` characters, cut at paragraph or code-block boundaries when possible."""
-    if not markdown.strip():
-        return []
-    chunks: list[str] = []
-    current = ""
-    for unit in _units(markdown, limit):
-        candidate = f"{current}\n\n{unit}" if current else unit
-        if current and not _fits(candidate, limit):
-            chunks.append(current)
-            current = unit
-        else:
-            current = candidate
-    if current:
-        chunks.append(current)
-    return [Chunk(render(c), c) for c in chunks]
+    return utf16_length(html.unescape(_TAG.sub("", rendered)))

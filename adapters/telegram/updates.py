@@ -8,26 +8,18 @@ from typing import Any
 
 from telegram import Bot, Message, Update
 
+from bot.incoming import IncomingFile
+
 from .webhook import MalformedUpdate
 
-__all__ = ["Inbound", "MediaRef", "parse_update", "thread_key", "update_from_json"]
+__all__ = ["Inbound", "parse_update", "thread_key", "update_from_json"]
 
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
 
 
 @dataclass(frozen=True)
-class MediaRef:
-    """A picture to download: the file id and the size Telegram reports (None when unknown)."""
-
-    file_id: str
-    file_size: int | None
-    filename: str | None
-    mime_type: str | None
-
-
-@dataclass(frozen=True)
 class Inbound:
-    """One user message, addressed-ness and media resolved, nothing downloaded yet."""
+    """One user message, addressed-ness and files resolved, nothing downloaded yet."""
 
     update_id: int
     chat_id: int
@@ -38,8 +30,7 @@ class Inbound:
     user_name: str | None
     message_id: int
     text: str
-    media: tuple[MediaRef, ...]
-    unsupported: str | None  # a kind of content the bot cannot read (sticker, voice, document ...)
+    files: tuple[IncomingFile, ...]  # pictures, and what the bot cannot read (a sticker, a PDF ...)
     addressed: bool  # private chat, or mentioned / replied to / given a command in a group
     media_group_id: str | None
 
@@ -59,18 +50,16 @@ def _topic(message: Message) -> int | None:
     return None
 
 
-def _picture(message: Message) -> tuple[tuple[MediaRef, ...], str | None]:
+def _files(message: Message) -> tuple[IncomingFile, ...]:
     if message.photo:
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-        return (MediaRef(largest.file_id, largest.file_size, None, "image/jpeg"),), None
+        return (IncomingFile("", "image/jpeg", largest.file_size, largest.file_id),)
     if doc := message.document:
-        if (doc.mime_type or "").startswith("image/"):
-            return (MediaRef(doc.file_id, doc.file_size, doc.file_name, doc.mime_type),), None
-        return (), "document"
+        return (IncomingFile(doc.file_name or "the document", doc.mime_type, doc.file_size, doc.file_id),)
     for kind in UNSUPPORTED_KINDS:
         if getattr(message, kind, None):
-            return (), kind
-    return (), None
+            return (IncomingFile(f"the {kind.replace('_', ' ')}", None, None),)
+    return ()
 
 
 def _strip_command(text: str, username: str) -> tuple[str, bool | None]:
@@ -111,11 +100,11 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
     addressed = private or mentioned or replied_to_bot or command is True
     if command is False:  # "/cmd@otherbot"
         addressed = private
-    media, unsupported = _picture(message)
-    if not media and reply and not private and addressed and reply.forum_topic_created is None:
+    files = _files(message)
+    if not files and reply and not private and addressed and reply.forum_topic_created is None:
         # "@bot what is this?" as a reply to someone's photo asks about that photo.
-        media, _ = _picture(reply)
-    if message.new_chat_members or message.left_chat_member or (not raw and not media and not unsupported):
+        files = tuple(f for f in _files(reply) if f.is_picture)
+    if message.new_chat_members or message.left_chat_member or (not raw and not files):
         return None
     user = message.from_user
     topic = _topic(message)
@@ -129,8 +118,7 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
         user_name=user.full_name or user.username,
         message_id=message.message_id,
         text=text,
-        media=media,
-        unsupported=unsupported,
+        files=files,
         addressed=addressed,
         media_group_id=message.media_group_id,
     )

@@ -10,9 +10,10 @@ from aiohttp import web
 
 from bot.adapter import ConfigurationError
 from bot.config import Settings
-from bot.conversations import Conversations
+from bot.inbox import Inbox
 from bot.web_logins import WebLogins
 
+from .api import PLATFORM
 from .app import build_app
 from .identity import load_secret
 from .security import Access, is_loopback_host
@@ -59,7 +60,7 @@ class WebAdapter:
     def __init__(
         self,
         settings: Settings,
-        conversations: Conversations,
+        inbox: Inbox,
         *,
         keepalive_s: float = 15.0,
         checks: PictureChecks | None = None,
@@ -73,7 +74,8 @@ class WebAdapter:
                 "set VLMBOT_WEB_TOKEN (a long random string), or VLMBOT_WEB_LISTEN=127.0.0.1:8080."
             )
         self._settings = settings
-        self._conversations = conversations
+        self._inbox = inbox
+        self._grace_s = settings.shutdown_grace_s
         self._limits = UploadLimits(
             max_file_bytes=settings.max_image_bytes,
             max_files=settings.max_images_per_turn,
@@ -102,14 +104,14 @@ class WebAdapter:
             settings.web_token,
             settings.web_admin_token,
             secret=secret,
-            logins=WebLogins(self._conversations.store.engine),
+            logins=WebLogins(self._inbox.conversations.store.engine),
             login_ttl_s=settings.web_login_ttl_s,
             tls_proxy=settings.web_tls_proxy,
         )
 
     async def start(self) -> None:
         access = await self._access()
-        app = build_app(self._conversations, access, self._limits, self._checks, keepalive_s=self._keepalive_s)
+        app = build_app(self._inbox, access, self._limits, self._checks, keepalive_s=self._keepalive_s)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
@@ -140,3 +142,4 @@ class WebAdapter:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()  # closes the listener, lets open answers finish, then cancels them
+        await self._inbox.close(PLATFORM, self._grace_s)

@@ -11,14 +11,16 @@ from aiohttp import web
 
 from bot.commands import COMMANDS
 from bot.conversations import Conversations
-from bot.messages import Attachment, IncomingMessage
+from bot.inbox import Inbox
+from bot.incoming import Delivery, Sender
+from bot.messages import Attachment
 from bot.store import SessionInfo
 
 from .bodies import check_text, parse_json_object, string_field
 from .errors import ApiError
 from .presets import presets
 from .security import Access
-from .sse import stream_replies
+from .sse import SseTransport, stream_events
 from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
 from .views import image_type, session_view, turn_view
 
@@ -60,15 +62,16 @@ def export_response(session: SessionInfo, data: bytes) -> web.Response:
 class ChatApi:
     def __init__(
         self,
-        conversations: Conversations,
+        inbox: Inbox,
         access: Access,
         limits: UploadLimits,
         checks: PictureChecks,
         *,
         keepalive_s: float = 15.0,
     ) -> None:
-        self._conversations = conversations
-        self._store = conversations.store
+        self._inbox = inbox
+        self._conversations = inbox.conversations
+        self._store = inbox.conversations.store
         self._access = access
         self._limits = limits
         self._checks = checks
@@ -222,13 +225,11 @@ class ChatApi:
         key = self._thread_key(request, user_id)
         form = await read_message_form(request, self._limits, self._checks)
         again = [await self._reattach(ref, user_id) for ref in form.refs]
-        message = IncomingMessage(
-            platform=PLATFORM, thread_key=key, user_id=user_id, text=form.text, attachments=form.files + tuple(again)
-        )
-        log.info("web %s: question with %d picture(s)", key, len(message.attachments))
-        return await stream_replies(
-            request, self._conversations.handle(message), keepalive_s=self._keepalive_s, label=key
-        )
+        delivery = Delivery(PLATFORM, key, Sender(user_id), form.text, attachments=form.files + tuple(again))
+        log.info("web %s: question with %d picture(s)", key, len(delivery.attachments))
+        transport = SseTransport()
+        ticket = self._inbox.submit(delivery, transport)
+        return await stream_events(request, transport, ticket, keepalive_s=self._keepalive_s, label=key)
 
     async def _reattach(self, ref: PictureRef, user_id: str) -> Attachment:
         session = await self._store.get_session(ref.session_id)
@@ -242,7 +243,7 @@ class ChatApi:
 
     async def clear(self, request: web.Request) -> web.Response:
         key = self._thread_key(request, await self._user(request))
-        return web.json_response({"message": await self._conversations.clear(PLATFORM, key)})
+        return web.json_response({"message": await self._inbox.clear(PLATFORM, key)})
 
 
 def _owned(session: SessionInfo | None, user_id: str) -> bool:

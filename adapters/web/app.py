@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.conversations import Conversations
+from bot.inbox import Inbox
 
 from .admin import AdminApi
 from .api import ChatApi
@@ -40,7 +40,7 @@ def _static_files() -> dict[str, bytes]:
 
 
 def build_app(
-    conversations: Conversations, access: Access, limits: UploadLimits, checks: PictureChecks, *, keepalive_s: float
+    inbox: Inbox, access: Access, limits: UploadLimits, checks: PictureChecks, *, keepalive_s: float
 ) -> web.Application:
     files = _static_files()
 
@@ -71,6 +71,6 @@ def build_app(
     app.on_response_prepare.append(headers)
     app.router.add_get("/", static)
     app.router.add_get("/static/{name}", static)
-    app.router.add_routes(ChatApi(conversations, access, limits, checks, keepalive_s=keepalive_s).routes())
-    app.router.add_routes(AdminApi(conversations, access).routes())
+    app.router.add_routes(ChatApi(inbox, access, limits, checks, keepalive_s=keepalive_s).routes())
+    app.router.add_routes(AdminApi(inbox.conversations, access).routes())
     return app

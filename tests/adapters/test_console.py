@@ -25,7 +25,7 @@ class Chat:
         self.out = io.StringIO()
         self.calls: list[dict] = []
         self.adapter = ConsoleAdapter(
-            service.conversations, thread=thread, files_dir=tmp_path / "exports", stdout=self.out
+            service.inbox, thread=thread, files_dir=tmp_path / "exports", stdout=self.out
         )
         service.engine.generate_hook = record_hook(self.calls)
 

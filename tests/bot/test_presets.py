@@ -348,7 +348,7 @@ async def test_console_saves_the_marked_picture(service_factory, tmp_path: Path)
     async with service_factory(max_new_tokens=256) as service:
         service.engine.generate_hook = forced_answer(service, '[{"bbox_2d": [77, 35, 154, 105], "label": "square"}]')
         out = io.StringIO()
-        console = ConsoleAdapter(service.conversations, files_dir=tmp_path / "files", stdout=out)
+        console = ConsoleAdapter(service.inbox, files_dir=tmp_path / "files", stdout=out)
         await console.process_line(f"/image {path}")
         await console.process_line("/find square")
         text = out.getvalue()

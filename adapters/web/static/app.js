@@ -712,14 +712,13 @@
   function onEvent(live, outcome, name, data) {
     const { bot, body } = live;
     const status = $("status");
-    if (name === "queue") {
-      const ahead = data.position - 1;
-      status.textContent = ahead > 0
-        ? `Waiting in the queue: ${ahead} question${ahead > 1 ? "s" : ""} ahead of yours.`
-        : "You are next in the queue.";
-      body.innerHTML = `<p class="muted">${escapeHtml(status.textContent)}</p>`;
+    if (name === "status") {
+      // The bot's own wording (queue position, working); an empty text clears it.
+      status.textContent = data.text || "";
+      if (data.text && bot.dataset.state === "waiting") {
+        body.innerHTML = `<p class="muted">${escapeHtml(data.text)}</p>`;
+      }
     } else if (name === "generating") {
-      status.textContent = "Generating…";
       bot.dataset.state = "generating";
       live.text = "";
       body.innerHTML = "";

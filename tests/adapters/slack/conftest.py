@@ -101,7 +101,7 @@ def make_bot(slack: SlackStandIn, service_factory: Callable[..., Any], mode: str
         values.update(overrides)
         async with service_factory(**values) as service:
             options = {"update_interval": 0.05, **(adapter or {})}
-            bot = SlackAdapter(service.settings, service.conversations, **options)
+            bot = SlackAdapter(service.settings, service.inbox, **options)
             await bot.start()
             try:
                 yield Harness(mode, slack, bot, service)

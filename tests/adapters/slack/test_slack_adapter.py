@@ -12,10 +12,19 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from adapters.slack.mrkdwn import split_message, to_mrkdwn
+from adapters.slack.mrkdwn import to_mrkdwn
+from adapters.slack.transport import MESSAGE_LIMIT
+from bot.markdown import split
+from bot.wording import EMPTY_ANSWER, FAILED, refusal
 from tests.adapters.slack.slack_standin import EventsSender, SlackStandIn
+from tests.engine.test_local_engine import record_hook
 
 CHANNEL = "C0HELP"
+
+
+def shown(answer: str | None, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """The messages an answer makes: the renderer's cut of its Markdown, each converted to mrkdwn."""
+    return [to_mrkdwn(chunk) for chunk in split((answer or "").strip() or EMPTY_ANSWER, limit)]
 
 
 def mention(slack: SlackStandIn, text: str, **kw: Any) -> dict[str, Any]:
@@ -38,9 +47,7 @@ async def test_mention_with_screenshot_is_answered_in_its_thread(make_bot, red_p
         assert turn.user_text == "What does this error mean?" and len(turn.image_hashes) == 1
         (download,) = slack.calls("/files")
         assert download.headers["Authorization"] == f"Bearer {slack.bot_token}"
-        assert thread_texts(slack, root) == split_message(to_mrkdwn(turn.answer))
-        (reply,) = slack.bot_messages(CHANNEL, root)
-        assert reply.edits and reply.edits[0].startswith(":hourglass")  # the placeholder, then the answer
+        assert thread_texts(slack, root) == shown(turn.answer)  # one message: the answer grew in it
         assert max(bot.acks) < 3
 
 
@@ -57,6 +64,26 @@ async def test_a_large_screenshot_arrives_whole(make_bot) -> None:
         await bot.settle()
         (turn,) = await bot.turns(f"{CHANNEL}/{event['ts']}")
         assert turn.status == "done" and turn.image_hashes == (hashlib.sha256(data).hexdigest(),)
+
+
+async def test_a_screenshot_then_its_question_are_answered_in_order(make_bot) -> None:
+    """The question arrives while the screenshot before it is still downloading: it waits for it."""
+    noise = Image.frombytes("RGB", (800, 600), os.urandom(800 * 600 * 3))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    async with make_bot() as bot:
+        slack, service = bot.slack, bot.service
+        calls: list[dict[str, Any]] = []
+        service.engine.generate_hook = record_hook(calls)
+        await bot.deliver(dm(slack, "", files=[slack.host_file(out.getvalue(), "error.png", "image/png")]))
+        await bot.deliver(dm(slack, "What does the error say?"))
+        await bot.settle()
+        turns = await bot.turns(DM)
+        assert [(t.user_text, t.status, len(t.image_hashes)) for t in turns] == [
+            ("", "attached", 1), ("What does the error say?", "done", 0)]
+        assert calls[0]["image_grid_thw"].shape[0] == 1  # the question was asked with the screenshot
+        texts = [m.text for m in slack.bot_messages(DM)]
+        assert texts[0] == "Got it - what would you like to know?" and len(texts) == 2
 
 
 async def test_follow_up_in_the_thread_needs_no_mention(make_bot, red_png: bytes) -> None:
@@ -201,7 +228,7 @@ async def test_a_429_during_streaming_loses_no_text(make_bot) -> None:
         await bot.deliver(event)
         await bot.settle()
         (turn,) = await bot.turns(f"{CHANNEL}/{event['ts']}")
-        assert thread_texts(slack, event["ts"]) == split_message(to_mrkdwn(turn.answer))
+        assert thread_texts(slack, event["ts"]) == shown(turn.answer)
         updates = slack.calls("chat.update")
         assert len(updates) >= 2
         assert updates[1].at - updates[0].at >= 0.9  # Retry-After was honoured
@@ -215,8 +242,7 @@ async def test_an_answer_too_long_for_one_message_continues_in_the_thread(make_b
         await bot.settle()
         (turn,) = await bot.turns(f"{CHANNEL}/{event['ts']}")
         texts = thread_texts(slack, event["ts"])
-        assert len(texts) >= 2 and all(len(t) <= 20 for t in texts)
-        assert texts == split_message(to_mrkdwn(turn.answer), 20)
+        assert len(texts) >= 2 and texts == shown(turn.answer, 20)
 
 
 async def test_a_disallowed_channel_gets_one_line_and_nothing_is_kept(make_bot, red_png: bytes) -> None:
@@ -229,6 +255,8 @@ async def test_a_disallowed_channel_gets_one_line_and_nothing_is_kept(make_bot, 
         assert "not enabled" in reply and "\n" not in reply
         assert slack.calls("/files") == []
         assert await bot.service.store.list_sessions(platform="slack") == []
+        registry = bot.service.conversations.metrics.registry  # counted in the core, once however often Slack retries
+        assert registry.get_sample_value("vlmbot_refusals_total", {"reason": "access"}) == 1
 
 
 @pytest.mark.parametrize("mode", ["http"])  # signatures belong to the HTTP Events API
@@ -319,9 +347,7 @@ async def test_a_disallowed_user_gets_a_private_refusal_for_the_slash_command(ma
     async with make_bot(slack_allow_everyone=False, slack_allowed_users=("U0BOB",)) as bot:
         await bot.command("what is this?", channel=CHANNEL)
         await bot.settle()
-        assert [r["text"] for r in bot.slack.responses] == [
-            "Sorry, I'm not enabled for you here. Ask the bot's operator to add this channel or your user."
-        ]
+        assert [r["text"] for r in bot.slack.responses] == [refusal("U0ALICE")]
         assert bot.slack.bot_messages() == []
 
 
@@ -333,7 +359,7 @@ async def test_a_slack_error_while_answering_is_told_to_the_user(make_bot) -> No
         await bot.deliver(event)
         await bot.settle()
         texts = thread_texts(slack, event["ts"])
-        assert texts[-1] == ":warning: Slack refused part of my answer; please ask again."
+        assert texts[-1] == f":warning: {FAILED}"
 
 
 @pytest.mark.parametrize("mode", ["http"])

@@ -1,4 +1,4 @@
-"""Markdown -> mrkdwn conversion and message splitting."""
+"""Markdown -> mrkdwn conversion."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from adapters.slack.mrkdwn import code_blocks, escape, split_message, to_mrkdwn, unescape_slack
+from adapters.slack.mrkdwn import escape, to_mrkdwn, unescape_slack
+from bot.markdown import split
 
 
 @pytest.mark.parametrize(
@@ -49,53 +50,6 @@ def test_unescape_slack_text_for_the_model() -> None:
     assert unescape_slack("a &lt;b&gt; &amp; <https://x.io|x.io> <https://y.io>") == "a <b> & x.io (https://x.io) https://y.io"
 
 
-def test_short_text_is_one_message() -> None:
-    assert split_message("hello", 10) == ["hello"]
-
-
-def test_split_at_line_boundaries_within_limit() -> None:
-    text = "\n".join(f"line {i:02d}" for i in range(30))
-    chunks = split_message(text, 50)
-    assert all(len(c) <= 50 for c in chunks)
-    assert "\n".join(chunks) == text
-    assert all(c.startswith("line ") for c in chunks)
-
-
-def test_split_long_line_at_spaces() -> None:
-    text = " ".join(["word"] * 100)
-    chunks = split_message(text, 60)
-    assert all(len(c) <= 60 for c in chunks)
-    assert " ".join(chunks).split() == text.split()
-
-
-def test_split_does_not_cut_an_escape() -> None:
-    text = "x" * 10 + "&amp;" + "y" * 30  # a plain cut at 12 characters would fall inside "&amp;"
-    chunks = split_message(text, 20)
-    assert all(len(c) <= 20 for c in chunks)
-    assert "".join(chunks) == text
-    assert all(c.count("&") == c.count("&amp;") for c in chunks)
-
-
-def test_split_code_block_is_closed_and_reopened() -> None:
-    code = "\n".join(f"print({i})" for i in range(40))
-    text = f"Here:\n```\n{code}\n```\nBye"
-    chunks = split_message(text, 80)
-    assert len(chunks) > 2
-    for chunk in chunks:
-        assert len(chunk) <= 80
-        assert chunk.count("```") % 2 == 0, chunk
-    joined = "\n".join(chunks)
-    for i in range(40):
-        assert f"print({i})" in joined
-    assert chunks[-1].endswith("Bye")
-
-
-def test_code_blocks_are_extracted_with_language() -> None:
-    md = "a\n```html\n<p>x</p>\n```\nb\n```\nplain\n```"
-    blocks = code_blocks(md)
-    assert [(b.language, b.code) for b in blocks] == [("html", "<p>x</p>\n"), ("", "plain\n")]
-
-
 # --- model output cannot write Slack markup (issue 11, finding 9) -------------------------------
 
 # A link this module made: a URL without the characters that end it, then a label without markup.
@@ -131,7 +85,8 @@ def test_a_link_url_cannot_close_the_link_and_ping() -> None:
 def test_model_written_markup_is_shown_not_obeyed(markdown: str) -> None:
     out = to_mrkdwn(markdown)
     assert "<" not in outside_our_links(out) and ">" not in outside_our_links(out), out
-    for chunk in split_message(out, 40):
+    for piece in split(markdown, 40):  # the renderer cuts the Markdown, then each message is converted
+        chunk = to_mrkdwn(piece)
         assert "<!" not in chunk and "<@" not in chunk and "<#" not in chunk, chunk
 
 
@@ -142,7 +97,7 @@ def test_plain_text_mentions_are_escaped() -> None:
 
 def test_split_does_not_cut_a_link() -> None:
     link = "<https://x.io/p|a label with several words>"
-    text = to_mrkdwn("word " * 10 + "[a label with several words](https://x.io/p) end")
-    chunks = split_message(text, 80)  # a cut at the last space that fits would fall inside the label
-    assert all(len(c) <= 80 for c in chunks)
+    pieces = split("word " * 10 + "[a label with several words](https://x.io/p) end", 80)
+    chunks = [to_mrkdwn(p) for p in pieces]  # a cut at the last space that fits would fall inside the label
+    assert all(len(p) <= 80 for p in pieces)
     assert [c for c in chunks if link in c] and all(c.count("<") == c.count(">") for c in chunks), chunks

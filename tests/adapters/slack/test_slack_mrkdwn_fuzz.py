@@ -10,7 +10,8 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.slack.mrkdwn import split_message, to_mrkdwn
+from adapters.slack.mrkdwn import to_mrkdwn
+from bot.markdown import split, utf16_length
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 OUR_LINK = re.compile(r"<https?://[^\s<>|]+\|[^<>]*>")
@@ -39,6 +40,8 @@ def test_no_model_markup_in_the_output(text: str, streamed: int) -> None:
 @FUZZ
 @given(markdown, st.integers(16, 120))
 def test_no_ping_in_any_message_of_a_split(text: str, limit: int) -> None:
-    for chunk in split_message(to_mrkdwn(text), limit):
-        assert len(chunk) <= limit
+    for piece in split(text, limit):  # the renderer cuts the Markdown; each message is converted
+        assert utf16_length(piece) <= limit
+        chunk = to_mrkdwn(piece)
+        assert_safe(chunk)
         assert not any(ping in chunk for ping in PINGS), chunk

@@ -54,12 +54,13 @@ async def test_table_in_a_thread_uploads_the_csv_and_stays_in_the_session(make_b
 
 
 async def test_code_uploads_exactly_one_html_file(make_bot, red_png: bytes) -> None:
-    async with make_bot(max_new_tokens=4096) as bot:
+    # A long forced answer through the real decode loop: minutes, not seconds, on a loaded machine.
+    async with make_bot(max_new_tokens=4096, request_timeout_s=300) as bot:
         slack, service = bot.slack, bot.service
         service.engine.generate_hook = forced_answer(service, f"```html\n{PAGE}\n```", piece=32)
         event = mention(slack, "code", files=[slack.host_file(red_png, "mockup.png", "image/png")])
         await bot.deliver(event)
-        await bot.settle()
+        await bot.settle(timeout=300)
         # page.html only, not also the adapter's own answer-N-1.html
         assert [(u.filename, u.thread_ts) for u in slack.uploads] == [("page.html", event["ts"])]
         assert slack.uploads[0].data == (PAGE + "\n").encode()

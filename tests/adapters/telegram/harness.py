@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from adapters.telegram import TelegramAdapter
+from bot.inbox import Inbox
 from bot.messages import Answer, IncomingMessage, Reply
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
 
@@ -83,7 +84,7 @@ async def running_adapter(
     recording = conversations or Recording(service.conversations)
     options = {"album_delay": 0.4, "private_edit_interval": 0.05, "group_edit_interval": 0.1, "poll_timeout": 1.0}
     options |= kw
-    adapter = TelegramAdapter(settings, recording, **options)
+    adapter = TelegramAdapter(settings, Inbox(recording, settings), **options)
     await adapter.start()
     try:
         yield adapter, recording
@@ -151,6 +152,12 @@ class Scripted:
         self.cleared.append(thread_key)
         return "Cleared."
 
+    def stop_thread(self, platform: str, thread_key: str) -> None:
+        pass  # nothing runs in the engine here: cancelling the reply stops a script
+
+    async def has_conversation(self, platform: str, thread_key: str) -> bool:
+        return False
+
     async def claim_delivery(self, platform: str, delivery_id: str) -> bool:
         if delivery_id in self._claimed:
             return False
@@ -159,6 +166,9 @@ class Scripted:
 
     def check_attachment_size(self, size: int | None) -> str | None:
         return None
+
+    def refused(self, reason: str) -> None:
+        pass  # counting is the real core's
 
     async def handle(self, message: IncomingMessage) -> AsyncIterator[Reply]:
         self.handled.append(message)

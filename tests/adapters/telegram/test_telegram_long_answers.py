@@ -8,14 +8,16 @@ import re
 from typing import Any
 
 import pytest
+from telegram.constants import MessageLimit
 
-from adapters.telegram.render import LIMIT
 from tests.adapters.telegram.botapi_standin import _ApiError
 from tests.adapters.telegram.harness import ALLOWED_USER, running_adapter, settle
 from tests.hooks import forced_answer
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 CHAT = ALLOWED_USER  # a private chat's id is the user's id
+LIMIT = MessageLimit.MAX_TEXT_LENGTH
+SLOW_S = 300.0  # the request timeout and the wait for a long forced answer
 
 LONG = "\n\n".join(
     f"Paragraph {i}. " + " ".join(f"w{i}x{j}" for j in range(50)) + " and a < b & c > d with **bold** and `x<y>`."
@@ -48,11 +50,12 @@ def writes(standin) -> list[Any]:
 
 
 async def ask(standin, service_factory, answer: str, *, piece: int = 16, delay: float = 0.0, **adapter: Any):
-    async with service_factory(max_new_tokens=16384) as service:
+    # Hundreds of forced tokens through the real decode loop: a loaded CI machine needs minutes, not 60 s.
+    async with service_factory(max_new_tokens=16384, request_timeout_s=SLOW_S) as service:
         service.engine.generate_hook = forced_answer(service, answer, piece=piece, delay=delay)
         async with running_adapter(standin, service, **adapter) as (tg, rec):
             await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="Tell me everything"))
-            await settle(standin, tg, timeout=60)
+            await settle(standin, tg, timeout=SLOW_S)
         [session] = await service.store.list_sessions(platform="telegram", thread_key=f"chat:{CHAT}")
         [turn] = await service.store.turns(session.id)
     return rec, turn

@@ -67,11 +67,12 @@ async def test_table_on_a_photo_sends_the_csv_and_stays_in_the_session(standin, 
 
 
 async def test_code_sends_exactly_one_html_file(standin, service_factory):
-    async with service_factory(max_new_tokens=4096) as service:
+    # A long forced answer through the real decode loop: minutes, not seconds, on a loaded machine.
+    async with service_factory(max_new_tokens=4096, request_timeout_s=300) as service:
         service.engine.generate_hook = forced_answer(service, f"```html\n{PAGE}\n```", piece=32)
         async with running_adapter(standin, service) as (adapter, rec):
             await standin.inject(photo(standin, png(), caption="/code"))
-            await settle(standin, adapter)
+            await settle(standin, adapter, timeout=300)
     [answer] = rec.answers()
     assert answer.files_follow
     [document] = standin.calls("sendDocument")  # page.html, not also the adapter's own answer-N.html
@@ -164,7 +165,7 @@ async def test_a_preset_waits_in_the_same_queue_and_says_so(standin, service_fac
         calls: list[dict[str, Any]] = []
         # Every request takes about a second, so the second one waits behind the first.
         service.engine.generate_hook = forced_answer(service, DESCRIPTION, calls, piece=4, delay=0.05)
-        async with running_adapter(standin, service, queue_notice_delay=0.0) as (adapter, rec):
+        async with running_adapter(standin, service, settings={"queue_notice_delay_s": 0.0}) as (adapter, rec):
             await standin.inject(standin.message(chat_id=FORUM, user_id=OTHER_USER, chat_type="supergroup",
                                                  is_forum=True, topic_id=20, text="@vlm_test_bot describe the office"))
             await standin.wait_for(lambda: len(calls) == 1)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.telegram.render import LIMIT, code_blocks, render, split, visible_length
+from telegram.constants import MessageLimit
+
+from adapters.telegram.render import Chunk, chunk, render, visible_length
+from bot.markdown import code_blocks
+from bot.markdown import split as split_markdown
 from tests.adapters.telegram.botapi_standin import HtmlParseError, parse_html
 
 
@@ -54,6 +58,14 @@ def test_headings_lists_tables_quotes():
 def test_standin_rejects_what_telegram_rejects(bad):
     with pytest.raises(HtmlParseError):
         parse_html(bad)
+
+
+LIMIT = MessageLimit.MAX_TEXT_LENGTH
+
+
+def split(markdown: str) -> list[Chunk]:
+    """The renderer's cut at Telegram's limit, each message as Telegram HTML."""
+    return [chunk(c) for c in split_markdown(markdown, LIMIT)]
 
 
 def test_short_answer_is_one_chunk():

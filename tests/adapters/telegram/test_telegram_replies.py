@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from adapters.telegram import TelegramAdapter
-from adapters.telegram.access import AccessConfigError
 from adapters.telegram.render import render
+from bot.access import AccessConfigError
 from bot.config import Settings
+from bot.inbox import Inbox
 from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Text
+from bot.wording import FAILED
 from tests.adapters.telegram.botapi_standin import parse_html
 from tests.adapters.telegram.harness import ALLOWED_USER, Scripted, SettingsOnly, png, running_adapter, settle, shown_text
 
@@ -78,7 +80,7 @@ async def test_queue_position_then_answer_in_the_same_message(standin, tmp_path)
     [message] = standin.chat_messages(CHAT)
     assert message.text == "Hello world"
     assert [h for h in message.history if "ahead" in h] == [
-        "⏳ Waiting in the queue: 2 requests ahead of you.", "⏳ Waiting in the queue: 1 request ahead of you."]
+        "⏳ Waiting in the queue: 2 questions ahead of yours.", "⏳ Waiting in the queue: 1 question ahead of yours."]
     assert "Hello" in message.history  # streamed: the partial answer was shown before the whole
     actions = standin.calls("sendChatAction")
     assert actions and actions[0].at < standin.calls("sendMessage")[0].at  # typing while queued
@@ -134,8 +136,9 @@ async def test_webhook_rejects_a_wrong_secret(standin, tmp_path):
 async def test_refuses_to_start_without_an_allowlist(tmp_path):
     settings = _settings(tmp_path, telegram_token="1:x")
     with pytest.raises(AccessConfigError, match="TELEGRAM_ALLOW_EVERYONE"):
-        TelegramAdapter(settings, Scripted())
-    TelegramAdapter(settings.model_copy(update={"telegram_allow_everyone": True}), Scripted())
+        TelegramAdapter(settings, Inbox(Scripted(), settings))
+    everyone = settings.model_copy(update={"telegram_allow_everyone": True})
+    TelegramAdapter(everyone, Inbox(Scripted(), everyone))
 
 
 async def test_clear_stops_a_running_answer(standin, tmp_path):
@@ -143,7 +146,7 @@ async def test_clear_stops_a_running_answer(standin, tmp_path):
                     by_text={"/clear": (Text("Cleared."),)})
     async with running_adapter(standin, SettingsOnly(_settings(tmp_path)), conversations=core) as (adapter, _):
         await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="question"))
-        await standin.wait_for(lambda: len(core.handled) == 1)
+        await standin.wait_for(lambda: shown_text(standin, CHAT) == ["Working"])
         await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="/clear"))
         await standin.wait_for(lambda: "Cleared." in shown_text(standin, CHAT), timeout=1.0)
         await settle(standin, adapter)
@@ -156,4 +159,4 @@ async def test_a_failing_core_is_reported_and_the_thread_goes_on(standin, tmp_pa
         await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="boom"))
         await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="next"))
         await settle(standin, adapter)
-    assert shown_text(standin, CHAT) == ["Something went wrong while answering. Please try again.", "fine"]
+    assert shown_text(standin, CHAT) == [FAILED, "fine"]

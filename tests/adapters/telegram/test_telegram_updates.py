@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from telegram import Update
 
-from adapters.telegram.albums import merge_album
 from adapters.telegram.updates import parse_update
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
 
@@ -48,21 +47,21 @@ def test_topic_creation_reply_is_not_a_reply_to_the_bot():
 
 def test_largest_photo_and_image_documents():
     small, large = API.add_file(b"s"), API.add_file(b"l")
-    assert [m.file_id for m in parse(chat_id=5, user_id=5, photo=[small, large]).media] == [large]
+    assert [f.ref for f in parse(chat_id=5, user_id=5, photo=[small, large]).files] == [large]
     doc = API.add_file(b"png")
-    inbound = parse(chat_id=5, user_id=5, document=(doc, "shot.png", "image/png"))
-    assert inbound.media[0].filename == "shot.png" and inbound.unsupported is None
-    assert parse(chat_id=5, user_id=5, document=(doc, "a.pdf", "application/pdf")).unsupported == "document"
+    [shot] = parse(chat_id=5, user_id=5, document=(doc, "shot.png", "image/png")).files
+    assert shot.name == "shot.png" and shot.is_picture and shot.ref == doc
+    [pdf] = parse(chat_id=5, user_id=5, document=(doc, "a.pdf", "application/pdf")).files
+    assert pdf.name == "a.pdf" and not pdf.is_picture
 
 
 def test_mention_in_reply_to_a_photo_asks_about_it():
     photo = API.message(chat_id=-7, user_id=6, chat_type="group", photo=[API.add_file(b"p")])["message"]
     inbound = parse(chat_id=-7, user_id=5, chat_type="group", text=f"@{NAME} what is it?", reply_to=photo)
-    assert inbound.addressed and len(inbound.media) == 1
+    assert inbound.addressed and len(inbound.files) == 1 and inbound.files[0].is_picture
 
 
-def test_album_merge_keeps_caption_and_order():
+def test_album_items_carry_their_group():
     items = [parse(chat_id=5, user_id=5, photo=[API.add_file(b"x")], caption="Compare" if i == 1 else None,
                    media_group_id="g") for i in range(3)]
-    merged = merge_album(list(reversed(items)))
-    assert merged.text == "Compare" and [m.file_id for m in merged.media] == [i.media[0].file_id for i in items]
+    assert {i.media_group_id for i in items} == {"g"} and [i.text for i in items] == ["", "Compare", ""]

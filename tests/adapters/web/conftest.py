@@ -101,7 +101,7 @@ def new_thread() -> str:
 async def running_web(service: Any, *, checks: PictureChecks | None = None, **overrides: Any) -> AsyncIterator[WebAdapter]:
     overrides.setdefault("web_listen", "127.0.0.1:0")
     settings = service.settings.model_copy(update=overrides)
-    adapter = WebAdapter(settings, service.conversations, keepalive_s=0.5, checks=checks)
+    adapter = WebAdapter(settings, service.inbox, keepalive_s=0.5, checks=checks)
     await adapter.start()
     try:
         yield adapter

@@ -15,6 +15,7 @@ from adapters import configured_adapters
 from adapters.web import WebAdapter, WebConfigError
 from adapters.web.adapter import parse_listen
 from bot.messages import Attachment, IncomingMessage
+from bot.wording import queued as queued_text
 from tests.adapters.web.conftest import Browser, new_thread, running_web
 from tests.bot.test_pictures import huge_png_header
 from tests.conftest import picture_bytes
@@ -99,7 +100,7 @@ async def test_question_streams_and_follow_up_sees_the_picture(web: Any, browser
         thread = new_thread()
         status, events = await browser.ask(thread, "What colour is this?", files=[("red.png", RED, "image/png")])
         assert status == 200
-        assert names(events)[0] == "queue" and "generating" in names(events) and "delta" in names(events)
+        assert names(events)[0] in ("status", "generating") and "delta" in names(events)
         answer = payload(events, "answer")
         deltas = "".join(data["text"] for name, data in events if name == "delta")
         assert answer["text"] == deltas.strip() and answer["output_tokens"] > 0 and answer["turn_id"] > 0
@@ -162,7 +163,10 @@ async def test_clicking_an_earlier_picture_attaches_it_again(web: Any, browsers:
 
 
 async def test_queue_position_while_waiting(service_factory: Any, browsers: Any) -> None:
-    async with service_factory(batch_size=1, max_new_tokens=12) as service, running_web(service) as adapter:
+    async with (
+        service_factory(batch_size=1, max_new_tokens=12, queue_notice_delay_s=0.0) as service,
+        running_web(service) as adapter,
+    ):
         service.engine.generate_hook = slow_hook(service.engine, delay=0.05)
         engine = service.engine
 
@@ -180,11 +184,14 @@ async def test_queue_position_while_waiting(service_factory: Any, browsers: Any)
             await until(lambda: engine.health().queue_depth >= 1)
             third = asyncio.create_task(c.ask(new_thread(), "Three?"))
             results = [await first, await second, await third]
-        positions = [[d["position"] for n, d in events if n == "queue"] for _, events in results]
+        queued = [[(i, d) for i, (n, d) in enumerate(events) if n == "status" and d["kind"] == "queued"]
+                  for _, events in results]
+        positions = [[d["position"] for _, d in q] for q in queued]
         assert positions[1][0] == 1 and positions[2][0] == 2, positions  # the third waited behind two
-        for _, events in results:
+        assert queued[2][0][1]["text"] == queued_text(2)  # worded by the core
+        for (_, events), waits in zip(results, queued):
             assert names(events)[-2:] == ["answer", "done"]
-            assert names(events).index("generating") > max(i for i, n in enumerate(names(events)) if n == "queue")
+            assert not waits or names(events).index("generating") > waits[-1][0]
 
 
 async def test_closing_the_stream_stops_the_answer(service_factory: Any, browsers: Any) -> None:
@@ -276,8 +283,10 @@ async def test_a_pending_turn_cannot_be_removed(service_factory: Any, browsers: 
             assert status == 409
             status, body = await browser.request("POST", f"/api/threads/{thread}/clear")
             assert status == 200
-            status, events = await asking
-            assert payload(events, "text")["text"].startswith("Stopped")
+            status, events = await asking  # /clear stopped the answer where it was
+            assert "answer" not in names(events) and names(events)[-1] == "done"
+            [stopped] = await service.store.turns(view["session"]["id"])
+            assert stopped.status == "cancelled"
 
 
 # --- bad uploads ------------------------------------------------------------------------------------
@@ -519,14 +528,14 @@ async def test_refuses_to_listen_beyond_loopback_without_a_token(service_factory
     async with service_factory() as service:
         settings = service.settings.model_copy(update={"web_listen": listen})
         with pytest.raises(WebConfigError, match="VLMBOT_WEB_TOKEN"):
-            WebAdapter(settings, service.conversations)
-        WebAdapter(settings.model_copy(update={"web_token": "a-long-random-token"}), service.conversations)
+            WebAdapter(settings, service.inbox)
+        WebAdapter(settings.model_copy(update={"web_token": "a-long-random-token"}), service.inbox)
 
 
 async def test_loopback_names_need_no_token_and_busy_port_is_reported(service_factory: Any) -> None:
     async with service_factory() as service:
         for listen in ("127.0.0.1:0", "localhost:0", "[::1]:0"):
-            WebAdapter(service.settings.model_copy(update={"web_listen": listen}), service.conversations)
+            WebAdapter(service.settings.model_copy(update={"web_listen": listen}), service.inbox)
         async with running_web(service) as first:
             port = first.url.rsplit(":", 1)[1].strip("/")
             with pytest.raises(WebConfigError, match="cannot listen"):

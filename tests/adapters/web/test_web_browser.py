@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -327,9 +328,14 @@ async def test_model_written_html_never_runs_as_the_chat(service_factory: Any, c
                 shot = picture_bytes(size=(160, 120), color=(240, 240, 240))
                 await page.set_input_files("#file", files=[{"name": "form.png", "mimeType": "image/png", "buffer": shot}])
                 await page.click('.preset[data-preset="code"]')
-                await page.press("#text", "Enter")
-                link = page.locator("a.download", has_text="page.html")
-                await expect(link).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+                # The chat reloads its session list once the answer has ended: only reads after that count.
+                async with page.expect_response(
+                    lambda r: urlparse(r.url).path == "/api/sessions" and r.frame == page.main_frame,
+                    timeout=ANSWER_TIMEOUT_MS,
+                ):
+                    await page.press("#text", "Enter")
+                    link = page.locator("a.download", has_text="page.html")
+                    await expect(link).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
                 reads.clear()
 
                 # Clicking it downloads the file, unchanged.

@@ -169,9 +169,9 @@ async def test_weak_tokens_are_refused_at_start(service_factory: Any, overrides:
     async with service_factory() as service:
         settings = service.settings.model_copy(update={"web_listen": "127.0.0.1:0", **overrides})
         with pytest.raises(WebConfigError) as refused:
-            WebAdapter(settings, service.conversations)
+            WebAdapter(settings, service.inbox)
         assert words in str(refused.value) and "\n" not in str(refused.value)
-        WebAdapter(settings.model_copy(update={"web_token": "x" * 16, "web_admin_token": None}), service.conversations)
+        WebAdapter(settings.model_copy(update={"web_token": "x" * 16, "web_admin_token": None}), service.inbox)
 
 
 async def test_cookies_are_host_prefixed_and_secure_behind_a_tls_proxy(service_factory: Any, browsers: Any) -> None:
