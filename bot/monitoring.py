@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.adapter import ConfigurationError
+from bot.http import json_errors
 from bot.metrics import CONTENT_TYPE, BotMetrics
 from engine.interface import Engine
 from engine.remote import check_health
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 ENGINE_TIMEOUT_S = 3.0
 
 Probe = Callable[[], Awaitable[tuple[bool, str]]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -56,15 +56,6 @@ class Health:
     adapters: dict[str, bool]
     engine: str
 
-
-@web.middleware
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
 
 
 class Monitoring:
@@ -102,7 +93,7 @@ class Monitoring:
     # --- the server ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[_json_errors])
+        app = web.Application(middlewares=[json_errors])
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/health", self._serve_health)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

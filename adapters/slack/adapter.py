@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import ConfigurationError
 from bot.config import Settings
+from bot.http import json_errors
 from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, Sender
 from bot.presets import preset_named
@@ -30,7 +31,7 @@ from . import commands
 from .calls import Poster
 from .events import parse_message, strip_mention
 from .files import SlackFiles
-from .http_events import events_handler, json_errors
+from .http_events import events_handler
 from .mrkdwn import escape, unescape_slack
 from .transport import MESSAGE_LIMIT, ResponseTransport, SlackTransport
 

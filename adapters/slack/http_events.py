@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -19,28 +18,16 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
-__all__ = ["events_handler", "json_errors"]
+from bot.http import Handler, json_error
+
+__all__ = ["events_handler"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (unknown path, wrong method, body too large) as JSON too."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(exc.status, exc.reason)
 
 
 def events_handler(app: AsyncApp, signing_secret: str) -> Handler:
@@ -51,7 +38,7 @@ def events_handler(app: AsyncApp, signing_secret: str) -> Handler:
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _error(400, "the body is not UTF-8 text")
+            return json_error(400, "the body is not UTF-8 text")
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
         if not (
@@ -60,21 +47,21 @@ def events_handler(app: AsyncApp, signing_secret: str) -> Handler:
             and verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
         ):
             log.warning("slack: refused an Events API request without a valid signature from %s", request.remote)
-            return _error(401, "invalid request")  # bolt's own answer to a failed signature check
+            return json_error(401, "invalid request")  # bolt's own answer to a failed signature check
         try:
             bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
         except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
             # bolt's parsing raises whatever a malformed (if signed) body provokes
             log.warning("slack: refused a malformed Events API request: %s", type(exc).__name__)
-            return _error(400, "malformed request body")
+            return json_error(400, "malformed request body")
         if not isinstance(bolt_request.body, dict):
-            return _error(400, "the body is not a JSON object or a form")
+            return json_error(400, "the body is not a JSON object or a form")
         response = await app.async_dispatch(bolt_request)
         if response.status >= 500:
             # bolt answers 500 when its middleware or a listener raised (and logs why); the listeners only
             # parse and start tasks, so what failed is the payload's shape (e.g. an `event` that is a string)
             log.warning("slack: refused an Events API request that slack-bolt could not handle")
-            return _error(400, "malformed request body")
+            return json_error(400, "malformed request body")
         return await to_aiohttp_response(response)
 
     return events

@@ -16,13 +16,14 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from bot.http import json_error, json_errors
+
 __all__ = ["MAX_DEPTH", "MalformedUpdate", "WebhookServer", "parse_body"]
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_DEPTH = 64  # a Telegram update nests about ten levels deep (message, reply, entities...)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class MalformedUpdate(ValueError):
@@ -70,19 +71,6 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (unknown path, wrong method, body too large) as JSON too."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(exc.status, exc.reason)
 
 
 class WebhookServer:
@@ -98,7 +86,7 @@ class WebhookServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[_json_errors])
+        app = web.Application(middlewares=[json_errors])
         app.router.add_post(self._path, self._on_request)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -113,11 +101,11 @@ class WebhookServer:
         # aiohttp keeps undecodable header bytes as surrogates: "replace" so that they cannot raise here.
         if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode("utf-8", "replace"), self._secret):
             log.warning("telegram webhook: request with a wrong secret token from %s", request.remote)
-            return _error(403, "wrong secret token")
+            return json_error(403, "wrong secret token")
         try:
             data = parse_body(await request.read())
             await self._deliver(data)
         except MalformedUpdate as exc:
             log.warning("telegram webhook: refused a malformed update from %s: %s", request.remote, exc)
-            return _error(400, str(exc))
+            return json_error(400, str(exc))
         return web.Response(status=200)
