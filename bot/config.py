@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ArchSetting
+from engine.quantization import QuantizationSetting
 
 __all__ = ["SECRET_SETTINGS", "Settings", "load_settings"]
 
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     device: str = _env("VLMBOT_DEVICE", "auto", "auto, cpu, cuda or cuda:N.")
     attention: Literal["auto", "flash_attention_2", "sdpa", "eager"] = _env(
         "VLMBOT_ATTENTION", "auto", "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa."
+    )
+    quantization: QuantizationSetting = _env(
+        "VLMBOT_QUANTIZATION",
+        "none",
+        "Weights quantized while loading with bitsandbytes (pip install 'vlmbot[quant]'): none, int8 or nf4; "
+        "the vision tower and lm_head stay unquantized. A pre-quantized checkpoint (AWQ, GPTQ, FP8) loads as it is.",
     )
     max_pixels: int = _env(
         "VLMBOT_MAX_PIXELS", DEFAULT_MAX_PIXELS, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
@@ -202,6 +209,11 @@ class Settings(BaseSettings):
         if password:
             found += [("VLMBOT_DATABASE_URL password", password), ("VLMBOT_DATABASE_URL password", unquote(password))]
         return found
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _quantization_lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("metrics_listen")
     @classmethod

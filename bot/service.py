@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.filemodes import prepare_data_dir
@@ -18,6 +19,7 @@ from bot.pictures import PictureFiles
 from bot.retention import prune_daily
 from bot.store import Store, open_store
 from engine.interface import Engine
+from engine.quantization import QuantizationError
 
 __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
 
@@ -79,6 +81,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             model_path=path,
             device=settings.device,
             attention=settings.attention,
+            quantization=settings.quantization,
             min_pixels=settings.min_pixels,
             max_pixels=settings.max_pixels,
             jpeg_draft=settings.jpeg_draft,
@@ -121,16 +124,21 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         engine, demo = await build_engine(settings)
         if demo:
             log.warning(DEMO_WARNING)
-        await engine.start()
+        try:
+            await engine.start()
+        except QuantizationError as exc:  # the checkpoint or VLMBOT_QUANTIZATION cannot load here
+            await engine.close()
+            raise ConfigurationError(str(exc)) from None
         try:
             health = engine.health()
             log.info(
-                "engine ready: model %s on %s (%s), attention %s (%s)",
+                "engine ready: model %s on %s (%s), attention %s (%s), quantization %s",
                 health.model,
                 health.device,
                 health.dtype,
                 health.attention,
                 health.attention_reason,
+                health.quantization,
             )
             instructions = Instructions(
                 settings.instructions_file,

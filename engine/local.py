@@ -58,6 +58,7 @@ class LocalEngineOptions:
     model_path: Path
     device: str = "auto"
     attention: str = "auto"
+    quantization: str = "none"  # VLMBOT_QUANTIZATION: none, int8, nf4 (see engine.quantization)
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_draft: bool = True
@@ -144,7 +145,12 @@ class LocalEngine:
         options = self._options
         self._loaded = await self._loop.run_in_executor(
             self._executor,
-            lambda: load_model(options.model_path, device_setting=options.device, attention=options.attention),
+            lambda: load_model(
+                options.model_path,
+                device_setting=options.device,
+                attention=options.attention,
+                quantization=options.quantization,
+            ),
         )
         self._runner = BatchRunner(
             self._loaded, self._budget(), options.batch_size, self._kv, self._features, options.prefill_chunk_tokens
@@ -252,6 +258,7 @@ class LocalEngine:
             queue_depth=self._queue.waiting,
             running=self._queue.running,
             ok=loaded is not None and self._worker is not None and not self._worker.done(),
+            quantization=loaded.quantization.description if loaded else "-",
         )
 
     async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:

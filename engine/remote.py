@@ -280,6 +280,7 @@ class RemoteEngine:
             running=self._queue.running,
             ok=self._ok,
             detail=self._detail,
+            quantization="-",
         )
 
     async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:

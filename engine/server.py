@@ -164,6 +164,7 @@ async def _health(request: web.Request) -> web.Response:
         "device": health.device,
         "dtype": health.dtype,
         "attention": health.attention,
+        "quantization": health.quantization,
         "queue_depth": health.queue_depth,
         "running": health.running,
         "detail": health.detail,
@@ -171,19 +172,21 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if health.ok else 503)
 
 
-def _model_object(name: str, created: int, arch: ModelArch | None) -> dict[str, Any]:
+def _model_object(name: str, created: int, arch: ModelArch | None, quantization: str) -> dict[str, Any]:
     """An OpenAI model object; its extra `vlmbot` key tells the bot's remote engine the architecture
-    (patch factor, grounding coordinates) whatever the model's name. OpenAI clients ignore it."""
+    (patch factor, grounding coordinates) whatever the model's name, and which weights are quantized.
+    OpenAI clients ignore it."""
     body: dict[str, Any] = {"id": name, "object": "model", "created": created, "owned_by": "vlmbot"}
     if arch is not None:
-        body[ADVERTISED_KEY] = arch.advertised()
+        body[ADVERTISED_KEY] = {**arch.advertised(), "quantization": quantization}
     return body
 
 
 async def _list_models(request: web.Request) -> web.Response:
     created = int(time.time())
-    arch = request.app[_ENGINE].arch
-    data = [_model_object(name, created, arch) for name in _models(request.app)]
+    engine = request.app[_ENGINE]
+    arch, quantization = engine.arch, engine.health().quantization
+    data = [_model_object(name, created, arch, quantization) for name in _models(request.app)]
     return web.json_response({"object": "list", "data": data})
 
 
@@ -397,8 +400,8 @@ async def serve_forever(engine: Engine, options: EngineServerOptions) -> int:
     await engine.start()
     try:
         health = engine.health()
-        log.info("model %s on %s (%s), attention %s (%s)", health.model, health.device, health.dtype,
-                 health.attention, health.attention_reason)
+        log.info("model %s on %s (%s), attention %s (%s), quantization %s", health.model, health.device,
+                 health.dtype, health.attention, health.attention_reason, health.quantization)
         async with running_engine_server(engine, options):
             await stop.wait()
             log.info("shutting down")

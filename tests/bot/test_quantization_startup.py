@@ -1,0 +1,56 @@
+"""VLMBOT_QUANTIZATION, and a checkpoint that cannot load here, end start-up with one clear line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.config import Settings, load_settings
+from tests.bot.test_cli import VLMBOT, clean_env
+
+
+def test_quantization_is_read_and_defaults_to_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VLMBOT_QUANTIZATION", raising=False)
+    assert load_settings().quantization == "none"
+    monkeypatch.setenv("VLMBOT_QUANTIZATION", " NF4 ")
+    assert load_settings().quantization == "nf4"
+    monkeypatch.setenv("VLMBOT_QUANTIZATION", "int4")
+    with pytest.raises(ValidationError, match="'none', 'int8' or 'nf4'"):
+        Settings()
+
+
+def test_an_invalid_quantization_ends_start_up_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [VLMBOT, "run"], check=False, input="", capture_output=True, text=True, cwd=tmp_path,
+        env=clean_env(VLMBOT_QUANTIZATION="int4", VLMBOT_DATA_DIR=str(tmp_path / "data")), timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "VLMBOT_QUANTIZATION" in line or "quantization" in line]
+    assert lines == ["vlmbot: VLMBOT_QUANTIZATION='int4': Input should be 'none', 'int8' or 'nf4'"]
+
+
+def test_an_awq_checkpoint_without_its_package_ends_start_up_in_one_line(tmp_path: Path, tiny_qwen25_dir: Path) -> None:
+    if importlib.util.find_spec("gptqmodel") is not None:
+        pytest.skip("gptqmodel is installed here")
+    model = tmp_path / "awq-model"
+    shutil.copytree(tiny_qwen25_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"}
+    (model / "config.json").write_text(json.dumps(config))
+    for command in (["run"], ["engine", "serve", "--port", "0"]):
+        result = subprocess.run(
+            [VLMBOT, *command], check=False, input="", capture_output=True, text=True, cwd=tmp_path,
+            env=clean_env(VLMBOT_MODEL=str(model), VLMBOT_DATA_DIR=str(tmp_path / "data")), timeout=300,
+        )
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr
+        said = [line for line in result.stderr.splitlines() if "AWQ" in line]
+        assert len(said) == 1 and "needs gptqmodel" in said[0] and "pip install" in said[0], result.stderr
