@@ -74,7 +74,27 @@ class Settings(BaseSettings):
     request_timeout_s: float = _env("VLMBOT_REQUEST_TIMEOUT", 300.0, "Seconds a request may take, waiting included.")
     batch_size: int = _env("VLMBOT_BATCH_SIZE", 8, "Requests decoded together (1 disables batching).")
     prefix_cache: bool = _env("VLMBOT_PREFIX_CACHE", True, "Reuse a session's KV cache across turns.")
-    kv_cache_bytes: int = _env("VLMBOT_KV_CACHE_BYTES", 4 * 1024**3, "Byte budget of the per-session KV store.")
+    kv_cache_bytes: int | None = _env(
+        "VLMBOT_KV_CACHE_BYTES",
+        None,
+        "Byte budget of the per-session KV store; unset = on CUDA half of what the weights leave of "
+        "VLMBOT_GPU_MEMORY_FRACTION, on the CPU 4 GiB.",
+        ge=0,
+    )
+    gpu_memory_fraction: float = _env(
+        "VLMBOT_GPU_MEMORY_FRACTION",
+        0.9,
+        "Share of the GPU's memory the engine plans for: weights, the KV store and running requests.",
+        gt=0,
+        le=1,
+    )
+    admission_bytes: int | None = _env(
+        "VLMBOT_ADMISSION_BYTES",
+        None,
+        "Byte budget of the running requests' estimated KV and activations; more wait in the queue. "
+        "Unset = what VLMBOT_GPU_MEMORY_FRACTION leaves beside the weights and KV store; no limit on the CPU.",
+        gt=0,
+    )
     kv_idle_s: float = _env(
         "VLMBOT_KV_IDLE_S", 1800.0, "Seconds a session's KV cache is kept unused before it is released."
     )

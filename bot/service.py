@@ -89,6 +89,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             batch_size=settings.batch_size,
             prefix_cache=settings.prefix_cache,
             kv_cache_bytes=settings.kv_cache_bytes,
+            gpu_memory_fraction=settings.gpu_memory_fraction,
+            admission_bytes=settings.admission_bytes,
             kv_idle_s=settings.kv_idle_s,
             feature_cache_bytes=settings.feature_cache_bytes,
             max_image_bytes=settings.max_image_bytes,

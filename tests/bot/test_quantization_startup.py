@@ -54,3 +54,16 @@ def test_an_awq_checkpoint_without_its_package_ends_start_up_in_one_line(tmp_pat
         assert "Traceback" not in result.stderr
         said = [line for line in result.stderr.splitlines() if "AWQ" in line]
         assert len(said) == 1 and "needs gptqmodel" in said[0] and "pip install" in said[0], result.stderr
+
+
+def test_memory_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("VLMBOT_GPU_MEMORY_FRACTION", "VLMBOT_ADMISSION_BYTES", "VLMBOT_KV_CACHE_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (settings.gpu_memory_fraction, settings.admission_bytes, settings.kv_cache_bytes) == (0.9, None, None)
+    monkeypatch.setenv("VLMBOT_ADMISSION_BYTES", "1000000")
+    assert load_settings().admission_bytes == 1_000_000
+    monkeypatch.setenv("VLMBOT_GPU_MEMORY_FRACTION", "1.5")
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        Settings()
