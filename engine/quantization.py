@@ -14,6 +14,7 @@ Import-light on purpose (torch and transformers are imported inside `bitsandbyte
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -28,6 +29,8 @@ __all__ = [
     "bitsandbytes_config",
     "plan_quantization",
 ]
+
+log = logging.getLogger(__name__)
 
 QuantizationSetting = Literal["none", "int8", "nf4"]
 QUANTIZATIONS: tuple[str, ...] = get_args(QuantizationSetting)
@@ -122,10 +125,16 @@ def bitsandbytes_config(plan: QuantizationPlan, compute_dtype: Any) -> Any:
     """The `quantization_config` for `from_pretrained`, or None when nothing is quantized while loading."""
     if plan.prequantized or plan.mode == "none":
         return None
+    import torch
     from transformers import BitsAndBytesConfig
 
     skipped = list(SKIPPED_MODULES)
     if plan.mode == "int8":
+        # bitsandbytes warns on every int8 forward whose inputs are not fp16 ("inputs will be cast
+        # from torch.float32 to float16"): on the CPU that is every step. Said once here instead.
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        if compute_dtype != torch.float16:
+            log.info("int8: bitsandbytes computes the quantized layers in float16 (inputs are cast)")
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skipped)
     return BitsAndBytesConfig(
         load_in_4bit=True,
