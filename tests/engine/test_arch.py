@@ -152,7 +152,7 @@ async def test_server_advertises_the_architecture_to_openai_clients(qwen3_server
     for model in models:
         assert model.model_extra is not None
         assert model.model_extra["vlmbot"] == {
-            "arch": "qwen3_vl", "patch_size": 16, "merge_size": 2, "coordinates": "relative_1000"
+            "arch": "qwen3_vl", "patch_size": 16, "merge_size": 2, "coordinates": "relative_1000", "quantization": "none"
         }
 
 
