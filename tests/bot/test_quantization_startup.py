@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bot.config import Settings, load_settings
 from tests.bot.test_cli import VLMBOT, clean_env
+from tests.conftest import picture_bytes
 
 
 def test_quantization_is_read_and_defaults_to_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -67,3 +68,35 @@ def test_memory_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("VLMBOT_GPU_MEMORY_FRACTION", "1.5")
     with pytest.raises(ValidationError, match="less than or equal to 1"):
         Settings()
+
+
+def test_a_quantized_chat_answers_and_the_start_up_log_says_so(tmp_path: Path, tiny_qwen25_dir: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    (tmp_path / "a.png").write_bytes(picture_bytes())
+    result = subprocess.run(
+        [VLMBOT, "chat", "--thread", "q"], check=False, input="/image a.png\nWhat is this?\n/status\n",
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env=clean_env(
+            VLMBOT_DATA_DIR=str(tmp_path / "data"), VLMBOT_MODEL=str(tiny_qwen25_dir),
+            VLMBOT_MAX_NEW_TOKENS="8", VLMBOT_QUANTIZATION="nf4",
+        ),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bot> " in result.stdout and "quantization nf4 (bitsandbytes" in result.stdout  # /status
+    ready = [line for line in result.stderr.splitlines() if "engine ready" in line]
+    assert len(ready) == 1 and "quantization nf4 (bitsandbytes; vision tower and lm_head unquantized)" in ready[0]
+    assert "inputs will be cast" not in result.stderr
+
+
+def test_a_checkpoint_saved_in_nf4_loads_as_it_is(tmp_path: Path, tiny_qwen25_dir: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    from engine.loader import load_model
+
+    saved = tmp_path / "nf4-checkpoint"
+    quantized = load_model(tiny_qwen25_dir, device_setting="cpu", quantization="nf4")
+    quantized.model.save_pretrained(saved)
+    quantized.processor.save_pretrained(saved)
+    assert json.loads((saved / "config.json").read_text())["quantization_config"]["quant_method"] == "bitsandbytes"
+    again = load_model(saved, device_setting="cpu")
+    assert again.quantization.prequantized and again.quantization.description == "bitsandbytes (pre-quantized checkpoint)"
+    assert "Linear4bit" in {type(m).__name__ for m in again.model.modules()}
