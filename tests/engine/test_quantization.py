@@ -205,3 +205,12 @@ async def test_the_engine_server_shows_the_quantization(quantized: tuple[str, Lo
             models = await response.json()
     assert health["quantization"].startswith(f"{mode} (bitsandbytes")
     assert models["data"][0]["vlmbot"]["quantization"] == health["quantization"]
+
+
+def test_a_remote_servers_word_on_quantization_is_made_safe_to_show() -> None:
+    from engine.remote import advertised_quantization
+
+    assert advertised_quantization({"vlmbot": {"quantization": "nf4 (bitsandbytes)"}}) == "nf4 (bitsandbytes)"
+    assert advertised_quantization({"vlmbot": {"quantization": "<b>\x1b[31mx\n" + "y" * 500}}) == "<b>[31mx" + "y" * 92
+    assert advertised_quantization({"vlmbot": {"quantization": 4}}) == "-"
+    assert advertised_quantization({"id": "other-server"}) == advertised_quantization(None) == "-"
