@@ -239,6 +239,7 @@ async def _engine_command(settings: Settings, args: argparse.Namespace) -> int:
         print(seen)
         return 0 if healthy else 1
     from bot.service import DEMO_WARNING, build_engine
+    from engine.quantization import QuantizationError
     from engine.server import EngineServerOptions, serve_forever
 
     # The same in-process engine the bot would build, whatever VLMBOT_ENGINE_URL says.
@@ -256,7 +257,11 @@ async def _engine_command(settings: Settings, args: argparse.Namespace) -> int:
         max_image_bytes=settings.max_image_bytes,
         max_image_pixels=settings.max_image_source_pixels,
     )
-    return await serve_forever(engine, options)
+    try:
+        return await serve_forever(engine, options)
+    except QuantizationError as exc:  # one line, not a traceback, as for a bad setting
+        log.error("%s", exc)
+        return 2
 
 
 def _settings_or_exit() -> Settings:

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ArchSetting
+from engine.quantization import QuantizationSetting
 
 __all__ = ["SECRET_SETTINGS", "Settings", "load_settings"]
 
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
     attention: Literal["auto", "flash_attention_2", "sdpa", "eager"] = _env(
         "VLMBOT_ATTENTION", "auto", "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa."
     )
+    quantization: QuantizationSetting = _env(
+        "VLMBOT_QUANTIZATION",
+        "none",
+        "Weights quantized while loading with bitsandbytes (pip install 'vlmbot[quant]'): none, int8 or nf4; "
+        "the vision tower and lm_head stay unquantized. A pre-quantized checkpoint (AWQ, GPTQ, FP8) loads as it is.",
+    )
     max_pixels: int = _env(
         "VLMBOT_MAX_PIXELS", DEFAULT_MAX_PIXELS, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
     )
@@ -67,7 +74,27 @@ class Settings(BaseSettings):
     request_timeout_s: float = _env("VLMBOT_REQUEST_TIMEOUT", 300.0, "Seconds a request may take, waiting included.")
     batch_size: int = _env("VLMBOT_BATCH_SIZE", 8, "Requests decoded together (1 disables batching).")
     prefix_cache: bool = _env("VLMBOT_PREFIX_CACHE", True, "Reuse a session's KV cache across turns.")
-    kv_cache_bytes: int = _env("VLMBOT_KV_CACHE_BYTES", 4 * 1024**3, "Byte budget of the per-session KV store.")
+    kv_cache_bytes: int | None = _env(
+        "VLMBOT_KV_CACHE_BYTES",
+        None,
+        "Byte budget of the per-session KV store; unset = on CUDA half of what the weights leave of "
+        "VLMBOT_GPU_MEMORY_FRACTION, on the CPU 4 GiB.",
+        ge=0,
+    )
+    gpu_memory_fraction: float = _env(
+        "VLMBOT_GPU_MEMORY_FRACTION",
+        0.9,
+        "Share of the GPU's memory the engine plans for: weights, the KV store and running requests.",
+        gt=0,
+        le=1,
+    )
+    admission_bytes: int | None = _env(
+        "VLMBOT_ADMISSION_BYTES",
+        None,
+        "Byte budget of the running requests' estimated KV and activations; more wait in the queue. "
+        "Unset = what VLMBOT_GPU_MEMORY_FRACTION leaves beside the weights and KV store; no limit on the CPU.",
+        gt=0,
+    )
     kv_idle_s: float = _env(
         "VLMBOT_KV_IDLE_S", 1800.0, "Seconds a session's KV cache is kept unused before it is released."
     )
@@ -210,6 +237,11 @@ class Settings(BaseSettings):
         if password:
             found += [("VLMBOT_DATABASE_URL password", password), ("VLMBOT_DATABASE_URL password", unquote(password))]
         return found
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _quantization_lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("metrics_listen")
     @classmethod

@@ -667,7 +667,7 @@ class Conversations:
             mine = "Your answer is being generated." if not position else f"Your question is number {position} in the queue."
         state = "ready" if health.ok else f"unavailable ({health.detail})"
         return (
-            f"{mine}\nModel: {health.model} on {health.device} ({health.dtype}, {health.attention}), {state}.\n"
+            f"{mine}\nModel: {health.model} on {health.device} ({health.dtype}, {health.attention}, quantization {health.quantization}), {state}.\n"
             f"Queue: {health.queue_depth} waiting, {health.running} generating."
         )
 

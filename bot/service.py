@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.filemodes import prepare_data_dir
@@ -19,6 +20,7 @@ from bot.pictures import PictureFiles
 from bot.retention import prune_daily
 from bot.store import Store, open_store
 from engine.interface import Engine
+from engine.quantization import QuantizationError
 
 __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
 
@@ -81,6 +83,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             model_path=path,
             device=settings.device,
             attention=settings.attention,
+            quantization=settings.quantization,
             min_pixels=settings.min_pixels,
             max_pixels=settings.max_pixels,
             jpeg_draft=settings.jpeg_draft,
@@ -88,6 +91,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             batch_size=settings.batch_size,
             prefix_cache=settings.prefix_cache,
             kv_cache_bytes=settings.kv_cache_bytes,
+            gpu_memory_fraction=settings.gpu_memory_fraction,
+            admission_bytes=settings.admission_bytes,
             kv_idle_s=settings.kv_idle_s,
             feature_cache_bytes=settings.feature_cache_bytes,
             max_image_bytes=settings.max_image_bytes,
@@ -123,16 +128,21 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
         engine, demo = await build_engine(settings)
         if demo:
             log.warning(DEMO_WARNING)
-        await engine.start()
+        try:
+            await engine.start()
+        except QuantizationError as exc:  # the checkpoint or VLMBOT_QUANTIZATION cannot load here
+            await engine.close()
+            raise ConfigurationError(str(exc)) from None
         try:
             health = engine.health()
             log.info(
-                "engine ready: model %s on %s (%s), attention %s (%s)",
+                "engine ready: model %s on %s (%s), attention %s (%s), quantization %s",
                 health.model,
                 health.device,
                 health.dtype,
                 health.attention,
                 health.attention_reason,
+                health.quantization,
             )
             instructions = Instructions(
                 settings.instructions_file,

@@ -127,6 +127,7 @@ class EngineHealth:
     running: int
     ok: bool = True
     detail: str = ""
+    quantization: str = "none"  # e.g. "nf4 (bitsandbytes; ...)", "awq (pre-quantized checkpoint)"; "-" when remote
 
 
 class EngineError(Exception):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from engine.admission import AdmissionLedger, MemoryShape, cuda_budgets
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
 from engine.batch import INTERNAL_MESSAGE, BatchRunner, Work, error_for
 from engine.counting import PromptCounter
@@ -48,7 +49,9 @@ from engine.prepare import Preparer, context_limit
 from engine.prompt import Prompt
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
 
-__all__ = ["CacheStats", "LocalEngine", "LocalEngineOptions"]
+__all__ = ["DEFAULT_KV_CACHE_BYTES", "CacheStats", "LocalEngine", "LocalEngineOptions"]
+
+DEFAULT_KV_CACHE_BYTES = 4 * 1024**3
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +61,18 @@ class LocalEngineOptions:
     model_path: Path
     device: str = "auto"
     attention: str = "auto"
+    quantization: str = "none"  # VLMBOT_QUANTIZATION: none, int8, nf4 (see engine.quantization)
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_draft: bool = True
     queue_size: int = 32
     batch_size: int = 8  # requests decoded together; 1 disables batching
     prefix_cache: bool = True  # keep each session's KV cache between turns
-    kv_cache_bytes: int = 4 * 1024**3  # budget of the per-session KV store (idle sessions)
+    # Budget of the per-session KV store (idle sessions); None: on CUDA half of what the weights leave
+    # free (engine.admission.cuda_budgets), on the CPU DEFAULT_KV_CACHE_BYTES.
+    kv_cache_bytes: int | None = DEFAULT_KV_CACHE_BYTES
+    gpu_memory_fraction: float = 0.9  # share of the GPU the engine plans for (engine.admission)
+    admission_bytes: int | None = None  # running requests' KV + activations; None: from the GPU, or no limit on CPU
     kv_idle_s: float | None = 1800.0  # a session's KV cache is dropped after this long unused
     feature_cache_bytes: int = 1024**3  # budget of the vision-feature cache; 0 disables it
     max_image_bytes: int = 20 * 1024**2  # pictures larger than this are refused
@@ -109,7 +117,9 @@ class LocalEngine:
         self._jobs: dict[str, _Job] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = threading.Event()  # asks the decoding loop to yield at the next step boundary
-        self._kv = KVStore(options.kv_cache_bytes if options.prefix_cache else 0, options.kv_idle_s)
+        kv_bytes = DEFAULT_KV_CACHE_BYTES if options.kv_cache_bytes is None else options.kv_cache_bytes
+        self._kv = KVStore(kv_bytes if options.prefix_cache else 0, options.kv_idle_s)
+        self._ledger: AdmissionLedger | None = None  # set once the model is loaded
         self._features = FeatureCache(options.feature_cache_bytes)
         self._runner: BatchRunner | None = None
         self._counter: PromptCounter | None = None
@@ -144,8 +154,14 @@ class LocalEngine:
         options = self._options
         self._loaded = await self._loop.run_in_executor(
             self._executor,
-            lambda: load_model(options.model_path, device_setting=options.device, attention=options.attention),
+            lambda: load_model(
+                options.model_path,
+                device_setting=options.device,
+                attention=options.attention,
+                quantization=options.quantization,
+            ),
         )
+        self._plan_memory(self._loaded)
         self._runner = BatchRunner(
             self._loaded, self._budget(), options.batch_size, self._kv, self._features, options.prefill_chunk_tokens
         )
@@ -158,6 +174,24 @@ class LocalEngine:
         )
         self._counter = PromptCounter(self._loaded, self._budget())
         self._worker = asyncio.create_task(self._work(), name="vlmbot-engine-worker")
+
+    def _plan_memory(self, loaded: LoadedModel) -> None:
+        """The admission budget and, when unset on CUDA, the KV store's budget (engine.admission)."""
+        options = self._options
+        shape = MemoryShape.of(loaded.model.config, loaded.dtype)
+        budget = options.admission_bytes
+        if loaded.device.type == "cuda":
+            total = torch.cuda.get_device_properties(loaded.device).total_memory
+            weights = int(loaded.model.get_memory_footprint())
+            store, left = cuda_budgets(total, options.gpu_memory_fraction, weights, options.kv_cache_bytes)
+            if options.kv_cache_bytes is None and options.prefix_cache:
+                self._kv = KVStore(store, options.kv_idle_s)
+            budget = left if budget is None else budget
+            log.info(
+                "GPU memory: %d MiB, weights %d MiB, KV store %d MiB, running requests %d MiB",
+                total >> 20, weights >> 20, store >> 20, budget >> 20,
+            )
+        self._ledger = AdmissionLedger(shape, budget, options.prefill_chunk_tokens)
 
     async def close(self) -> None:
         for job in list(self._jobs.values()):
@@ -252,6 +286,7 @@ class LocalEngine:
             queue_depth=self._queue.waiting,
             running=self._queue.running,
             ok=loaded is not None and self._worker is not None and not self._worker.done(),
+            quantization=loaded.quantization.description if loaded else "-",
         )
 
     async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
@@ -336,9 +371,25 @@ class LocalEngine:
             note=note,
         )
 
+    def _admit(self, job: _Job) -> bool:
+        """Memory-aware admission: reserve the job's estimated bytes if they fit (engine.admission)."""
+        ledger = self._ledger
+        assert ledger is not None and job.prompt is not None
+        need = ledger.estimate(job.prompt, job.request.limits.max_new_tokens)
+        if not ledger.fits(need):
+            log.debug("request %s waits: needs %d bytes, %d of %s reserved", job.request_id, need, ledger.reserved, ledger.budget)
+            return False
+        ledger.admit(job.request_id, need)
+        return True
+
+    def _ledger_release(self, job: _Job) -> None:
+        if self._ledger is not None:
+            self._ledger.release(job.request_id)
+
     def _complete(self, job: _Job, outcome: DecodeResult | EngineError, note: str | None) -> None:
         """On the event loop: a request left the decoding loop."""
         self._queue.finish(job.request_id)
+        self._ledger_release(job)
         if isinstance(outcome, DecodeResult):
             timed_out = outcome.finish_reason == "timeout"
             job.out.put_nowait(EngineTimeout() if timed_out else self._stats(job, outcome, note))
@@ -380,14 +431,23 @@ class LocalEngine:
             # One running request per session: its KV cache is the session's.
             queue = self._queue
 
+            blocked = False  # once one does not fit, none behind it overtakes it
+
             def accept(job: _Job) -> bool:
-                return job.ready() and job.session_key not in busy and not queue.is_running_session(job.session_key)
+                nonlocal blocked
+                if not job.ready() or job.session_key in busy or queue.is_running_session(job.session_key):
+                    return False
+                if blocked or not self._admit(job):
+                    blocked = True
+                    return False
+                return True
 
             new = queue.take(free, accept=accept) if free > 0 else []
             works = []
             for job in new:
                 if job.finished or job.control.cancel.is_set():
                     self._queue.finish(job.request_id)
+                    self._ledger_release(job)
                     continue
                 job.started_at = time.monotonic()
                 works.append(self._work_for(job))

@@ -162,6 +162,7 @@ class RemoteEngine:
         self._model: str | None = options.model or None  # empty setting = ask the server
         self._arch: ModelArch | None = None  # learnt with the model from GET /v1/models
         self._max_tokens: int | None = None  # the server's cap on max_tokens, when it says (this project's does)
+        self._quantization = "-"  # as this project's server advertises it; "-" when the server does not say
         self._ok = False
         self._detail = "not started"
         self._images: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -282,6 +283,7 @@ class RemoteEngine:
             running=self._queue.running,
             ok=self._ok,
             detail=self._detail,
+            quantization=self._quantization,
         )
 
     async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
@@ -453,6 +455,7 @@ class RemoteEngine:
         self._max_tokens = max_tokens_from_advertised(entry.get(ADVERTISED_KEY)) if entry is not None else None
         if self._max_tokens is not None:
             log.info("model server %s answers with at most %d tokens per request", self._base, self._max_tokens)
+        self._quantization = advertised_quantization(entry)
         self._model = model
         self._ok, self._detail = True, ""
         return model
@@ -626,3 +629,14 @@ async def check_health(url: str, *, timeout_s: float = 5.0) -> tuple[bool, str]:
                 return response.status == 200, f"HTTP {response.status} {text[:300]}".strip()
     except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
         return False, f"{base}/health: {type(exc).__name__}: {exc}"
+
+
+def advertised_quantization(entry: dict[str, Any] | None) -> str:
+    """The quantization a model object's `vlmbot` key names (this project's server), fit for /status:
+    printable ASCII, at most 100 characters; "-" when the server says nothing."""
+    said = entry.get(ADVERTISED_KEY) if entry is not None else None
+    value = said.get("quantization") if isinstance(said, dict) else None
+    if not isinstance(value, str):
+        return "-"
+    cleaned = "".join(ch for ch in value if " " <= ch <= "~")[:100].strip()
+    return cleaned or "-"

@@ -164,6 +164,7 @@ async def _health(request: web.Request) -> web.Response:
         "device": health.device,
         "dtype": health.dtype,
         "attention": health.attention,
+        "quantization": health.quantization,
         "queue_depth": health.queue_depth,
         "running": health.running,
         "detail": health.detail,
@@ -171,20 +172,21 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if health.ok else 503)
 
 
-def _model_object(name: str, created: int, arch: ModelArch | None, max_tokens: int) -> dict[str, Any]:
+def _model_object(name: str, created: int, arch: ModelArch | None, max_tokens: int, quantization: str) -> dict[str, Any]:
     """An OpenAI model object; its extra `vlmbot` key tells the bot's remote engine the architecture
-    (patch factor, grounding coordinates) whatever the model's name, and the most tokens one answer
-    may ask for (`max_tokens` above it is refused). OpenAI clients ignore it."""
+    (patch factor, grounding coordinates) whatever the model's name, the most tokens one answer may
+    ask for (`max_tokens` above it is refused), and which weights are quantized. OpenAI clients ignore it."""
     body: dict[str, Any] = {"id": name, "object": "model", "created": created, "owned_by": "vlmbot"}
     advertised: dict[str, Any] = arch.advertised() if arch is not None else {}
-    body[ADVERTISED_KEY] = {**advertised, MAX_TOKENS_KEY: max_tokens}
+    body[ADVERTISED_KEY] = {**advertised, MAX_TOKENS_KEY: max_tokens, "quantization": quantization}
     return body
 
 
 async def _list_models(request: web.Request) -> web.Response:
     created = int(time.time())
-    arch, cap = request.app[_ENGINE].arch, request.app[_OPTIONS].max_new_tokens
-    data = [_model_object(name, created, arch, cap) for name in _models(request.app)]
+    engine = request.app[_ENGINE]
+    arch, cap, quantization = engine.arch, request.app[_OPTIONS].max_new_tokens, engine.health().quantization
+    data = [_model_object(name, created, arch, cap, quantization) for name in _models(request.app)]
     return web.json_response({"object": "list", "data": data})
 
 
@@ -193,8 +195,9 @@ async def _get_model(request: web.Request) -> web.Response:
     if name not in _models(request.app):
         shown = name if len(name) <= 100 else name[:100] + "..."
         raise ApiError(404, f"The model `{shown}` does not exist on this server.", param="model", code="model_not_found")
-    arch, cap = request.app[_ENGINE].arch, request.app[_OPTIONS].max_new_tokens
-    return web.json_response(_model_object(name, int(time.time()), arch, cap))
+    engine = request.app[_ENGINE]
+    arch, cap, quantization = engine.arch, request.app[_OPTIONS].max_new_tokens, engine.health().quantization
+    return web.json_response(_model_object(name, int(time.time()), arch, cap, quantization))
 
 
 async def _release_session(request: web.Request) -> web.Response:
@@ -408,8 +411,8 @@ async def serve_forever(engine: Engine, options: EngineServerOptions) -> int:
     await engine.start()
     try:
         health = engine.health()
-        log.info("model %s on %s (%s), attention %s (%s)", health.model, health.device, health.dtype,
-                 health.attention, health.attention_reason)
+        log.info("model %s on %s (%s), attention %s (%s), quantization %s", health.model, health.device,
+                 health.dtype, health.attention, health.attention_reason, health.quantization)
         async with running_engine_server(engine, options):
             await stop.wait()
             log.info("shutting down")

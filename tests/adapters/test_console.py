@@ -286,3 +286,17 @@ async def test_notice_type_is_used_for_left_out_turns(service_factory) -> None:
             [r async for r in conv.handle(IncomingMessage("console", "n", "u", text))]
         replies = [r async for r in conv.handle(IncomingMessage("console", "n", "u", "three"))]
         assert isinstance(replies[0], Notice)
+
+
+@pytest.mark.parametrize("quantization", ["int8", "nf4"])
+async def test_quantized_model_answers_a_picture(service_factory, tmp_path: Path, quantization: str) -> None:
+    pytest.importorskip("bitsandbytes")
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    async with service_factory(quantization=quantization) as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {red}", "What colour is this?")
+        assert "Attached red.png" in out and "bot> " in out
+        assert chat.images_in_last_prompt() == 1
+        turns = await session_turns(service)
+        assert [t.status for t in turns] == ["done"] and turns[0].output_tokens
+        assert f"quantization {quantization} (bitsandbytes" in await chat.send("/status")

@@ -153,7 +153,7 @@ async def test_server_advertises_the_architecture_to_openai_clients(qwen3_server
         assert model.model_extra is not None
         assert model.model_extra["vlmbot"] == {
             "arch": "qwen3_vl", "patch_size": 16, "merge_size": 2, "coordinates": "relative_1000",
-            "max_tokens": EngineServerOptions().max_new_tokens,  # the server's cap, beside the architecture
+            "max_tokens": EngineServerOptions().max_new_tokens, "quantization": "none",  # the server's cap, beside the architecture
         }
 
 

@@ -114,6 +114,7 @@ async def test_pictures_streaming_and_follow_up(service_factory, host: EngineHos
         assert turns[1].model == tiny_qwen25_dir.name and turns[1].output_tokens == 6 and turns[1].ttft_ms is not None
         status = await ask(service, "/status")
         assert "remote http://127.0.0.1" in status[-1].text and "ready" in status[-1].text
+        assert "quantization none" in status[-1].text  # as the server's /v1/models says
 
 
 async def test_clear_stops_the_answer_on_the_server(service_factory, host: EngineHost) -> None:

@@ -72,6 +72,11 @@ async def test_models_and_health(client: openai.AsyncOpenAI, server: RunningServ
         async with http.get(f"http://127.0.0.1:{server.port}/health") as response:
             body = await response.json()
     assert response.status == 200 and body["status"] == "ok" and body["device"] == "cpu"
+    assert body["quantization"] == "none"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/models") as response:
+            listed = await response.json()
+    assert listed["data"][0]["vlmbot"]["quantization"] == "none"
 
 
 async def test_chat_with_a_picture(client: openai.AsyncOpenAI, local_engine: LocalEngine, tiny_qwen25_dir: Path) -> None:
