@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import assert_never
 
+from bot.filemodes import make_private_dir
 from engine.pictures import PictureLimits, PictureProblem
 from engine.pictures import PictureRejected as _Refused
 from engine.pictures import check_picture as _check
-
-from bot.filemodes import make_private_dir
 
 __all__ = ["CheckedPicture", "PictureFiles", "PictureRejected", "check_picture"]
 
