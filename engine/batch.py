@@ -9,9 +9,14 @@ rows from the same cache length. So the loop here calls the model's forward itse
 - Its prompt is read alone (batch 1), in chunks: the session's cached sequence is cropped to the
   longest common prefix of token ids (a picture counts as common only if the same picture at the
   same budget sits at the same place), and only the rest is read, at most `chunk_tokens` per turn of
-  the loop (a chunk never splits a picture, so one picture may make a chunk longer). Pictures are
-  encoded when their chunk comes, unless their features were cached. Positions (M-RoPE) are those
-  of the whole prompt, so the model's shared `rope_deltas` is never used.
+  the loop. Pictures are encoded when their first chunk comes, unless their features were cached; a
+  chunk may end inside a picture (it is fed the slice of the picture's features it covers). Positions
+  (M-RoPE) are those of the whole prompt, so the model's shared `rope_deltas` is never used.
+- The chunk adapts to time while answers are running: the cost per token of the last chunk sizes
+  the next so that a chunk takes about `CHUNK_STEPS` decode steps (a running answer's gap between two
+  tokens stays within about twice its usual gap, however long the context). With nothing else
+  running, prompts are read `chunk_tokens` at a time. Encoding a picture is its own turn of the loop
+  while answers are running (it cannot be divided: a large picture still makes one longer gap).
 - Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
   first, so a short question is not held behind a long prompt), then feeds the running batch one
   step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
@@ -66,6 +71,8 @@ OOM_MESSAGE = "The picture is too large for the GPU's memory right now; please s
 INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 HALF_BUDGET_NOTE = "The picture was read at reduced resolution because the GPU ran short of memory."
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding in all but name
+CHUNK_STEPS = 0.8  # while answers run, a prompt chunk takes about this many decode steps' time
+FIRST_CHUNK_TOKENS = 32  # while answers run and a chunk's cost is not yet known
 
 
 @dataclass(eq=False)
@@ -183,6 +190,8 @@ class BatchRunner:
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
+        self._step_s: float | None = None  # a decode step's time, smoothed
+        self._token_s: float | None = None  # a prompt token's time in the last chunk
         self.counters = {
             "prefix_hits": 0,
             "reused_tokens": 0,
@@ -283,15 +292,28 @@ class BatchRunner:
             hook.on_prefill(request.request_id, view)
         return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode)
 
+    def _chunk_budget(self) -> int:
+        """Prompt tokens to read this turn: all `chunk_tokens` when nothing streams, else what fits
+        in about `CHUNK_STEPS` decode steps at the last chunk's cost per token."""
+        if not self.rows:
+            return self.chunk_tokens
+        if self._step_s is None or self._token_s is None:
+            return min(self.chunk_tokens, FIRST_CHUNK_TOKENS)
+        fits = int(CHUNK_STEPS * self._step_s / max(self._token_s, 1e-9))
+        return max(1, min(self.chunk_tokens, fits))
+
     def _read(self, hook: DecodeHook | None) -> None:
-        """Read up to `chunk_tokens` tokens of the waiting prompts, the one with the least left first
+        """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
         (the oldest among equals): a short question is not held behind a long prompt."""
-        budget = self.chunk_tokens
+        budget = self._chunk_budget()
         while self.reading and budget > 0:
             reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
             start = reading.done
+            end = min(len(reading.prompt.ids), start + budget)
             try:
-                logits = self._chunk(reading, _chunk_end(reading.prompt, start, budget), hook)
+                if self.rows and self._encode_first(reading, end):
+                    return  # encoding was this turn's work: the running answers take their step
+                logits = self._chunk(reading, end, hook)
             except torch.OutOfMemoryError:
                 self.reading.remove(reading)
                 self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
@@ -305,29 +327,49 @@ class BatchRunner:
                 self._first_token(reading, logits, hook)
                 self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
 
-    def _chunk(self, reading: _Reading, end: int, hook: DecodeHook | None) -> torch.Tensor:
-        """One forward over prompt tokens [done, end); encodes the pictures that start in it."""
-        prompt, start = reading.prompt, reading.done
-        inside = [i for i, slot in enumerate(prompt.images) if start <= slot.start < end]
-        if hook is not None:
-            hook.on_prefill_chunk(reading.rid, start, end)
-        missing = [i for i in inside if i not in reading.features]
+    def _encode_first(self, reading: _Reading, end: int) -> bool:
+        """Encode the pictures of [done, end) whose features are not known yet; True if there were any."""
+        start = reading.done
+        missing = [
+            i
+            for i, slot in enumerate(reading.prompt.images)
+            if slot.start < end and slot.start + slot.length > start and i not in reading.features
+        ]
         if missing:
             self._encode(reading, missing)
+        return bool(missing)
+
+    def _chunk(self, reading: _Reading, end: int, hook: DecodeHook | None) -> torch.Tensor:
+        """One forward over prompt tokens [done, end); encodes the pictures it covers first if needed."""
+        prompt, start = reading.prompt, reading.done
+        if hook is not None:
+            hook.on_prefill_chunk(reading.rid, start, end)
+        self._encode_first(reading, end)
+        # The slice of each picture's features that falls inside the chunk.
+        pieces = []
+        for i, slot in enumerate(prompt.images):
+            first, last = max(start, slot.start), min(end, slot.start + slot.length)
+            if first < last:
+                pieces.append(reading.features[i].part(first - slot.start, last - slot.start))
         assert prompt.positions is not None
+        began = time.perf_counter()
         out = self.loaded.model(
             input_ids=torch.tensor([prompt.ids[start:end]], device=self.loaded.device),
             position_ids=prompt.positions[:, None, start:end].to(self.loaded.device),
             cache=reading.cache,
             use_cache=True,
             logits_to_keep=1,
-            mm_encoder_outputs=self._encoder_outputs([reading.features[i] for i in inside]),
+            mm_encoder_outputs=self._encoder_outputs(pieces),
         )
+        logits = out.logits[:, -1, :]
+        if logits.device.type == "cuda":
+            torch.cuda.synchronize(logits.device)
+        self._token_s = (time.perf_counter() - began) / (end - start)
         reading.cache = out.cache
         reading.done = end
         self.counters["prefilled_tokens"] += end - start
         self.counters["prefill_chunks"] += 1
-        return out.logits[:, -1, :]
+        return logits
 
     def _encode(self, reading: _Reading, indexes: list[int]) -> None:
         """One vision-encoder call for these pictures; their features go to the feature cache."""
@@ -561,6 +603,7 @@ class BatchRunner:
         tokens = torch.tensor([[row.generated[-1]] for row in rows], device=device)
         self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long, device=device)], dim=1)
         positions = torch.tensor([row.next_pos for row in rows], device=device).view(1, -1, 1).expand(3, -1, -1)
+        began = time.perf_counter()
         out = self.loaded.model(
             input_ids=tokens,
             attention_mask=self._mask if self._padded else None,
@@ -572,7 +615,12 @@ class BatchRunner:
         self._cache = out.cache
         for row in rows:
             row.next_pos += 1
-        self._choose(rows, out.logits[:, -1, :], hook)
+        logits = out.logits[:, -1, :]
+        if logits.device.type == "cuda":
+            torch.cuda.synchronize(logits.device)
+        took = time.perf_counter() - began
+        self._step_s = took if self._step_s is None else 0.7 * self._step_s + 0.3 * took
+        self._choose(rows, logits, hook)
         if any(row.finish is not None for row in rows):
             self._leave()
             return True
@@ -624,15 +672,6 @@ def _pick(logits: torch.Tensor, greedy: int, limits: GenerationLimits) -> int:
         sorted_probs[outside] = 0
         return int(order[torch.multinomial(sorted_probs, 1)])
     return int(torch.multinomial(probs, 1))
-
-
-def _chunk_end(prompt: Prompt, start: int, budget: int) -> int:
-    """Where a chunk of about `budget` tokens from `start` ends: never inside a picture."""
-    end = min(len(prompt.ids), start + budget)
-    for slot in prompt.images:
-        if slot.start < end < slot.start + slot.length:
-            return slot.start if slot.start > start else slot.start + slot.length
-    return end
 
 
 def _pad_left(tensor: torch.Tensor, count: int) -> torch.Tensor:
