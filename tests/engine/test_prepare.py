@@ -21,7 +21,14 @@ from engine.decode import ImageBudget
 from engine.interface import EngineRejected, EngineTimeout, PromptImage, PromptTurn
 from engine.local import LocalEngine, LocalEngineOptions
 from tests.engine.pictures import truncated_jpeg
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from tests.engine.support import (
+    SYSTEM,
+    Recorder,
+    answer,
+    ask,
+    noisy_picture,
+    reference_logits,
+)
 
 SMALL = 64 * 28 * 28
 BUDGET = ImageBudget(4 * 28 * 28, SMALL, True)
