@@ -12,11 +12,12 @@ rows from the same cache length. So the loop here calls the model's forward itse
   the loop. Pictures are encoded when their first chunk comes, unless their features were cached; a
   chunk may end inside a picture (it is fed the slice of the picture's features it covers). Positions
   (M-RoPE) are those of the whole prompt, so the model's shared `rope_deltas` is never used.
-- The chunk adapts to time while answers are running: the cost per token of the last chunk sizes
-  the next so that a chunk takes about `CHUNK_STEPS` decode steps (a running answer's gap between two
-  tokens stays within about twice its usual gap, however long the context). With nothing else
-  running, prompts are read `chunk_tokens` at a time. Encoding a picture is its own turn of the loop
-  while answers are running (it cannot be divided: a large picture still makes one longer gap).
+- The chunk adapts to time while answers are running: the size and time of the last chunk size the
+  next so that it takes about `CHUNK_STEPS` decode steps, but never fewer than `MIN_CHUNK_TOKENS`
+  (on a CPU one forward of a single token costs about a decode step: smaller chunks would multiply
+  a newcomer's wait for little gain). With nothing else running, prompts are read `chunk_tokens` at
+  a time. Encoding a picture is its own turn of the loop while answers are running (it cannot be
+  divided: a large picture still makes one longer gap).
 - Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
   first, so a short question is not held behind a long prompt), then feeds the running batch one
   step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
@@ -71,8 +72,9 @@ OOM_MESSAGE = "The picture is too large for the GPU's memory right now; please s
 INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 HALF_BUDGET_NOTE = "The picture was read at reduced resolution because the GPU ran short of memory."
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding in all but name
-CHUNK_STEPS = 0.8  # while answers run, a prompt chunk takes about this many decode steps' time
-FIRST_CHUNK_TOKENS = 32  # while answers run and a chunk's cost is not yet known
+CHUNK_STEPS = 4.0  # while answers run, a prompt chunk takes about this many decode steps' time
+FIRST_CHUNK_TOKENS = 128  # while answers run and a chunk's cost is not yet known
+MIN_CHUNK_TOKENS = 128  # while answers run: a forward has a fixed cost, smaller chunks cost a newcomer more than they save
 
 
 @dataclass(eq=False)
@@ -191,7 +193,7 @@ class BatchRunner:
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
         self._step_s: float | None = None  # a decode step's time, smoothed
-        self._token_s: float | None = None  # a prompt token's time in the last chunk
+        self._last_chunk: tuple[int, float] | None = None  # the last prompt chunk's tokens and seconds
         self.counters = {
             "prefix_hits": 0,
             "reused_tokens": 0,
@@ -293,14 +295,16 @@ class BatchRunner:
         return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode)
 
     def _chunk_budget(self) -> int:
-        """Prompt tokens to read this turn: all `chunk_tokens` when nothing streams, else what fits
-        in about `CHUNK_STEPS` decode steps at the last chunk's cost per token."""
+        """Prompt tokens to read this turn: all `chunk_tokens` when nothing streams, else what should
+        take about `CHUNK_STEPS` decode steps, scaled from the last chunk's size and time (at most
+        doubling, at least `MIN_CHUNK_TOKENS`)."""
         if not self.rows:
             return self.chunk_tokens
-        if self._step_s is None or self._token_s is None:
+        if self._step_s is None or self._last_chunk is None:
             return min(self.chunk_tokens, FIRST_CHUNK_TOKENS)
-        fits = int(CHUNK_STEPS * self._step_s / max(self._token_s, 1e-9))
-        return max(1, min(self.chunk_tokens, fits))
+        tokens, seconds = self._last_chunk
+        fits = int(tokens * CHUNK_STEPS * self._step_s / max(seconds, 1e-9))
+        return min(self.chunk_tokens, max(MIN_CHUNK_TOKENS, min(2 * tokens, fits)))
 
     def _read(self, hook: DecodeHook | None) -> None:
         """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
@@ -364,7 +368,7 @@ class BatchRunner:
         logits = out.logits[:, -1, :]
         if logits.device.type == "cuda":
             torch.cuda.synchronize(logits.device)
-        self._token_s = (time.perf_counter() - began) / (end - start)
+        self._last_chunk = (end - start, time.perf_counter() - began)
         reading.cache = out.cache
         reading.done = end
         self.counters["prefilled_tokens"] += end - start
