@@ -17,7 +17,8 @@ rows from the same cache length. So the loop here calls the model's forward itse
   (on a CPU one forward of a single token costs about a decode step: smaller chunks would multiply
   a newcomer's wait for little gain). With nothing else running, prompts are read `chunk_tokens` at
   a time. Encoding a picture is its own turn of the loop while answers are running (it cannot be
-  divided: a large picture still makes one longer gap).
+  divided: a large picture still makes one longer gap). With nothing streaming, the pictures of all
+  prompts waiting to be read go through the vision tower in one call.
 - Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
   first, so a short question is not held behind a long prompt), then feeds the running batch one
   step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
@@ -200,6 +201,7 @@ class BatchRunner:
             "prefilled_tokens": 0,
             "prefill_chunks": 0,
             "encoded_images": 0,
+            "encoder_calls": 0,  # vision-tower calls: several prompts' pictures may share one
             "worker_prepared_images": 0,  # pictures the worker had to decode itself (see engine.prepare)
         }
 
@@ -310,6 +312,8 @@ class BatchRunner:
         """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
         (the oldest among equals): a short question is not held behind a long prompt."""
         budget = self._chunk_budget()
+        if not self.rows:
+            self._encode_waiting()
         while self.reading and budget > 0:
             reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
             start = reading.done
@@ -376,14 +380,29 @@ class BatchRunner:
         return logits
 
     def _encode(self, reading: _Reading, indexes: list[int]) -> None:
-        """One vision-encoder call for these pictures; their features go to the feature cache."""
-        prompt = reading.prompt
+        """One vision-encoder call for these pictures of one prompt."""
+        self._encode_pictures([(reading, i) for i in indexes])
+
+    def _encode_waiting(self) -> None:
+        """With nothing streaming, one vision-encoder call for the pictures of every prompt waiting
+        to be read (several newcomers' pictures together); if it fails, each prompt encodes its own."""
+        pending = [(r, i) for r in self.reading for i in r.to_encode if i not in r.features]
+        if len({id(r) for r, _ in pending}) < 2:
+            return
+        try:
+            self._encode_pictures(pending)
+        except Exception as exc:  # each prompt then meets its own failure alone, in _chunk
+            log.warning("encoding several prompts' pictures together failed (%s); one prompt at a time", exc)
+
+    def _encode_pictures(self, pictures: list[tuple[_Reading, int]]) -> None:
+        """One vision-encoder call; the features go to their prompts and the feature cache."""
         device, dtype = self.loaded.device, self.loaded.dtype
-        pixel_values = torch.cat([prompt.pixels[i] for i in indexes])
-        grids = torch.tensor([prompt.images[i].grid for i in indexes], device=device)
+        pixel_values = torch.cat([r.prompt.pixels[i] for r, i in pictures])
+        grids = torch.tensor([r.prompt.images[i].grid for r, i in pictures], device=device)
         encoded = self.loaded.model.model.get_image_features(pixel_values.to(device, dtype), grids, return_dict=True)
         deep = getattr(encoded, "deepstack_features", None) or []
-        for position, index in enumerate(indexes):
+        for position, (reading, index) in enumerate(pictures):
+            prompt = reading.prompt
             features = ImageFeatures(
                 grid=prompt.images[index].grid,
                 # Clones: a split is a view that would keep the whole batch's output alive.
@@ -394,7 +413,8 @@ class BatchRunner:
             prompt.pixels.pop(index, None)  # read: the pixels are no longer needed
             if self.features is not None:
                 self.features.put(prompt.images[index].key, features)
-        self.counters["encoded_images"] += len(indexes)
+        self.counters["encoded_images"] += len(pictures)
+        self.counters["encoder_calls"] += 1
 
     def _first_token(self, reading: _Reading, logits: torch.Tensor, hook: DecodeHook | None) -> None:
         prompt = reading.prompt

@@ -263,3 +263,27 @@ async def test_a_sessions_requests_keep_their_order_while_prepared(
     gate.set()
     await asyncio.gather(first, second)
     assert list(hook.prefill) == ["first", "second"]
+
+
+async def test_newcomers_pictures_go_through_the_vision_tower_together(engine: LocalEngine) -> None:
+    hook = Timeline()
+    engine.generate_hook = hook
+    release = threading.Event()
+    # The worker is held inside the first chunk of a one-token request until both newcomers are prepared.
+    hook.on_chunk["gate"] = (1, lambda: release.wait(10))
+    gate = asyncio.create_task(answer(engine, ask("gate", "g", QUESTION, 1)))
+    await asyncio.to_thread(lambda: [time.sleep(0.005) for _ in range(2000) if not hook.chunks.get("gate")])
+    pictures = {"one": noisy_picture((96, 64), seed=61), "two": noisy_picture((56, 112), seed=62)}
+    turns = {name: [SYSTEM, PromptTurn("user", f"What is in picture {name}?", (pic,))] for name, pic in pictures.items()}
+    tasks = [asyncio.create_task(answer(engine, ask(name, name, turns[name], 2))) for name in pictures]
+    while not all((job := engine._jobs.get(name)) and job.ready() for name in pictures):
+        await asyncio.sleep(0.005)
+    calls_before = engine._runner.counters["encoder_calls"]  # type: ignore[union-attr]
+    release.set()
+    await gate
+    await asyncio.gather(*tasks)
+    assert engine._runner.counters["encoder_calls"] == calls_before + 1  # type: ignore[union-attr]
+    assert engine.cache_stats().encoded_images == 2
+    # Encoded together, each prompt's first token scores are those of reading it alone.
+    for name in pictures:
+        assert torch.allclose(hook.logits[name][0], reference_logits(engine, turns[name], BUDGET), atol=1e-4)
