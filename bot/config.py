@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     )
     prefill_chunk_tokens: int = _env(
         "VLMBOT_PREFILL_CHUNK_TOKENS",
-        512,
+        2048,
         "Most prompt tokens read per turn of the engine's loop; while answers are running the engine "
         "reads fewer, sized by time so they keep streaming.",
         gt=0,

@@ -178,7 +178,7 @@ class BatchRunner:
         batch_size: int,
         kv: KVStore | None,
         features: FeatureCache | None,
-        chunk_tokens: int = 512,
+        chunk_tokens: int = 2048,
     ) -> None:
         self.loaded = loaded
         self.budget = budget
