@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ from bench.common import (
 )
 from engine.interface import PromptTurn
 
-WORDS = "the printer on the third floor shows a paper jam error although the tray is empty and the door is closed".split()
+SENTENCE = "the printer on the third floor shows a paper jam error although the tray is empty and the door is closed"
 
 
 class StepClock(FixedLength):
@@ -90,7 +91,8 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
                 )
             )
             await clock.started.wait()
-            history = " ".join(WORDS[i % len(WORDS)] for i in range(args.history_words))
+            words = SENTENCE.split()
+            history = " ".join(words[i % len(words)] for i in range(args.history_words))
             picture = prompt_image(photo_jpeg((args.width, args.height), seed=7))
             turns = [
                 PromptTurn("system", "You are a helpful helpdesk assistant."),
@@ -106,7 +108,7 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
     finally:
         batch_module.CHUNK_STEPS = saved
     steps = clock.steps
-    gaps = [(b - a, b) for a, b in zip(steps, steps[1:], strict=False)]
+    gaps = [(b - a, b) for a, b in itertools.pairwise(steps)]
     during = [gap for gap, at in gaps if arrived <= at <= first_token + 0.5]
     usual = [gap for gap, at in gaps if not (arrived <= at <= first_token + 0.5)]
     return {
