@@ -21,36 +21,59 @@ __all__ = ["SECRET_SETTINGS", "Settings", "load_settings"]
 
 
 def _env(name: str, default, description: str, **kw):
-    return Field(default, validation_alias=AliasChoices(name), description=description, **kw)
+    return Field(
+        default, validation_alias=AliasChoices(name), description=description, **kw
+    )
 
 
 IdList = Annotated[tuple[str, ...], NoDecode]
 
 # Settings whose values never appear in a log (bot/logsafe.py); the database URL's password neither.
 SECRET_SETTINGS = (
-    "telegram_token", "telegram_webhook_secret", "slack_bot_token", "slack_app_token", "slack_signing_secret",
-    "engine_api_key", "engine_api_keys", "web_token", "web_admin_token",
+    "telegram_token",
+    "telegram_webhook_secret",
+    "slack_bot_token",
+    "slack_app_token",
+    "slack_signing_secret",
+    "engine_api_key",
+    "engine_api_keys",
+    "web_token",
+    "web_admin_token",
 )
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True, populate_by_name=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=False,
     )
 
     # --- storage ---------------------------------------------------------------------------
-    data_dir: Path = _env("VLMBOT_DATA_DIR", Path("data"), "Database, pictures and the demo model live here.")
+    data_dir: Path = _env(
+        "VLMBOT_DATA_DIR",
+        Path("data"),
+        "Database, pictures and the demo model live here.",
+    )
     database_url: str | None = _env(
-        "VLMBOT_DATABASE_URL", None, "SQLAlchemy async URL; default sqlite+aiosqlite in the data dir."
+        "VLMBOT_DATABASE_URL",
+        None,
+        "SQLAlchemy async URL; default sqlite+aiosqlite in the data dir.",
     )
 
     # --- model engine ----------------------------------------------------------------------
     model: Path | None = _env(
-        "VLMBOT_MODEL", None, "Local Qwen2.5-VL / Qwen3-VL checkpoint directory; unset = tiny random demo model."
+        "VLMBOT_MODEL",
+        None,
+        "Local Qwen2.5-VL / Qwen3-VL checkpoint directory; unset = tiny random demo model.",
     )
     device: str = _env("VLMBOT_DEVICE", "auto", "auto, cpu, cuda or cuda:N.")
     attention: Literal["auto", "flash_attention_2", "sdpa", "eager"] = _env(
-        "VLMBOT_ATTENTION", "auto", "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa."
+        "VLMBOT_ATTENTION",
+        "auto",
+        "auto = flash_attention_2 on CUDA with flash-attn installed, else sdpa.",
     )
     quantization: QuantizationSetting = _env(
         "VLMBOT_QUANTIZATION",
@@ -59,10 +82,18 @@ class Settings(BaseSettings):
         "the vision tower and lm_head stay unquantized. A pre-quantized checkpoint (AWQ, GPTQ, FP8) loads as it is.",
     )
     max_pixels: int = _env(
-        "VLMBOT_MAX_PIXELS", DEFAULT_MAX_PIXELS, "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL)."
+        "VLMBOT_MAX_PIXELS",
+        DEFAULT_MAX_PIXELS,
+        "Pixel budget per picture after resizing (1280 visual tokens on Qwen2.5-VL).",
     )
-    min_pixels: int = _env("VLMBOT_MIN_PIXELS", DEFAULT_MIN_PIXELS, "Smallest picture size after resizing.")
-    max_new_tokens: int = _env("VLMBOT_MAX_NEW_TOKENS", 1024, "Upper bound on the length of one answer in tokens.")
+    min_pixels: int = _env(
+        "VLMBOT_MIN_PIXELS", DEFAULT_MIN_PIXELS, "Smallest picture size after resizing."
+    )
+    max_new_tokens: int = _env(
+        "VLMBOT_MAX_NEW_TOKENS",
+        1024,
+        "Upper bound on the length of one answer in tokens.",
+    )
     context_tokens: int = _env(
         "VLMBOT_CONTEXT_TOKENS",
         16384,
@@ -96,18 +127,45 @@ class Settings(BaseSettings):
         gt=0,
     )
     kv_idle_s: float = _env(
-        "VLMBOT_KV_IDLE_S", 1800.0, "Seconds a session's KV cache is kept unused before it is released."
+        "VLMBOT_KV_IDLE_S",
+        1800.0,
+        "Seconds a session's KV cache is kept unused before it is released.",
     )
     feature_cache_bytes: int = _env(
-        "VLMBOT_FEATURE_CACHE_BYTES", 1024**3, "Byte budget of the vision-feature cache."
+        "VLMBOT_FEATURE_CACHE_BYTES",
+        1024**3,
+        "Byte budget of the vision-feature cache.",
     )
-    jpeg_draft: bool = _env("VLMBOT_JPEG_DRAFT", True, "Decode large JPEGs at reduced scale before resizing.")
+    prefill_chunk_tokens: int = _env(
+        "VLMBOT_PREFILL_CHUNK_TOKENS",
+        2048,
+        "Most prompt tokens read per turn of the engine's loop; while answers are running the engine "
+        "reads fewer, sized by time so they keep streaming.",
+        gt=0,
+    )
+    prepare_workers: int = _env(
+        "VLMBOT_PREPARE_WORKERS",
+        2,
+        "Threads decoding and resizing pictures and tokenizing prompts before a request is queued.",
+        gt=0,
+    )
+    jpeg_draft: bool = _env(
+        "VLMBOT_JPEG_DRAFT",
+        True,
+        "Decode large JPEGs at reduced scale before resizing.",
+    )
     engine_url: str | None = _env(
-        "VLMBOT_ENGINE_URL", None, "OpenAI-compatible server (this project's, vLLM, SGLang) instead of a local model."
+        "VLMBOT_ENGINE_URL",
+        None,
+        "OpenAI-compatible server (this project's, vLLM, SGLang) instead of a local model.",
     )
-    engine_api_key: str | None = _env("VLMBOT_ENGINE_API_KEY", None, "Bearer key for VLMBOT_ENGINE_URL.")
+    engine_api_key: str | None = _env(
+        "VLMBOT_ENGINE_API_KEY", None, "Bearer key for VLMBOT_ENGINE_URL."
+    )
     engine_model: str | None = _env(
-        "VLMBOT_ENGINE_MODEL", None, "Model name to request from the remote server (default: its first model)."
+        "VLMBOT_ENGINE_MODEL",
+        None,
+        "Model name to request from the remote server (default: its first model).",
     )
     engine_arch: ArchSetting = _env(
         "VLMBOT_ENGINE_ARCH",
@@ -116,12 +174,16 @@ class Settings(BaseSettings):
         "qwen2_5_vl, qwen3_vl, or auto = judged by the model's name.",
     )
     engine_api_keys: IdList = _env(
-        "VLMBOT_SERVER_API_KEYS", (), "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth."
+        "VLMBOT_SERVER_API_KEYS",
+        (),
+        "Keys `vlmbot engine serve` accepts (comma separated); empty = no auth.",
     )
 
     # --- the operator's instructions --------------------------------------------------------
     instructions_file: Path | None = _env(
-        "VLMBOT_INSTRUCTIONS_FILE", None, "Text or Markdown added to the system prompt of every conversation."
+        "VLMBOT_INSTRUCTIONS_FILE",
+        None,
+        "Text or Markdown added to the system prompt of every conversation.",
     )
     instructions_dir: Path | None = _env(
         "VLMBOT_INSTRUCTIONS_DIR",
@@ -140,14 +202,24 @@ class Settings(BaseSettings):
     )
 
     # --- input limits ----------------------------------------------------------------------
-    max_image_bytes: int = _env("VLMBOT_MAX_IMAGE_BYTES", 20 * 1024**2, "Largest picture file accepted.")
-    max_image_source_pixels: int = _env(
-        "VLMBOT_MAX_IMAGE_SOURCE_PIXELS", 64_000_000, "Largest picture (width x height) decoded: guards decompression bombs."
+    max_image_bytes: int = _env(
+        "VLMBOT_MAX_IMAGE_BYTES", 20 * 1024**2, "Largest picture file accepted."
     )
-    max_images_per_turn: int = _env("VLMBOT_MAX_IMAGES_PER_TURN", 8, "Pictures in one question.")
+    max_image_source_pixels: int = _env(
+        "VLMBOT_MAX_IMAGE_SOURCE_PIXELS",
+        64_000_000,
+        "Largest picture (width x height) decoded: guards decompression bombs.",
+    )
+    max_images_per_turn: int = _env(
+        "VLMBOT_MAX_IMAGES_PER_TURN", 8, "Pictures in one question."
+    )
 
     # --- service ---------------------------------------------------------------------------
-    shutdown_grace_s: float = _env("VLMBOT_SHUTDOWN_GRACE", 20.0, "Seconds in-flight answers may finish at shutdown.")
+    shutdown_grace_s: float = _env(
+        "VLMBOT_SHUTDOWN_GRACE",
+        20.0,
+        "Seconds in-flight answers may finish at shutdown.",
+    )
     instance_id: str = _env(
         "VLMBOT_INSTANCE_ID",
         socket.gethostname(),
@@ -160,7 +232,9 @@ class Settings(BaseSettings):
         "host:port where `vlmbot run` serves /metrics (Prometheus) and /health; empty = not served.",
     )
     console: Literal["auto", "on", "off"] = _env(
-        "VLMBOT_CONSOLE", "auto", "Console chat in `vlmbot run`: auto = only when no other adapter is configured."
+        "VLMBOT_CONSOLE",
+        "auto",
+        "Console chat in `vlmbot run`: auto = only when no other adapter is configured.",
     )
 
     # --- replies ---------------------------------------------------------------------------
@@ -172,36 +246,82 @@ class Settings(BaseSettings):
     )
 
     # --- Telegram --------------------------------------------------------------------------
-    telegram_token: str | None = _env("TELEGRAM_BOT_TOKEN", None, "Enables the Telegram adapter.")
-    telegram_api_url: str = _env("TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server base URL.")
-    telegram_webhook_url: str | None = _env("TELEGRAM_WEBHOOK_URL", None, "Public URL; set = webhook mode.")
-    telegram_webhook_listen: str = _env("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0:8443", "host:port of the webhook server.")
-    telegram_webhook_secret: str | None = _env("TELEGRAM_WEBHOOK_SECRET", None, "Secret token checked on every webhook.")
-    telegram_allowed_users: IdList = _env("TELEGRAM_ALLOWED_USERS", (), "User ids allowed (comma separated).")
-    telegram_allowed_chats: IdList = _env("TELEGRAM_ALLOWED_CHATS", (), "Chat ids allowed (comma separated).")
+    telegram_token: str | None = _env(
+        "TELEGRAM_BOT_TOKEN", None, "Enables the Telegram adapter."
+    )
+    telegram_api_url: str = _env(
+        "TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server base URL."
+    )
+    telegram_webhook_url: str | None = _env(
+        "TELEGRAM_WEBHOOK_URL", None, "Public URL; set = webhook mode."
+    )
+    telegram_webhook_listen: str = _env(
+        "TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0:8443", "host:port of the webhook server."
+    )
+    telegram_webhook_secret: str | None = _env(
+        "TELEGRAM_WEBHOOK_SECRET", None, "Secret token checked on every webhook."
+    )
+    telegram_allowed_users: IdList = _env(
+        "TELEGRAM_ALLOWED_USERS", (), "User ids allowed (comma separated)."
+    )
+    telegram_allowed_chats: IdList = _env(
+        "TELEGRAM_ALLOWED_CHATS", (), "Chat ids allowed (comma separated)."
+    )
     telegram_allow_everyone: bool = _env(
-        "TELEGRAM_ALLOW_EVERYONE", False, "Must be true to run with both allowlists empty."
+        "TELEGRAM_ALLOW_EVERYONE",
+        False,
+        "Must be true to run with both allowlists empty.",
     )
 
     # --- Slack -----------------------------------------------------------------------------
-    slack_bot_token: str | None = _env("SLACK_BOT_TOKEN", None, "Enables the Slack adapter (xoxb-...).")
-    slack_app_token: str | None = _env("SLACK_APP_TOKEN", None, "Socket Mode token (xapp-...); the default mode.")
-    slack_signing_secret: str | None = _env("SLACK_SIGNING_SECRET", None, "HTTP Events API mode when no app token.")
-    slack_api_url: str = _env("SLACK_API_URL", "https://slack.com/api/", "Web API base URL.")
-    slack_http_listen: str = _env("SLACK_HTTP_LISTEN", "0.0.0.0:3000", "host:port of the Events API server.")
-    slack_slash_command: str = _env("SLACK_SLASH_COMMAND", "/vlmbot", "Slash command name.")
-    slack_allowed_teams: IdList = _env("SLACK_ALLOWED_TEAMS", (), "Workspace ids allowed (comma separated).")
-    slack_allowed_channels: IdList = _env("SLACK_ALLOWED_CHANNELS", (), "Channel ids allowed (comma separated).")
-    slack_allowed_users: IdList = _env("SLACK_ALLOWED_USERS", (), "User ids allowed (comma separated).")
-    slack_allow_everyone: bool = _env("SLACK_ALLOW_EVERYONE", False, "Must be true to run with all allowlists empty.")
+    slack_bot_token: str | None = _env(
+        "SLACK_BOT_TOKEN", None, "Enables the Slack adapter (xoxb-...)."
+    )
+    slack_app_token: str | None = _env(
+        "SLACK_APP_TOKEN", None, "Socket Mode token (xapp-...); the default mode."
+    )
+    slack_signing_secret: str | None = _env(
+        "SLACK_SIGNING_SECRET", None, "HTTP Events API mode when no app token."
+    )
+    slack_api_url: str = _env(
+        "SLACK_API_URL", "https://slack.com/api/", "Web API base URL."
+    )
+    slack_http_listen: str = _env(
+        "SLACK_HTTP_LISTEN", "0.0.0.0:3000", "host:port of the Events API server."
+    )
+    slack_slash_command: str = _env(
+        "SLACK_SLASH_COMMAND", "/vlmbot", "Slash command name."
+    )
+    slack_allowed_teams: IdList = _env(
+        "SLACK_ALLOWED_TEAMS", (), "Workspace ids allowed (comma separated)."
+    )
+    slack_allowed_channels: IdList = _env(
+        "SLACK_ALLOWED_CHANNELS", (), "Channel ids allowed (comma separated)."
+    )
+    slack_allowed_users: IdList = _env(
+        "SLACK_ALLOWED_USERS", (), "User ids allowed (comma separated)."
+    )
+    slack_allow_everyone: bool = _env(
+        "SLACK_ALLOW_EVERYONE", False, "Must be true to run with all allowlists empty."
+    )
 
     # --- web chat --------------------------------------------------------------------------
     web_enabled: bool = _env("VLMBOT_WEB", True, "Serve the web chat in `vlmbot run`.")
-    web_listen: str = _env("VLMBOT_WEB_LISTEN", "127.0.0.1:8080", "host:port of the web chat.")
-    web_token: str | None = _env("VLMBOT_WEB_TOKEN", None, "Access token; required when not bound to loopback.")
-    web_admin_token: str | None = _env("VLMBOT_WEB_ADMIN_TOKEN", None, "Operator token: read-only view of all sessions.")
+    web_listen: str = _env(
+        "VLMBOT_WEB_LISTEN", "127.0.0.1:8080", "host:port of the web chat."
+    )
+    web_token: str | None = _env(
+        "VLMBOT_WEB_TOKEN", None, "Access token; required when not bound to loopback."
+    )
+    web_admin_token: str | None = _env(
+        "VLMBOT_WEB_ADMIN_TOKEN",
+        None,
+        "Operator token: read-only view of all sessions.",
+    )
     web_login_ttl_s: float = _env(
-        "VLMBOT_WEB_LOGIN_TTL", 7 * 24 * 3600.0, "Seconds a web sign-in lasts before the token is asked for again."
+        "VLMBOT_WEB_LOGIN_TTL",
+        7 * 24 * 3600.0,
+        "Seconds a web sign-in lasts before the token is asked for again.",
     )
     web_tls_proxy: bool = _env(
         "VLMBOT_WEB_TLS_PROXY",
@@ -210,12 +330,19 @@ class Settings(BaseSettings):
         "and login throttling counts by the proxy's X-Forwarded-For address.",
     )
     web_picture_decodes: int = _env(
-        "VLMBOT_WEB_PICTURE_DECODES", 2, "Uploaded pictures the web chat decodes at once (a 64-megapixel one takes ~250 MB)."
+        "VLMBOT_WEB_PICTURE_DECODES",
+        2,
+        "Uploaded pictures the web chat decodes at once (a 64-megapixel one takes ~250 MB).",
     )
 
     @field_validator(
-        "engine_api_keys", "telegram_allowed_users", "telegram_allowed_chats", "slack_allowed_teams",
-        "slack_allowed_channels", "slack_allowed_users", mode="before",
+        "engine_api_keys",
+        "telegram_allowed_users",
+        "telegram_allowed_chats",
+        "slack_allowed_teams",
+        "slack_allowed_channels",
+        "slack_allowed_users",
+        mode="before",
     )
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -235,7 +362,10 @@ class Settings(BaseSettings):
                     found.append((str(label), str(item)))
         password = urlsplit(self.database_url).password if self.database_url else None
         if password:
-            found += [("VLMBOT_DATABASE_URL password", password), ("VLMBOT_DATABASE_URL password", unquote(password))]
+            found += [
+                ("VLMBOT_DATABASE_URL password", password),
+                ("VLMBOT_DATABASE_URL password", unquote(password)),
+            ]
         return found
 
     @field_validator("quantization", mode="before")
@@ -248,7 +378,9 @@ class Settings(BaseSettings):
     def _host_and_port(cls, value: str) -> str:
         host, sep, port = value.strip().rpartition(":")
         if value.strip() and (not sep or not port.isdigit() or int(port) > 65535):
-            raise ValueError("must be host:port (e.g. 127.0.0.1:9464), or empty to serve no metrics")
+            raise ValueError(
+                "must be host:port (e.g. 127.0.0.1:9464), or empty to serve no metrics"
+            )
         return value.strip()
 
     def resolved_database_url(self) -> str:

@@ -97,6 +97,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             feature_cache_bytes=settings.feature_cache_bytes,
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_source_pixels,
+            prepare_workers=settings.prepare_workers,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
         )
     ), demo
 

@@ -9,9 +9,16 @@ rows from the same cache length. So the loop here calls the model's forward itse
 - Its prompt is read alone (batch 1), in chunks: the session's cached sequence is cropped to the
   longest common prefix of token ids (a picture counts as common only if the same picture at the
   same budget sits at the same place), and only the rest is read, at most `chunk_tokens` per turn of
-  the loop (a chunk never splits a picture, so one picture may make a chunk longer). Pictures are
-  encoded when their chunk comes, unless their features were cached. Positions (M-RoPE) are those
-  of the whole prompt, so the model's shared `rope_deltas` is never used.
+  the loop. Pictures are encoded when their first chunk comes, unless their features were cached; a
+  chunk may end inside a picture (it is fed the slice of the picture's features it covers). Positions
+  (M-RoPE) are those of the whole prompt, so the model's shared `rope_deltas` is never used.
+- The chunk adapts to time while answers are running: the size and time of the last chunk size the
+  next so that it takes about `CHUNK_STEPS` decode steps, but never fewer than `MIN_CHUNK_TOKENS`
+  (on a CPU one forward of a single token costs about a decode step: smaller chunks would multiply
+  a newcomer's wait for little gain). With nothing else running, prompts are read `chunk_tokens` at
+  a time. Encoding a picture is its own turn of the loop while answers are running (it cannot be
+  divided: a large picture still makes one longer gap). With nothing streaming, the pictures of all
+  prompts waiting to be read go through the vision tower in one call.
 - Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
   first, so a short question is not held behind a long prompt), then feeds the running batch one
   step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
@@ -75,6 +82,9 @@ log = logging.getLogger(__name__)
 OOM_MESSAGE = "The picture is too large for the GPU's memory right now; please send a smaller or cropped picture."
 INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 HALF_BUDGET_NOTE = "The picture was read at reduced resolution because the GPU ran short of memory."
+CHUNK_STEPS = 4.0  # while answers run, a prompt chunk takes about this many decode steps' time
+FIRST_CHUNK_TOKENS = 128  # while answers run and a chunk's cost is not yet known
+MIN_CHUNK_TOKENS = 128  # while answers run: a forward has a fixed cost, smaller chunks cost a newcomer more than they save
 
 
 @dataclass(eq=False)
@@ -175,7 +185,7 @@ class BatchRunner:
         batch_size: int,
         kv: KVStore | None,
         features: FeatureCache | None,
-        chunk_tokens: int = 512,
+        chunk_tokens: int = 2048,
     ) -> None:
         self.loaded = loaded
         self.budget = budget
@@ -190,12 +200,15 @@ class BatchRunner:
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
+        self._step_s: float | None = None  # a decode step's time, smoothed
+        self._last_chunk: tuple[int, float] | None = None  # the last prompt chunk's tokens and seconds
         self.counters = {
             "prefix_hits": 0,
             "reused_tokens": 0,
             "prefilled_tokens": 0,
             "prefill_chunks": 0,
             "encoded_images": 0,
+            "encoder_calls": 0,  # vision-tower calls: several prompts' pictures may share one
             "worker_prepared_images": 0,  # pictures the worker had to decode itself (see engine.prepare)
         }
 
@@ -290,15 +303,32 @@ class BatchRunner:
             hook.on_prefill(request.request_id, view)
         return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode)
 
+    def _chunk_budget(self) -> int:
+        """Prompt tokens to read this turn: all `chunk_tokens` when nothing streams, else what should
+        take about `CHUNK_STEPS` decode steps, scaled from the last chunk's size and time (at most
+        doubling, at least `MIN_CHUNK_TOKENS`)."""
+        if not self.rows:
+            return self.chunk_tokens
+        if self._step_s is None or self._last_chunk is None:
+            return min(self.chunk_tokens, FIRST_CHUNK_TOKENS)
+        tokens, seconds = self._last_chunk
+        fits = int(tokens * CHUNK_STEPS * self._step_s / max(seconds, 1e-9))
+        return min(self.chunk_tokens, max(MIN_CHUNK_TOKENS, min(2 * tokens, fits)))
+
     def _read(self, hook: DecodeHook | None) -> None:
-        """Read up to `chunk_tokens` tokens of the waiting prompts, the one with the least left first
+        """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
         (the oldest among equals): a short question is not held behind a long prompt."""
-        budget = self.chunk_tokens
+        budget = self._chunk_budget()
+        if not self.rows:
+            self._encode_waiting()
         while self.reading and budget > 0:
             reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
             start = reading.done
+            end = min(len(reading.prompt.ids), start + budget)
             try:
-                logits = self._chunk(reading, _chunk_end(reading.prompt, start, budget), hook)
+                if self.rows and self._encode_first(reading, end):
+                    return  # encoding was this turn's work: the running answers take their step
+                logits = self._chunk(reading, end, hook)
             except torch.OutOfMemoryError:
                 self.reading.remove(reading)
                 self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
@@ -312,39 +342,74 @@ class BatchRunner:
                 self._first_token(reading, logits, hook)
                 self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
 
-    def _chunk(self, reading: _Reading, end: int, hook: DecodeHook | None) -> torch.Tensor:
-        """One forward over prompt tokens [done, end); encodes the pictures that start in it."""
-        prompt, start = reading.prompt, reading.done
-        inside = [i for i, slot in enumerate(prompt.images) if start <= slot.start < end]
-        if hook is not None:
-            hook.on_prefill_chunk(reading.rid, start, end)
-        missing = [i for i in inside if i not in reading.features]
+    def _encode_first(self, reading: _Reading, end: int) -> bool:
+        """Encode the pictures of [done, end) whose features are not known yet; True if there were any."""
+        start = reading.done
+        missing = [
+            i
+            for i, slot in enumerate(reading.prompt.images)
+            if slot.start < end and slot.start + slot.length > start and i not in reading.features
+        ]
         if missing:
             self._encode(reading, missing)
+        return bool(missing)
+
+    def _chunk(self, reading: _Reading, end: int, hook: DecodeHook | None) -> torch.Tensor:
+        """One forward over prompt tokens [done, end); encodes the pictures it covers first if needed."""
+        prompt, start = reading.prompt, reading.done
+        if hook is not None:
+            hook.on_prefill_chunk(reading.rid, start, end)
+        self._encode_first(reading, end)
+        # The slice of each picture's features that falls inside the chunk.
+        pieces = []
+        for i, slot in enumerate(prompt.images):
+            first, last = max(start, slot.start), min(end, slot.start + slot.length)
+            if first < last:
+                pieces.append(reading.features[i].part(first - slot.start, last - slot.start))
         assert prompt.positions is not None
+        began = time.perf_counter()
         out = self.loaded.model(
             input_ids=torch.tensor([prompt.ids[start:end]], device=self.loaded.device),
             position_ids=prompt.positions[:, None, start:end].to(self.loaded.device),
             cache=reading.cache,
             use_cache=True,
             logits_to_keep=1,
-            mm_encoder_outputs=self._encoder_outputs([reading.features[i] for i in inside]),
+            mm_encoder_outputs=self._encoder_outputs(pieces),
         )
+        logits = out.logits[:, -1, :]
+        if logits.device.type == "cuda":
+            torch.cuda.synchronize(logits.device)
+        self._last_chunk = (end - start, time.perf_counter() - began)
         reading.cache = out.cache
         reading.done = end
         self.counters["prefilled_tokens"] += end - start
         self.counters["prefill_chunks"] += 1
-        return out.logits[:, -1, :]
+        return logits
 
     def _encode(self, reading: _Reading, indexes: list[int]) -> None:
-        """One vision-encoder call for these pictures; their features go to the feature cache."""
-        prompt = reading.prompt
+        """One vision-encoder call for these pictures of one prompt."""
+        self._encode_pictures([(reading, i) for i in indexes])
+
+    def _encode_waiting(self) -> None:
+        """With nothing streaming, one vision-encoder call for the pictures of every prompt waiting
+        to be read (several newcomers' pictures together); if it fails, each prompt encodes its own."""
+        pending = [(r, i) for r in self.reading for i in r.to_encode if i not in r.features]
+        if len({id(r) for r, _ in pending}) < 2:
+            return
+        try:
+            self._encode_pictures(pending)
+        except Exception as exc:  # each prompt then meets its own failure alone, in _chunk
+            log.warning("encoding several prompts' pictures together failed (%s); one prompt at a time", exc)
+
+    def _encode_pictures(self, pictures: list[tuple[_Reading, int]]) -> None:
+        """One vision-encoder call; the features go to their prompts and the feature cache."""
         device, dtype = self.loaded.device, self.loaded.dtype
-        pixel_values = torch.cat([prompt.pixels[i] for i in indexes])
-        grids = torch.tensor([prompt.images[i].grid for i in indexes], device=device)
+        pixel_values = torch.cat([r.prompt.pixels[i] for r, i in pictures])
+        grids = torch.tensor([r.prompt.images[i].grid for r, i in pictures], device=device)
         encoded = self.loaded.model.model.get_image_features(pixel_values.to(device, dtype), grids, return_dict=True)
         deep = getattr(encoded, "deepstack_features", None) or []
-        for position, index in enumerate(indexes):
+        for position, (reading, index) in enumerate(pictures):
+            prompt = reading.prompt
             features = ImageFeatures(
                 grid=prompt.images[index].grid,
                 # Clones: a split is a view that would keep the whole batch's output alive.
@@ -355,7 +420,8 @@ class BatchRunner:
             prompt.pixels.pop(index, None)  # read: the pixels are no longer needed
             if self.features is not None:
                 self.features.put(prompt.images[index].key, features)
-        self.counters["encoded_images"] += len(indexes)
+        self.counters["encoded_images"] += len(pictures)
+        self.counters["encoder_calls"] += 1
 
     def _first_token(self, reading: _Reading, logits: torch.Tensor, hook: DecodeHook | None) -> None:
         prompt = reading.prompt
@@ -576,6 +642,7 @@ class BatchRunner:
         tokens = torch.tensor([[row.generated[-1]] for row in rows], device=device)
         self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long, device=device)], dim=1)
         positions = torch.tensor([row.next_pos for row in rows], device=device).view(1, -1, 1).expand(3, -1, -1)
+        began = time.perf_counter()
         out = self.loaded.model(
             input_ids=tokens,
             attention_mask=self._mask if self._padded else None,
@@ -587,7 +654,12 @@ class BatchRunner:
         self._cache = out.cache
         for row in rows:
             row.next_pos += 1
-        self._choose(rows, out.logits[:, -1, :], hook)
+        logits = out.logits[:, -1, :]
+        if logits.device.type == "cuda":
+            torch.cuda.synchronize(logits.device)
+        took = time.perf_counter() - began
+        self._step_s = took if self._step_s is None else 0.7 * self._step_s + 0.3 * took
+        self._choose(rows, logits, hook)
         if any(row.finish is not None for row in rows):
             self._leave()
             return True
@@ -636,13 +708,6 @@ class BatchRunner:
                 row.finish = "length"
 
 
-def _chunk_end(prompt: Prompt, start: int, budget: int) -> int:
-    """Where a chunk of about `budget` tokens from `start` ends: never inside a picture."""
-    end = min(len(prompt.ids), start + budget)
-    for slot in prompt.images:
-        if slot.start < end < slot.start + slot.length:
-            return slot.start if slot.start > start else slot.start + slot.length
-    return end
 
 
 def _pad_left(tensor: torch.Tensor, count: int) -> torch.Tensor:

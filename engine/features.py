@@ -45,6 +45,12 @@ class ImageFeatures:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.embeds, *self.deepstack))
 
+    def part(self, start: int, end: int) -> ImageFeatures:
+        """The features of visual tokens [start, end): what a prompt chunk ending inside the picture is fed."""
+        if start == 0 and end == self.embeds.shape[0]:
+            return self
+        return ImageFeatures(self.grid, self.embeds[start:end], tuple(layer[start:end] for layer in self.deepstack))
+
 
 @dataclass(frozen=True)
 class FeatureCacheStats:

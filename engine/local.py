@@ -78,7 +78,7 @@ class LocalEngineOptions:
     max_image_bytes: int = 20 * 1024**2  # pictures larger than this are refused
     max_image_pixels: int = 64_000_000  # width x height as stored: refused above, before decoding
     prepare_workers: int = 2  # threads preparing pictures and prompts; also caps concurrent decodes
-    prefill_chunk_tokens: int = 512  # prompt tokens read per turn of the loop, between decode steps
+    prefill_chunk_tokens: int = 2048  # most prompt tokens read per turn of the loop (fewer while answers run)
     context_tokens: int | None = None  # prompt + answer limit; None: the model's own context length
 
 

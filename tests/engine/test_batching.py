@@ -102,7 +102,7 @@ async def test_batched_equals_alone_with_requests_joining_mid_flight(engine: Loc
 
 async def test_requests_submitted_together_run_as_one_batch(engine: LocalEngine) -> None:
     solo_hook, _ = await alone(engine, mixed_requests("solo"))
-    hook = Recorder()
+    hook = Recorder(delay=0.02)  # slow steps: on a loaded machine the first must not finish before the third is prepared
     engine.generate_hook = hook
     requests = mixed_requests("batch")
     await asyncio.gather(*(answer(engine, r) for r in requests))

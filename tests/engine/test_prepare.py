@@ -21,7 +21,14 @@ from engine.decode import ImageBudget
 from engine.interface import EngineRejected, EngineTimeout, PromptImage, PromptTurn
 from engine.local import LocalEngine, LocalEngineOptions
 from tests.engine.pictures import truncated_jpeg
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from tests.engine.support import (
+    SYSTEM,
+    Recorder,
+    answer,
+    ask,
+    noisy_picture,
+    reference_logits,
+)
 
 SMALL = 64 * 28 * 28
 BUDGET = ImageBudget(4 * 28 * 28, SMALL, True)
@@ -152,7 +159,7 @@ async def test_a_long_prompt_is_read_in_chunks_between_the_steps_of_a_running_an
     await running
     chunks = hook.chunks["long"]
     assert stats.prompt_tokens == chunks[-1][1] and len(chunks) >= 8
-    assert all(end - start <= 32 for start, end in chunks)  # the picture (about 12 tokens) fits in a chunk
+    assert all(end - start <= 32 for start, end in chunks)
     first = hook.events.index(("chunk", "long"))
     last = len(hook.events) - 1 - hook.events[::-1].index(("chunk", "long"))
     steps_between = [e for e in hook.events[first:last] if e[0] == "step" and "running" in e[1]]
@@ -163,7 +170,7 @@ async def test_a_long_prompt_is_read_in_chunks_between_the_steps_of_a_running_an
 
 
 @pytest.mark.parametrize("chunk", [1, 5])
-async def test_chunks_never_split_a_picture(tiny_model_dir: Path, chunk: int) -> None:
+async def test_a_picture_split_across_chunks_gives_the_same_first_token_scores(tiny_model_dir: Path, chunk: int) -> None:
     eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=chunk))
     await eng.start()
     hook = Timeline()
@@ -174,8 +181,11 @@ async def test_chunks_never_split_a_picture(tiny_model_dir: Path, chunk: int) ->
         await answer(eng, ask("pics", "s", turns, 2))
         ids = hook.prefill["pics"]["input_ids"][0]
         image_token = eng.loaded.model.config.image_token_id
-        spans = [(s, e) for s, e in hook.chunks["pics"] if bool((ids[s:e] == image_token).any())]
-        assert len(spans) == 2 and all(bool((ids[s:e] == image_token).all()) for s, e in spans)
+        spans = hook.chunks["pics"]
+        assert all(end - start <= chunk for start, end in spans)
+        # Each picture was fed in several chunks, each with its own slice of the picture's features.
+        assert sum(bool((ids[s:e] == image_token).any()) for s, e in spans) > 2
+        assert eng.cache_stats().encoded_images == 2
         assert torch.allclose(hook.logits["pics"][0], reference_logits(eng, turns, BUDGET), atol=1e-4)
     finally:
         await eng.close()
@@ -253,3 +263,27 @@ async def test_a_sessions_requests_keep_their_order_while_prepared(
     gate.set()
     await asyncio.gather(first, second)
     assert list(hook.prefill) == ["first", "second"]
+
+
+async def test_newcomers_pictures_go_through_the_vision_tower_together(engine: LocalEngine) -> None:
+    hook = Timeline()
+    engine.generate_hook = hook
+    release = threading.Event()
+    # The worker is held inside the first chunk of a one-token request until both newcomers are prepared.
+    hook.on_chunk["gate"] = (1, lambda: release.wait(10))
+    gate = asyncio.create_task(answer(engine, ask("gate", "g", QUESTION, 1)))
+    await asyncio.to_thread(lambda: [time.sleep(0.005) for _ in range(2000) if not hook.chunks.get("gate")])
+    pictures = {"one": noisy_picture((96, 64), seed=61), "two": noisy_picture((56, 112), seed=62)}
+    turns = {name: [SYSTEM, PromptTurn("user", f"What is in picture {name}?", (pic,))] for name, pic in pictures.items()}
+    tasks = [asyncio.create_task(answer(engine, ask(name, name, turns[name], 2))) for name in pictures]
+    while not all((job := engine._jobs.get(name)) and job.ready() for name in pictures):
+        await asyncio.sleep(0.005)
+    calls_before = engine._runner.counters["encoder_calls"]  # type: ignore[union-attr]
+    release.set()
+    await gate
+    await asyncio.gather(*tasks)
+    assert engine._runner.counters["encoder_calls"] == calls_before + 1  # type: ignore[union-attr]
+    assert engine.cache_stats().encoded_images == 2
+    # Encoded together, each prompt's first token scores are those of reading it alone.
+    for name in pictures:
+        assert torch.allclose(hook.logits[name][0], reference_logits(engine, turns[name], BUDGET), atol=1e-4)
