@@ -24,4 +24,5 @@ run: $(STAMP)
 # The web chat's browser test drives Debian's Chromium (installed here when missing).
 test: $(STAMP)
 	bash tests/adapters/web/ensure_chromium.sh
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -21,7 +21,6 @@ from PIL import Image  # noqa: E402
 
 from bot.config import Settings  # noqa: E402
 
-
 # --- no network: every test that reaches past loopback fails ---------------------------------
 
 _real_connect = socket.socket.connect

@@ -222,7 +222,7 @@ async def test_parts_of_one_message_are_one_turn(core: Core, inbox: Inbox) -> No
 
 async def test_an_album_nobody_addressed_is_left_alone(core: Core, inbox: Inbox) -> None:
     fetcher = Fetcher({"f": b"x"})
-    for i in range(2):
+    for _ in range(2):
         inbox.submit(delivery("", group="g", group_wait_s=0.05, addressing=Addressing.OVERHEARD,
                               files=(IncomingFile("p.png", "image/png", 1, "f"),)), Recording(), fetcher)
     await inbox.idle()

@@ -11,7 +11,7 @@ import pytest
 
 from bot.markdown import code_blocks, split
 from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Reply, Text
-from bot.render import RenderOptions, Renderer
+from bot.render import Renderer, RenderOptions
 from bot.transport import StatusKind, TextKind, TransportError
 from bot.wording import CODE_FILE_CAPTION, EMPTY_ANSWER, WORKING, queued
 from tests.bot.recording import Recording

@@ -186,7 +186,9 @@ def test_a_prequantized_checkpoint_is_not_quantized_again(tiny_qwen25_dir: Path,
 
 
 def test_a_prequantized_plan_checks_packages_and_gpu() -> None:
-    everything = lambda name: True
+    def everything(name: str) -> bool:
+        return True
+
     plan = plan_quantization("none", {"quant_method": "fp8"}, cuda_capability=(9, 0), has_module=everything)
     assert plan.prequantized and plan.description == "fp8 (pre-quantized checkpoint)"
     with pytest.raises(QuantizationError, match=r"compute capability 8.9 or newer \(this one is 8.0\)$"):

@@ -592,7 +592,7 @@ class EventsSender:
                                     timeout=aiohttp.ClientTimeout(total=self.ack_timeout)) as resp:
                 text = await resp.text()
                 return Delivery(retry_num, resp.status, time.monotonic() - start, text)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Delivery(retry_num, None, time.monotonic() - start, "")
 
     async def interact(

@@ -9,7 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.calls import Poster
 from adapters.slack.transport import ResponseTransport, SlackTransport
 from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, QueuePosition, Reply, Text
-from bot.render import RenderOptions, Renderer
+from bot.render import Renderer, RenderOptions
 from bot.wording import CODE_FILE_CAPTION, FILES_NEED_A_THREAD, WORKING, queued
 from tests.adapters.slack.slack_standin import SlackStandIn
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from telegram.constants import MessageLimit
 
 from adapters.telegram.render import Chunk, chunk, render, visible_length
@@ -77,9 +76,9 @@ def test_long_answer_splits_at_paragraphs():
     paragraphs = [f"Paragraph {i}: " + "word " * 150 for i in range(12)]
     chunks = split("\n\n".join(paragraphs))
     assert len(chunks) > 1
-    for chunk in chunks:
-        text, _ = parse_html(chunk.html)
-        assert len(text) <= LIMIT and visible_length(chunk.html) == len(text)
+    for piece in chunks:
+        text, _ = parse_html(piece.html)
+        assert len(text) <= LIMIT and visible_length(piece.html) == len(text)
         assert text.startswith("Paragraph ")  # every chunk starts at a paragraph boundary
     assert sum(c.plain.count("Paragraph") for c in chunks) == 12
 
@@ -89,8 +88,8 @@ def test_long_code_block_splits_into_valid_code_blocks():
     chunks = split(f"Intro\n\n```html\n{code}\n```\n\nOutro")
     assert len(chunks) > 2
     joined = ""
-    for chunk in chunks:
-        text, entities = parse_html(chunk.html)
+    for piece in chunks:
+        text, entities = parse_html(piece.html)
         assert len(text) <= LIMIT
         if "line" in text:
             assert any(e["type"] == "pre" for e in entities)
