@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 3_500
 
 
+def as_markdown(text: str) -> str:
+    """The model's Markdown for Slack's `markdown_text` and `markdown` blocks: Slack still reads its
+    own markup there (`<!channel>`, `<@U...>`), so its three characters are escaped as in mrkdwn.
+    Escaping is per character: the escape of a prefix is a prefix of the escape."""
+    return escape(text)
+
+
 def styled(text: str, kind: TextKind) -> str:
     """Markdown -> mrkdwn, with the look of its kind."""
     body = to_mrkdwn(text)
@@ -108,7 +115,7 @@ class SlackTransport:
         self._ended: set[StreamRef] = set()  # streams Slack ended early (expired): chat.update finishes them
 
     async def post(self, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
-        blocks = answer_blocks(text, answer) if answer is not None else None
+        blocks = answer_blocks(as_markdown(text), answer) if answer is not None else None
         response = await self._poster.call(
             "chat.postMessage",
             lambda: self._client.chat_postMessage(
@@ -118,7 +125,7 @@ class SlackTransport:
         return str(response["ts"])
 
     async def edit(self, message: MessageRef, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
-        blocks = answer_blocks(text, answer) if answer is not None else None
+        blocks = answer_blocks(as_markdown(text), answer) if answer is not None else None
         await self._poster.call(
             "chat.update",
             lambda: self._client.chat_update(channel=self._channel, ts=message, text=styled(text, kind), blocks=blocks),
@@ -157,7 +164,9 @@ class SlackTransport:
         try:
             await self._poster.call(
                 "chat.appendStream",
-                lambda: self._client.chat_appendStream(channel=self._channel, ts=stream, markdown_text=text[len(sent):]),
+                lambda: self._client.chat_appendStream(
+                    channel=self._channel, ts=stream, markdown_text=as_markdown(text[len(sent):])
+                ),
             )
         except TransportError as exc:
             if _STREAM_ENDED not in str(exc):
@@ -176,7 +185,7 @@ class SlackTransport:
                 await self._poster.call(
                     "chat.stopStream",
                     lambda: self._client.chat_stopStream(
-                        channel=self._channel, ts=stream, markdown_text=rest or None,
+                        channel=self._channel, ts=stream, markdown_text=as_markdown(rest) if rest else None,
                         blocks=blocks if text.startswith(sent) else None,
                     ),
                 )
@@ -187,7 +196,7 @@ class SlackTransport:
                     raise
         self._ended.discard(stream)
         # The stream showed other text, or ended before all of it: the message is set to the answer.
-        final = answer_blocks(text, answer) if answer is not None else [{"type": "markdown", "text": text}]
+        final = answer_blocks(as_markdown(text), answer) if answer is not None else [{"type": "markdown", "text": as_markdown(text)}]
         await self._poster.call(
             "chat.update",
             lambda: self._client.chat_update(
