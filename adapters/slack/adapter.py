@@ -105,6 +105,7 @@ class SlackAdapter:
             self._assistant = AssistantThreads(self._poster)
             self._files = SlackFiles(self._http, settings.slack_bot_token or "", max_bytes=settings.max_image_bytes)
             await self._check_auth(client)
+            self._gate.team = self.team_id
             socket_mode = bool(settings.slack_app_token)
             app = AsyncApp(
                 client=client,

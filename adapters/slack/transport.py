@@ -75,20 +75,18 @@ class Recipient:
 
 
 class StreamGate:
-    """Workspaces that refused `chat.startStream`: their answers grow by chat.update, and the reason is
-    logged once per workspace."""
+    """Whether the workspace the bot token belongs to (one per adapter) takes `chat.startStream`. After
+    its first refusal answers grow by chat.update, and the reason is logged once."""
 
     def __init__(self) -> None:
-        self._refused: dict[str, str] = {}
+        self.team: str | None = None  # set from auth.test, for the log
+        self.refused: str | None = None  # the reason, once refused
 
-    def open_for(self, team: str | None) -> bool:
-        return (team or "") not in self._refused
-
-    def refuse(self, team: str | None, reason: str) -> None:
-        if (team or "") not in self._refused:
-            self._refused[team or ""] = reason
-            log.warning("slack: workspace %s refused chat.startStream (%s); answers there grow by chat.update "
-                        "instead (check the app's chat:write scope and the workspace's plan)", team, reason)
+    def refuse(self, reason: str) -> None:
+        if self.refused is None:
+            self.refused = reason
+            log.warning("slack: workspace %s refused chat.startStream (%s); answers grow by chat.update "
+                        "instead (check the app's chat:write scope and the workspace's plan)", self.team, reason)
 
 
 class SlackTransport:
@@ -136,8 +134,7 @@ class SlackTransport:
 
     async def start_stream(self) -> StreamRef | None:
         assert self._thread_ts is not None and self._gate is not None
-        team = self._recipient.team_id if self._recipient is not None else None
-        if not self._gate.open_for(team):
+        if self._gate.refused is not None:
             return None
         recipient: dict[str, Any] = {}
         if not self._channel.startswith("D") and self._recipient is not None:
@@ -151,7 +148,7 @@ class SlackTransport:
         except TransportError as exc:
             if exc.gone:
                 raise
-            self._gate.refuse(team, str(exc))
+            self._gate.refuse(str(exc))
             return None
         stream = str(response["ts"])
         self._streamed[stream] = ""
