@@ -244,15 +244,17 @@ class SlackAdapter:
         place would be, recorded, and answered privately."""
         assert self._poster is not None
         client = self._poster.client
-        container, user = body.get("container") or {}, body.get("user") or {}
-        actions = body.get("actions") or [{}]
+        container, user, team_of = (_object(body.get(k)) for k in ("container", "user", "team"))
+        actions = body.get("actions")
+        action = _object(actions[0]) if isinstance(actions, list) and actions else {}
         channel, user_id = str(container.get("channel_id") or ""), str(user.get("id") or "")
-        message_ts, thread_ts = str(container.get("message_ts") or ""), container.get("thread_ts")
-        decoded = decode_vote(str(actions[0].get("value") or ""))
+        message_ts = str(container.get("message_ts") or "")
+        thread_ts = str(container["thread_ts"]) if container.get("thread_ts") else None
+        decoded = decode_vote(str(action.get("value") or ""))
         if not channel or not user_id or not message_ts or decoded is None:
             log.info("slack: ignored a malformed vote press from %r in %r", user_id, channel)
             return
-        team = user.get("team_id") or (body.get("team") or {}).get("id")
+        team = user.get("team_id") or team_of.get("id")
         where = SlackMessage(team, channel, user_id, message_ts, thread_ts, "", (), channel.startswith("D"), False)
         sender = Sender(user_id, chat_id=channel, team_id=team)
         if not self._inbox.admits(Delivery(PLATFORM, where.thread_key, sender)):
@@ -309,3 +311,8 @@ class SlackAdapter:
             await work
         except TransportError as exc:
             log.warning("slack: %s failed: %s", name, exc)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A payload field that should be an object; a forged payload may hold anything."""
+    return value if isinstance(value, dict) else {}

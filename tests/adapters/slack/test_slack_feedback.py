@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from bot.wording import refusal
@@ -61,7 +62,8 @@ async def test_a_vote_from_someone_without_access_is_refused_privately(make_bot)
         assert export["turns"][0]["feedback"] == []
 
 
-async def test_a_forged_vote_value_records_nothing(make_bot) -> None:
+async def test_a_forged_vote_value_records_nothing(make_bot, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.slack.adapter")
     async with make_bot(max_new_tokens=128) as bot:
         slack, service = bot.slack, bot.service
         service.engine.generate_hook = forced_answer(service, ANSWER)
@@ -77,5 +79,8 @@ async def test_a_forged_vote_value_records_nothing(make_bot) -> None:
         assert note.text.startswith("That answer is not in this conversation")
         payload["actions"][0]["value"] = "drop table"
         await bot.interact(payload)
+        payload["container"] = "not an object"
+        await bot.interact(payload)
         await bot.settle()
         assert len(slack.ephemerals) == 1
+        assert sum("ignored a malformed vote press" in r.getMessage() for r in caplog.records) == 2
