@@ -88,6 +88,7 @@ class SlackAdapter:
         self._poster: Poster | None = None
         self._assistant: AssistantThreads | None = None
         self._gate = StreamGate()
+        self._votes = asyncio.Lock()  # one vote press handled at a time
         self._files: SlackFiles | None = None
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
@@ -257,16 +258,17 @@ class SlackAdapter:
         team = user.get("team_id") or team_of.get("id")
         where = SlackMessage(team, channel, user_id, message_ts, thread_ts, "", (), channel.startswith("D"), False)
         sender = Sender(user_id, chat_id=channel, team_id=team)
-        if not self._inbox.admits(Delivery(PLATFORM, where.thread_key, sender)):
-            text = refusal(user_id)
-        else:
-            turn_id, vote = decoded
-            result = await self._inbox.conversations.record_vote(PLATFORM, where.thread_key, user_id, turn_id, vote)
-            text = result.text
-        await self._poster.call(
-            "chat.postEphemeral",
-            lambda: client.chat_postEphemeral(channel=channel, user=user_id, thread_ts=thread_ts, text=escape(text)),
-        )
+        async with self._votes:  # presses are handled in the order acknowledged: a change of mind wins
+            if not self._inbox.admits(Delivery(PLATFORM, where.thread_key, sender)):
+                text = refusal(user_id)
+            else:
+                turn_id, vote = decoded
+                result = await self._inbox.conversations.record_vote(PLATFORM, where.thread_key, user_id, turn_id, vote)
+                text = result.text
+            await self._poster.call(
+                "chat.postEphemeral",
+                lambda: client.chat_postEphemeral(channel=channel, user=user_id, thread_ts=thread_ts, text=escape(text)),
+            )
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         """DMs: the DM conversation. Channels: a question starts a new thread; commands act on the
