@@ -3,7 +3,9 @@
 Every event is acknowledged at once: a listener only converts it into a delivery for the core's
 inbox (which orders, checks access, claims "CHANNEL/TS" exactly once, and answers) together with a
 transport for the reply. Slack sends one mention as a `message` and an `app_mention` event: both
-carry the same delivery id, so the core answers it once.
+carry the same delivery id, so the core answers it once. Assistant threads (the Agents & AI Apps
+surface) come through slack-bolt's `AsyncAssistant`; a feedback button press (`block_actions`) is
+acknowledged, then recorded as the user's vote on that answer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapter import ConfigurationError
@@ -26,14 +29,24 @@ from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, Sender
 from bot.presets import preset_named
 from bot.transport import TextKind, TransportError
+from bot.votes import decode_vote
+from bot.wording import refusal
 
 from . import commands
+from .assistant import AssistantThreads
 from .calls import Poster
-from .events import parse_message, strip_mention
+from .events import SlackMessage, parse_message, strip_mention
+from .feedback import VOTE_ACTION
 from .files import SlackFiles
 from .http_events import events_handler
 from .mrkdwn import escape, unescape_slack
-from .transport import MESSAGE_LIMIT, ResponseTransport, SlackTransport
+from .transport import (
+    MESSAGE_LIMIT,
+    Recipient,
+    ResponseTransport,
+    SlackTransport,
+    StreamGate,
+)
 
 __all__ = ["REQUIRED_SCOPES", "SlackAdapter"]
 
@@ -43,7 +56,7 @@ PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 REQUIRED_SCOPES = (
     "app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history",
-    "chat:write", "files:read", "files:write", "commands",
+    "chat:write", "files:read", "files:write", "commands", "assistant:write",
 )
 
 
@@ -74,6 +87,9 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._poster: Poster | None = None
+        self._assistant: AssistantThreads | None = None
+        self._gate = StreamGate()
+        self._votes = asyncio.Lock()  # one vote press handled at a time
         self._files: SlackFiles | None = None
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
@@ -88,8 +104,10 @@ class SlackAdapter:
         try:
             client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, session=self._http)
             self._poster = Poster(client)
+            self._assistant = AssistantThreads(self._poster)
             self._files = SlackFiles(self._http, settings.slack_bot_token or "", max_bytes=settings.max_image_bytes)
             await self._check_auth(client)
+            self._gate.team = self.team_id
             socket_mode = bool(settings.slack_app_token)
             app = AsyncApp(
                 client=client,
@@ -98,6 +116,12 @@ class SlackAdapter:
                 process_before_response=True,  # listeners only hand work on: acknowledging stays fast
                 logger=logging.getLogger("slack_bolt"),
             )
+            assistant = AsyncAssistant()
+            assistant.thread_started(self._on_thread_started)
+            assistant.thread_context_changed(self._on_context_changed)
+            assistant.user_message(self._on_event)
+            app.use(assistant)
+            app.action(VOTE_ACTION)(self._on_vote)
             app.event("app_mention")(self._on_event)
             app.event("message")(self._on_event)
             app.command(settings.slack_slash_command)(self._on_command)
@@ -187,13 +211,65 @@ class SlackAdapter:
             delivery_id=message.delivery_key,
             addressing=addressing,
         )
-        self._inbox.submit(delivery, self._transport(message.channel, message.reply_thread_ts), self._files)
+        thread_ts = message.reply_thread_ts
+        assistant = self._assistant is not None and self._assistant.is_assistant_thread(message.channel, thread_ts)
+        transport = self._transport(message.channel, thread_ts, Recipient(message.team, message.user), assistant=assistant)
+        self._inbox.submit(delivery, transport, self._files)
+        if assistant and thread_ts is not None and self._inbox.admits(delivery):
+            assert self._assistant is not None
+            self._spawn(self._assistant.question(message.channel, thread_ts, delivery.text), f"slack-title-{thread_ts}")
 
-    def _transport(self, channel: str, thread_ts: str | None) -> SlackTransport:
+    def _transport(
+        self, channel: str, thread_ts: str | None, recipient: Recipient | None = None, *, assistant: bool = False
+    ) -> SlackTransport:
         assert self._poster is not None
         return SlackTransport(
-            self._poster, channel, thread_ts, max_text=self._message_limit, interval=self._update_interval
+            self._poster, channel, thread_ts, max_text=self._message_limit, interval=self._update_interval,
+            gate=self._gate, recipient=recipient, assistant=assistant,
         )
+
+    async def _on_thread_started(self, event: dict[str, Any]) -> None:
+        thread = event.get("assistant_thread") or {}
+        channel, thread_ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
+        if channel and thread_ts and self._assistant is not None:
+            self._spawn(self._assistant.started(channel, thread_ts), f"slack-assistant-{thread_ts}")
+
+    async def _on_context_changed(self) -> None:
+        """The channel the user looks at changed: the bot answers about pictures, not channels."""
+
+    async def _on_vote(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        self._spawn(self._vote(body), f"slack-vote-{body.get('trigger_id')}")
+
+    async def _vote(self, body: dict[str, Any]) -> None:
+        """A feedback button press: checked and keyed as a message from the same user in the same
+        place would be, recorded, and answered privately."""
+        assert self._poster is not None
+        client = self._poster.client
+        container, user, team_of = (_object(body.get(k)) for k in ("container", "user", "team"))
+        actions = body.get("actions")
+        action = _object(actions[0]) if isinstance(actions, list) and actions else {}
+        channel, user_id = str(container.get("channel_id") or ""), str(user.get("id") or "")
+        message_ts = str(container.get("message_ts") or "")
+        thread_ts = str(container["thread_ts"]) if container.get("thread_ts") else None
+        decoded = decode_vote(str(action.get("value") or ""))
+        if not channel or not user_id or not message_ts or decoded is None:
+            log.info("slack: ignored a malformed vote press from %r in %r", user_id, channel)
+            return
+        team = user.get("team_id") or team_of.get("id")
+        where = SlackMessage(team, channel, user_id, message_ts, thread_ts, "", (), channel.startswith("D"), False)
+        sender = Sender(user_id, chat_id=channel, team_id=team)
+        async with self._votes:  # presses are handled in the order acknowledged: a change of mind wins
+            if not self._inbox.admits(Delivery(PLATFORM, where.thread_key, sender)):
+                text = refusal(user_id)
+            else:
+                turn_id, vote = decoded
+                result = await self._inbox.conversations.record_vote(PLATFORM, where.thread_key, user_id, turn_id, vote)
+                text = result.text
+            await self._poster.call(
+                "chat.postEphemeral",
+                lambda: client.chat_postEphemeral(channel=channel, user=user_id, thread_ts=thread_ts, text=escape(text)),
+            )
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         """DMs: the DM conversation. Channels: a question starts a new thread; commands act on the
@@ -238,3 +314,8 @@ class SlackAdapter:
             await work
         except TransportError as exc:
             log.warning("slack: %s failed: %s", name, exc)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A payload field that should be an object; a forged payload may hold anything."""
+    return value if isinstance(value, dict) else {}

@@ -1,10 +1,20 @@
-"""The Slack transports: a reply in a channel, thread or DM (`chat.postMessage`, growing by
-`chat.update`), and a private reply to a slash command (its `response_url`)."""
+"""The Slack transports: a reply in a channel, thread or DM, and a private reply to a slash command
+(its `response_url`).
+
+A reply in a thread streams natively (`chat.startStream` / `appendStream` / `stopStream`, Markdown);
+where a workspace refuses streams (an older workspace, a missing scope) it grows by `chat.update`
+instead, and `StreamGate` remembers that per workspace. Top-level DM messages are answered outside a
+thread, where streams cannot go (`thread_ts` is required), so they grow by `chat.update` too. An
+assistant thread shows queue position and progress with `assistant.threads.setStatus`. The final
+answer carries the feedback buttons (`feedback.py`).
+"""
 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -14,20 +24,32 @@ from bot.transport import (
     Capabilities,
     MessageRef,
     OutgoingFile,
+    Status,
+    StreamRef,
     TextKind,
     TransportError,
 )
 from bot.wording import FILES_NEED_A_THREAD
 
 from .calls import Poster
+from .feedback import answer_blocks, feedback_block
 from .mrkdwn import escape, to_mrkdwn
 
-__all__ = ["MESSAGE_LIMIT", "ResponseTransport", "SlackTransport", "styled"]
+__all__ = ["MESSAGE_LIMIT", "Recipient", "ResponseTransport", "SlackTransport", "StreamGate", "styled"]
+
+log = logging.getLogger(__name__)
 
 # Slack truncates `text` at 40,000 characters but recommends staying under 4,000 for readability
 # (and clients collapse long messages): the renderer keeps each message's Markdown under this, and
 # mrkdwn's escaping (& -> &amp;) stays far below the hard limit.
 MESSAGE_LIMIT = 3_500
+
+
+def as_markdown(text: str) -> str:
+    """The model's Markdown for Slack's `markdown_text` and `markdown` blocks: Slack still reads its
+    own markup there (`<!channel>`, `<@U...>`), so its three characters are escaped as in mrkdwn.
+    Escaping is per character: the escape of a prefix is a prefix of the escape."""
+    return escape(text)
 
 
 def styled(text: str, kind: TextKind) -> str:
@@ -40,34 +62,162 @@ def styled(text: str, kind: TextKind) -> str:
     return body
 
 
+# chat.*Stream errors that end nothing but this stream (the message stays and chat.update can fix it).
+_STREAM_ENDED = "message_not_in_streaming_state"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Whom a stream in a channel thread is for: streams there must name the user and their workspace."""
+
+    team_id: str | None
+    user_id: str
+
+
+class StreamGate:
+    """Whether the workspace the bot token belongs to (one per adapter) takes `chat.startStream`. After
+    its first refusal answers grow by chat.update, and the reason is logged once."""
+
+    def __init__(self) -> None:
+        self.team: str | None = None  # set from auth.test, for the log
+        self.refused: str | None = None  # the reason, once refused
+
+    def refuse(self, reason: str) -> None:
+        if self.refused is None:
+            self.refused = reason
+            log.warning("slack: workspace %s refused chat.startStream (%s); answers grow by chat.update "
+                        "instead (check the app's chat:write scope and the workspace's plan)", self.team, reason)
+
+
 class SlackTransport:
-    """A reply in one channel, thread (`thread_ts`) or DM (`thread_ts` None)."""
+    """A reply in one channel, thread (`thread_ts`) or DM (`thread_ts` None). Streams when `gate` is
+    given and there is a thread; shows a status line when `assistant` (an assistant thread)."""
 
     def __init__(
-        self, poster: Poster, channel: str, thread_ts: str | None, *, max_text: int = MESSAGE_LIMIT, interval: float = 1.0
+        self, poster: Poster, channel: str, thread_ts: str | None, *, max_text: int = MESSAGE_LIMIT,
+        interval: float = 1.0, gate: StreamGate | None = None, recipient: Recipient | None = None,
+        assistant: bool = False,
     ) -> None:
         self.capabilities = Capabilities(max_text=max_text, min_interval_s=interval)
         self.edits = self
-        self.streams = None
-        self.status_line = None
+        self.streams = self if gate is not None and thread_ts is not None else None
+        self.status_line = self if assistant and thread_ts is not None else None
         self.typing = None
         self._poster = poster
         self._client = poster.client
         self._channel = channel
         self._thread_ts = thread_ts
+        self._gate = gate
+        self._recipient = recipient
+        self._streamed: dict[StreamRef, str] = {}  # each open stream's text as Slack has it
+        self._ended: set[StreamRef] = set()  # streams Slack ended early (expired): chat.update finishes them
 
     async def post(self, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
+        blocks = answer_blocks(as_markdown(text), answer) if answer is not None else None
         response = await self._poster.call(
             "chat.postMessage",
-            lambda: self._client.chat_postMessage(channel=self._channel, thread_ts=self._thread_ts, text=styled(text, kind)),
+            lambda: self._client.chat_postMessage(
+                channel=self._channel, thread_ts=self._thread_ts, text=styled(text, kind), blocks=blocks
+            ),
         )
         return str(response["ts"])
 
     async def edit(self, message: MessageRef, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
+        blocks = answer_blocks(as_markdown(text), answer) if answer is not None else None
         await self._poster.call(
-            "chat.update", lambda: self._client.chat_update(channel=self._channel, ts=message, text=styled(text, kind))
+            "chat.update",
+            lambda: self._client.chat_update(channel=self._channel, ts=message, text=styled(text, kind), blocks=blocks),
         )
         return message
+
+    # --- Streams ----------------------------------------------------------------------------------
+
+    async def start_stream(self) -> StreamRef | None:
+        assert self._thread_ts is not None and self._gate is not None
+        if self._gate.refused is not None:
+            return None
+        recipient: dict[str, Any] = {}
+        if not self._channel.startswith("D") and self._recipient is not None:
+            recipient = {"recipient_team_id": self._recipient.team_id, "recipient_user_id": self._recipient.user_id}
+        thread_ts = self._thread_ts
+        try:
+            response = await self._poster.call(
+                "chat.startStream",
+                lambda: self._client.chat_startStream(channel=self._channel, thread_ts=thread_ts, **recipient),
+            )
+        except TransportError as exc:
+            if exc.gone:
+                raise
+            self._gate.refuse(str(exc))
+            return None
+        stream = str(response["ts"])
+        self._streamed[stream] = ""
+        return stream
+
+    async def update_stream(self, stream: StreamRef, text: str) -> None:
+        sent = self._streamed[stream]
+        if stream in self._ended or not text.startswith(sent) or text == sent:
+            return  # finish_stream shows the exact text
+        try:
+            await self._poster.call(
+                "chat.appendStream",
+                lambda: self._client.chat_appendStream(
+                    channel=self._channel, ts=stream, markdown_text=as_markdown(text[len(sent):])
+                ),
+            )
+        except TransportError as exc:
+            if _STREAM_ENDED not in str(exc):
+                raise
+            self._ended.add(stream)
+            log.info("slack: stream %s in %s ended early; its answer is finished by chat.update", stream, self._channel)
+            return
+        self._streamed[stream] = text
+
+    async def finish_stream(self, stream: StreamRef, text: str, *, answer: AnswerDone | None = None) -> MessageRef:
+        sent = self._streamed.pop(stream)
+        blocks = [feedback_block(answer)] if answer is not None else None
+        if stream not in self._ended:
+            rest = text[len(sent):] if text.startswith(sent) else ""
+            try:
+                await self._poster.call(
+                    "chat.stopStream",
+                    lambda: self._client.chat_stopStream(
+                        channel=self._channel, ts=stream, markdown_text=as_markdown(rest) if rest else None,
+                        blocks=blocks if text.startswith(sent) else None,
+                    ),
+                )
+                if text.startswith(sent):
+                    return stream
+            except TransportError as exc:
+                if _STREAM_ENDED not in str(exc):
+                    raise
+        self._ended.discard(stream)
+        # The stream showed other text, or ended before all of it: the message is set to the answer.
+        final = answer_blocks(as_markdown(text), answer) if answer is not None else [{"type": "markdown", "text": as_markdown(text)}]
+        await self._poster.call(
+            "chat.update",
+            lambda: self._client.chat_update(
+                channel=self._channel, ts=stream, text=styled(text, TextKind.ANSWER), blocks=final
+            ),
+        )
+        return stream
+
+    # --- StatusLine -----------------------------------------------------------------------------
+
+    async def show_status(self, status: Status | None) -> None:
+        """assistant.threads.setStatus; "" clears it. Best effort: a status that cannot be shown
+        costs nothing but the status."""
+        assert self._thread_ts is not None
+        thread_ts, text = self._thread_ts, status.text if status is not None else ""
+        try:
+            await self._poster.call(
+                "assistant.threads.setStatus",
+                lambda: self._client.assistant_threads_setStatus(
+                    channel_id=self._channel, thread_ts=thread_ts, status=text
+                ),
+            )
+        except TransportError as exc:
+            log.info("slack: could not show a status in %s/%s: %s", self._channel, thread_ts, exc)
 
     async def delete(self, message: MessageRef) -> None:
         await self._poster.call("chat.delete", lambda: self._client.chat_delete(channel=self._channel, ts=message))

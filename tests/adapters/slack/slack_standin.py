@@ -30,7 +30,7 @@ from aiohttp import web
 from tests.adapters.slack.slack_ai_apps import AiAppsMethods
 from tests.adapters.slack.slack_blocks import BlocksError, check_blocks
 
-__all__ = ["EventsSender", "Failure", "Recorded", "SlackStandIn", "sign"]
+__all__ = ["Ephemeral", "EventsSender", "Failure", "Recorded", "SlackStandIn", "sign"]
 
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
 
@@ -91,6 +91,17 @@ class _Message:
 
 
 @dataclass(frozen=True)
+class Ephemeral:
+    """A chat.postEphemeral message: seen by `user` only."""
+
+    channel: str
+    user: str
+    text: str
+    thread_ts: str | None
+    message_ts: str
+
+
+@dataclass(frozen=True)
 class Upload:
     """A file the bot uploaded (files_upload_v2), as shared in a channel or thread."""
 
@@ -133,6 +144,7 @@ class SlackStandIn(AiAppsMethods):
         self.scopes = set(scopes)
         self.requests: list[Recorded] = []
         self.messages: list[_Message] = []
+        self.ephemerals: list[Ephemeral] = []  # every chat.postEphemeral accepted, in order
         self.uploads: list[Upload] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.responses: list[dict[str, Any]] = []  # what was posted to slash commands' response_url
@@ -351,6 +363,24 @@ class SlackStandIn(AiAppsMethods):
             message.metadata = metadata
         return web.json_response({"ok": True, "channel": message.channel, "ts": message.ts, "text": text,
                                   "message": message.as_dict()})
+
+    async def _m_chat_postEphemeral(self, params: dict[str, Any]) -> web.Response:
+        """https://docs.slack.dev/reference/methods/chat.postEphemeral: shown only to `user`, never stored
+        in the conversation; answers `message_ts` (no `ts`, no message)."""
+        channel, user = params.get("channel"), params.get("user")
+        if not channel:
+            return web.json_response({"ok": False, "error": "channel_not_found"})
+        if not user:
+            return web.json_response({"ok": False, "error": "user_not_found"})
+        extras = self._blocks_and_metadata(params)
+        if isinstance(extras, web.Response):
+            return extras
+        text = params.get("text") or params.get("markdown_text") or ""
+        if not text and not extras[0]:
+            return web.json_response({"ok": False, "error": "no_text"})
+        ts = self._next_ts()
+        self.ephemerals.append(Ephemeral(channel, user, text, params.get("thread_ts") or None, ts))
+        return web.json_response({"ok": True, "message_ts": ts})
 
     async def _m_chat_delete(self, params: dict[str, Any]) -> web.Response:
         message = self._find(params.get("channel"), params.get("ts"))

@@ -151,7 +151,7 @@ async def test_a_retried_event_is_answered_once(make_bot) -> None:
         assert len(bot.acks) == 3 and max(bot.acks) < 3
         assert len(await bot.turns(f"{CHANNEL}/{event['ts']}")) == 1
         assert len(thread_texts(slack, event["ts"])) == 1
-        assert len(slack.calls("chat.postMessage")) == 1
+        assert len(slack.calls("chat.startStream")) == 1
 
 
 async def test_message_and_app_mention_pair_is_answered_once(make_bot) -> None:
@@ -163,7 +163,7 @@ async def test_message_and_app_mention_pair_is_answered_once(make_bot) -> None:
         await bot.deliver(as_mention)
         await bot.settle()
         assert [t.user_text for t in await bot.turns(f"{CHANNEL}/{as_message['ts']}")] == ["what now?"]
-        assert len(slack.calls("chat.postMessage")) == 1
+        assert len(slack.calls("chat.startStream")) == 1
 
 
 async def test_missing_files_read_is_told_to_user_and_operator(
@@ -220,9 +220,26 @@ async def test_several_files_form_one_turn(make_bot, red_png: bytes, blue_jpeg: 
         assert len(turn.image_hashes) == 2 and len(thread_texts(slack, event["ts"])) == 1
 
 
-async def test_a_429_during_streaming_loses_no_text(make_bot) -> None:
+async def test_a_429_during_a_native_stream_loses_no_text(make_bot) -> None:
     async with make_bot(max_new_tokens=24) as bot:
         slack = bot.slack
+        slack.fail("chat.appendStream", retry_after=1)
+        event = mention(slack, "tell me more")
+        await bot.deliver(event)
+        await bot.settle()
+        (turn,) = await bot.turns(f"{CHANNEL}/{event['ts']}")
+        (stream,) = slack.streams
+        assert stream.text == turn.answer and thread_texts(slack, event["ts"]) == [turn.answer]
+        appends = slack.calls("chat.appendStream")
+        assert len(appends) >= 2
+        assert appends[1].at - appends[0].at >= 0.9  # Retry-After was honoured
+
+
+async def test_a_429_during_streaming_by_updates_loses_no_text(make_bot) -> None:
+    """A workspace without native streams: the answer grows by chat.update."""
+    async with make_bot(max_new_tokens=24) as bot:
+        slack = bot.slack
+        slack.streaming_error = "not_allowed_token_type"
         slack.fail("chat.update", retry_after=1)
         event = mention(slack, "tell me more")
         await bot.deliver(event)
@@ -351,9 +368,22 @@ async def test_a_disallowed_user_gets_a_private_refusal_for_the_slash_command(ma
         assert bot.slack.bot_messages() == []
 
 
+async def test_a_slack_error_while_streaming_is_told_to_the_user(make_bot) -> None:
+    async with make_bot() as bot:
+        slack = bot.slack
+        slack.fail("chat.appendStream", status=500, count=100)
+        slack.fail("chat.stopStream", status=500, count=100)
+        event = mention(slack, "hello?")
+        await bot.deliver(event)
+        await bot.settle()
+        texts = thread_texts(slack, event["ts"])
+        assert texts[-1] == f":warning: {FAILED}"
+
+
 async def test_a_slack_error_while_answering_is_told_to_the_user(make_bot) -> None:
     async with make_bot() as bot:
         slack = bot.slack
+        slack.streaming_error = "not_allowed_token_type"
         slack.fail("chat.update", status=500, count=100)
         event = mention(slack, "hello?")
         await bot.deliver(event)

@@ -6,6 +6,7 @@ stand-in received: every chat.postMessage and chat.update (streamed updates incl
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -47,6 +48,7 @@ def assert_no_markup_but_our_links(texts: list[str]) -> None:
 async def test_model_answer_cannot_ping_or_break_links(make_bot) -> None:
     async with make_bot(max_new_tokens=600) as bot:
         slack = bot.slack
+        slack.streaming_error = "not_allowed_token_type"  # the answer grows by chat.update
         bot.service.engine.generate_hook = forced_answer(bot.service, ATTACK, piece=16)
         event = slack.message_event(CHANNEL, f"<@{slack.bot_user_id}> summarize", kind="app_mention")
         await bot.deliver(event)
@@ -60,6 +62,32 @@ async def test_model_answer_cannot_ping_or_break_links(make_bot) -> None:
         assert "<https://x/%3Ey%3C!channel%3E|docs>" in final and "<https://x/%7C%3C!here%3E|more>" in final
         assert "Attention &lt;!channel&gt; &lt;!here&gt;" in final
         assert "*<https://ok.example/a?b=1&amp;c=2|&lt;@U0ALICE&gt;>*" in final
+
+
+def streamed_texts(slack: SlackStandIn) -> list[str]:
+    """Every Markdown text sent to a native stream, and the text of every block sent with a message."""
+    calls = [c for m in ("chat.startStream", "chat.appendStream", "chat.stopStream") for c in slack.calls(m)]
+    texts = [str(c.params.get("markdown_text") or "") for c in calls]
+    for call in calls + slack.calls("chat.postMessage") + slack.calls("chat.update"):
+        blocks = call.params.get("blocks") or []
+        texts += [str(b.get("text") or "") for b in (json.loads(blocks) if isinstance(blocks, str) else blocks)
+                  if b.get("type") == "markdown"]
+    return texts
+
+
+async def test_a_streamed_answer_cannot_ping(make_bot) -> None:
+    """Slack reads its own markup in `markdown_text` too: the stream gets it escaped."""
+    async with make_bot(max_new_tokens=600) as bot:
+        slack = bot.slack
+        bot.service.engine.generate_hook = forced_answer(bot.service, ATTACK, piece=16)
+        event = slack.message_event(CHANNEL, f"<@{slack.bot_user_id}> summarize", kind="app_mention")
+        await bot.deliver(event)
+        await bot.settle()
+        (stream,) = slack.streams
+        assert stream.text == ATTACK.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        texts = streamed_texts(slack)
+        assert len(texts) >= 2
+        assert all("<" not in text and ">" not in text for text in texts), texts
 
 
 async def test_user_text_echoed_by_the_bot_cannot_ping(make_bot) -> None:

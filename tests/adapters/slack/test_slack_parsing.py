@@ -86,8 +86,11 @@ def test_manifest_asks_for_what_the_adapter_needs() -> None:
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == set(REQUIRED_SCOPES)
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
         "app_mention", "message.channels", "message.groups", "message.im", "message.mpim",
+        "assistant_thread_started", "assistant_thread_context_changed",
     }
     assert manifest["settings"]["socket_mode_enabled"] is True
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True  # feedback buttons
+    assert manifest["features"]["assistant_view"]["assistant_description"]
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == Settings.model_construct().slack_slash_command
 

@@ -89,7 +89,7 @@ async def test_find_uploads_the_marked_picture_and_lists_original_pixels(make_bo
         assert drawn.getpixel((140, 140)) == PALETTE[0] and drawn.getpixel((279, 140)) == PALETTE[0]
         assert drawn.getpixel((50, 140)) == (255, 255, 255) and drawn.getpixel((210, 140)) == (30, 30, 30)
         # the list is posted before the picture is uploaded
-        post = next(r for r in slack.requests if r.method == "chat.postMessage")
+        post = next(r for r in slack.requests if r.method == "chat.stopStream")  # the streamed list, finished
         complete = next(r for r in slack.requests if r.method == "files.completeUploadExternal")
         assert post.at < complete.at
 
