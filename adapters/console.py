@@ -1,7 +1,9 @@
 """The terminal chat: lines from standard input, answers streamed to standard output.
 
 `/image PATH` attaches a picture to the next question (repeat it for several); any other line is a
-question or a command. Reading stdin is scriptable: `printf '/image a.png\\nWhat is this?\\n' | vlmbot chat`.
+question or a command. `/good` and `/bad` rate the last answer (the console's thumbs up and down; a
+second vote replaces the first, and `/export` lists it). Reading stdin is scriptable:
+`printf '/image a.png\\nWhat is this?\\n/bad\\n' | vlmbot chat`.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ class ConsoleAdapter:
     # --- Adapter ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._say(f"vlmbot console chat (thread '{self._thread}'). /image PATH attaches a picture; /help lists commands.")
+        self._say(
+            f"vlmbot console chat (thread '{self._thread}'). /image PATH attaches a picture; "
+            "/good or /bad rates the last answer; /help lists commands."
+        )
         if self._greeting:
             self._say(f"Note: {self._greeting}")
         self._task = asyncio.create_task(self._read_loop(), name="console-reader")

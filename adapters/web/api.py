@@ -14,7 +14,8 @@ from bot.conversations import Conversations
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
 from bot.messages import Attachment
-from bot.store import SessionInfo
+from bot.store import SessionInfo, VoteInfo
+from bot.votes import Vote, VoteOutcome
 
 from .bodies import check_text, parse_json_object, string_field
 from .errors import ApiError
@@ -86,6 +87,7 @@ class ChatApi:
             web.get("/api/sessions/{session}", self.session),
             web.patch("/api/sessions/{session}", self.rename),
             web.delete("/api/sessions/{session}/turns/{turn}", self.remove_turn),
+            web.post("/api/sessions/{session}/turns/{turn}/vote", self.vote),
             web.get("/api/sessions/{session}/export", self.export),
             web.get("/api/sessions/{session}/images/{sha}", self.image),
             web.get("/api/threads/{thread}", self.thread),
@@ -116,10 +118,14 @@ class ChatApi:
         assert session is not None
         return session
 
-    async def _detail(self, session: SessionInfo) -> dict[str, Any]:
+    async def _detail(self, session: SessionInfo, user_id: str) -> dict[str, Any]:
         turns = await self._store.turns(session.id, in_context_only=True)
         first = next((t.user_text for t in turns if t.user_text), None)
-        return {"session": session_view(session, first), "turns": [turn_view(t) for t in turns]}
+        votes = _own_votes(await self._store.votes_in_session(session.id), user_id)
+        return {
+            "session": session_view(session, first),
+            "turns": [{**turn_view(t), "vote": votes.get(t.id)} for t in turns],
+        }
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -175,15 +181,17 @@ class ChatApi:
         return web.json_response({"sessions": [session_view(s, firsts.get(s.id)) for s in sessions]})
 
     async def session(self, request: web.Request) -> web.Response:
-        session = await self._own_session(request, await self._user(request))
-        return web.json_response(await self._detail(session))
+        user_id = await self._user(request)
+        session = await self._own_session(request, user_id)
+        return web.json_response(await self._detail(session, user_id))
 
     async def thread(self, request: web.Request) -> web.Response:
-        key = self._thread_key(request, await self._user(request))
+        user_id = await self._user(request)
+        key = self._thread_key(request, user_id)
         active = await self._store.list_sessions(platform=PLATFORM, thread_key=key, active_only=True, limit=1)
         if not active:
             return web.json_response({"session": None, "turns": []})
-        return web.json_response(await self._detail(active[0]))
+        return web.json_response(await self._detail(active[0], user_id))
 
     async def rename(self, request: web.Request) -> web.Response:
         session = await self._own_session(request, await self._user(request))
@@ -198,10 +206,7 @@ class ChatApi:
 
     async def remove_turn(self, request: web.Request) -> web.Response:
         session = await self._own_session(request, await self._user(request))
-        raw = request.match_info["turn"]
-        if not _TURN.fullmatch(raw):
-            raise ApiError(404, "There is no such turn.")
-        turn_id = int(raw)
+        turn_id = _turn_param(request)
         turn = await self._store.get_turn(turn_id)
         if turn is None or turn.session_id != session.id or not turn.in_context:
             raise ApiError(404, "There is no such turn.")
@@ -209,6 +214,28 @@ class ChatApi:
             raise ApiError(409, "That question is still being answered; stop it or wait, then remove it.")
         await self._store.drop_from_context(turn.id)
         return web.json_response({"removed": turn.id})
+
+    async def vote(self, request: web.Request) -> web.Response:
+        """Thumbs up or down on an answer of the browser's own session; a second vote replaces the first."""
+        user_id = await self._user(request)
+        session = await self._own_session(request, user_id)
+        turn_id = _turn_param(request)
+        raw = string_field(parse_json_object(await request.read()), "vote", max_chars=16)
+        try:
+            vote = Vote(raw)
+        except ValueError:
+            raise ApiError(400, '"vote" must be "up" or "down".') from None
+        # The session's own thread key: the one its questions were asked under, so a forged turn
+        # id of another thread (or another browser) is refused by the core's rule, not only here.
+        result = await self._conversations.record_vote(PLATFORM, session.thread_key, user_id, turn_id, vote)
+        if result.outcome is VoteOutcome.UNKNOWN_TURN:
+            raise ApiError(404, "There is no such answer in this conversation.")
+        if not result.accepted:
+            raise ApiError(409, result.text)
+        assert result.vote is not None
+        return web.json_response(
+            {"turn_id": turn_id, "vote": result.vote.value, "outcome": result.outcome.value, "message": result.text}
+        )
 
     async def export(self, request: web.Request) -> web.Response:
         session = await self._own_session(request, await self._user(request))
@@ -244,6 +271,23 @@ class ChatApi:
     async def clear(self, request: web.Request) -> web.Response:
         key = self._thread_key(request, await self._user(request))
         return web.json_response({"message": await self._inbox.clear(PLATFORM, key)})
+
+
+def _turn_param(request: web.Request) -> int:
+    raw = request.match_info["turn"]
+    if not _TURN.fullmatch(raw):
+        raise ApiError(404, "There is no such turn.")
+    return int(raw)
+
+
+def _own_votes(votes: dict[int, tuple[VoteInfo, ...]], user_id: str) -> dict[int, str]:
+    """The browser's own current vote on each turn (other voters' stay private to the operator)."""
+    return {
+        turn_id: vote.vote.value
+        for turn_id, entries in votes.items()
+        for vote in entries
+        if vote.platform == PLATFORM and vote.user_id == user_id
+    }
 
 
 def _owned(session: SessionInfo | None, user_id: str) -> bool:

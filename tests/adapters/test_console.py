@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import io
 import json
 import threading
@@ -300,3 +301,38 @@ async def test_quantized_model_answers_a_picture(service_factory, tmp_path: Path
         turns = await session_turns(service)
         assert [t.status for t in turns] == ["done"] and turns[0].output_tokens
         assert f"quantization {quantization} (bitsandbytes" in await chat.send("/status")
+
+
+async def test_good_and_bad_rate_the_last_answer_through_stdin(service_factory, tmp_path: Path) -> None:
+    """A scripted session end to end (stdin lines, the read loop, the inbox): answer, /bad, /export."""
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    script = f"/good\n/image {red}\nWhat colour is this?\n/bad\n/bad\n/good\n/bad\n/export\n"
+    async with service_factory() as service:
+        out = io.StringIO()
+        adapter = ConsoleAdapter(
+            service.inbox, thread="rated", files_dir=tmp_path / "exports", stdin=io.StringIO(script), stdout=out
+        )
+        await adapter.start()
+        await asyncio.wait_for(adapter.finished.wait(), timeout=120)
+        await adapter.stop()
+        text = out.getvalue()
+        greeting, *_ = text.splitlines()
+        assert "/good or /bad rates the last answer" in greeting
+        assert "There is no answer to vote on yet" in text  # /good before any answer
+        assert "Thanks - marked as not helpful" in text
+        assert "You already marked this answer as not helpful." in text
+        assert "Changed your vote: marked as helpful." in text
+        assert "Changed your vote: marked as not helpful." in text
+        path = Path(text.strip().split("Saved to ")[-1])
+        turn = json.loads(path.read_text())["turns"][0]
+        assert turn["status"] == "done" and turn["model_output"]
+        [vote] = turn["feedback"]
+        assert vote["vote"] == "down" and vote["user"] == getpass.getuser()
+        assert vote["time"].startswith("20")
+
+
+async def test_help_lists_good_and_bad(service_factory, tmp_path: Path) -> None:
+    async with service_factory() as service:
+        shown = await Chat(service, tmp_path).send("/help")
+        assert "/good - Mark the last answer as helpful" in shown
+        assert "/bad - Mark the last answer as not helpful" in shown

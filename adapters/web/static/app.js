@@ -377,8 +377,41 @@
     }
     meta.textContent = bits.join(" · ");
     bot.append(meta);
+    if (turn.status === "done" && !state.view.admin) bot.append(voteButtons(session.id, turn));
     article.append(bot);
     return article;
+  }
+
+  // Thumbs up / down under every final answer; the user's current vote is pressed, and changeable.
+  function voteButtons(sessionId, turn) {
+    const row = document.createElement("div");
+    row.className = "votes";
+    for (const [vote, label, title] of [["up", "👍", "Helpful"], ["down", "👎", "Not helpful"]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "vote";
+      button.dataset.vote = vote;
+      button.textContent = label;
+      button.title = title;
+      button.setAttribute("aria-label", title);
+      button.setAttribute("aria-pressed", String(turn.vote === vote));
+      button.addEventListener("click", () => castVote(sessionId, turn, vote, row));
+      row.append(button);
+    }
+    return row;
+  }
+
+  async function castVote(sessionId, turn, vote, row) {
+    try {
+      const result = await (await api("POST", `/api/sessions/${sessionId}/turns/${turn.id}/vote`, { vote })).json();
+      turn.vote = result.vote;
+      for (const button of row.querySelectorAll("button.vote")) {
+        button.setAttribute("aria-pressed", String(button.dataset.vote === result.vote));
+      }
+      toast(result.message);
+    } catch (error) {
+      toast(error.message);
+    }
   }
 
   function thumbnail(sessionId, sha) {

@@ -266,6 +266,74 @@ async def test_rename_remove_export_clear(web: Any, browsers: Any) -> None:
         assert len(listing["sessions"]) == 2
 
 
+async def exported_votes(browser: Browser, session_id: str) -> list[tuple[str, str]]:
+    """(user, vote) of the first turn in the session's /export."""
+    status, exported = await browser.get(f"/api/sessions/{session_id}/export")
+    assert status == 200
+    return [(f["user"], f["vote"]) for f in exported["turns"][0]["feedback"]]
+
+
+async def test_votes_on_answers_are_changeable_and_shown_again(web: Any, browsers: Any) -> None:
+    _, adapter = web
+    async with browsers(adapter.url) as alice, browsers(adapter.url) as bob:
+        thread = new_thread()
+        view = await ask_with_picture(alice, thread)
+        session_id, turn_id = view["session"]["id"], view["turns"][0]["id"]
+        assert view["turns"][0]["vote"] is None
+        path = f"/api/sessions/{session_id}/turns/{turn_id}/vote"
+
+        status, body = await alice.request("POST", path, json={"vote": "down"})
+        assert status == 200 and body["vote"] == "down" and body["outcome"] == "recorded"
+        assert "not helpful" in body["message"]
+        status, body = await alice.request("POST", path, json={"vote": "down"})
+        assert status == 200 and body["outcome"] == "unchanged"
+        status, body = await alice.request("POST", path, json={"vote": "up"})
+        assert status == 200 and body == {
+            "turn_id": turn_id, "vote": "up", "outcome": "changed", "message": "Changed your vote: marked as helpful."
+        }
+        # The reloaded session and the thread show Alice's current vote; the export lists it once.
+        for view_path in (f"/api/threads/{thread}", f"/api/sessions/{session_id}"):
+            assert [t["vote"] for t in (await alice.get(view_path))[1]["turns"]] == ["up"]
+        assert await exported_votes(alice, session_id) == [(alice.me["user"], "up")]
+
+        # Bob cannot vote on Alice's answer: not through her session, nor with her turn id in his own.
+        bob_view = await ask_with_picture(bob, new_thread())
+        bob_session = bob_view["session"]["id"]
+        status, body = await bob.request("POST", path, json={"vote": "down"})
+        assert status == 404 and body == {"error": "There is no such conversation here."}
+        status, body = await bob.request("POST", f"/api/sessions/{bob_session}/turns/{turn_id}/vote", json={"vote": "down"})
+        assert status == 404 and body == {"error": "There is no such answer in this conversation."}
+        assert await exported_votes(alice, session_id) == [(alice.me["user"], "up")]
+
+        # Malformed votes are one-line JSON 400s; odd turn ids are 404s; no CSRF token is a 403.
+        for data in (b"{not json", b"[1]", b'{"vote": 1}', b'{"vote": "meh"}', b"{}", b'{"vote": "\\ud800"}', "é".encode("latin-1")):
+            status, body = await alice.request("POST", path, data=data, headers={"Content-Type": "application/json"})
+            assert status == 400 and isinstance(body["error"], str), (data, status, body)
+        status, body = await alice.request("POST", path, json={"vote": "u" * 100})
+        assert status == 413
+        for turn in ("abc", "0x1", "9" * 16, "999999"):
+            status, body = await alice.request("POST", f"/api/sessions/{session_id}/turns/{turn}/vote", json={"vote": "up"})
+            assert status == 404 and "error" in body, turn
+        async with alice.http.post(f"{alice.base}{path}", json={"vote": "down"}, headers={"Origin": alice.base}) as response:
+            assert response.status == 403 and "error" in await response.json()
+        assert [t["vote"] for t in (await alice.get(f"/api/threads/{thread}"))[1]["turns"]] == ["up"]
+
+
+async def test_only_final_answers_take_a_vote(web: Any, browsers: Any) -> None:
+    _, adapter = web
+    async with browsers(adapter.url) as browser:
+        thread = new_thread()
+        status, _ = await browser.ask(thread, files=[("red.png", RED, "image/png")])  # a picture, no question
+        assert status == 200
+        view = (await browser.get(f"/api/threads/{thread}"))[1]
+        turn = view["turns"][0]
+        assert turn["status"] == "attached"
+        status, body = await browser.request(
+            "POST", f"/api/sessions/{view['session']['id']}/turns/{turn['id']}/vote", json={"vote": "up"}
+        )
+        assert status == 409 and body == {"error": "Only a finished answer can take a vote."}
+
+
 async def test_a_pending_turn_cannot_be_removed(service_factory: Any, browsers: Any) -> None:
     async with service_factory(max_new_tokens=200) as service, running_web(service) as adapter:
         service.engine.generate_hook = slow_hook(service.engine, delay=0.05)

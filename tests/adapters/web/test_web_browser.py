@@ -144,12 +144,21 @@ async def test_chat_in_a_real_browser(service_factory: Any, chromium: Path) -> N
                 await expect(turns).to_have_count(2)
                 assert [t.in_context for t in await store.turns(session.id)] == [True, False, True]
 
+                # Thumbs down on the first answer: pressed at once, in the store, and in the export.
+                down = turns.first.locator('button.vote[data-vote="down"]')
+                await down.click()
+                await expect(down).to_have_attribute("aria-pressed", "true")
+                await expect(turns.first.locator('button.vote[data-vote="up"]')).to_have_attribute("aria-pressed", "false")
+                await expect(page.locator("#toast")).to_contain_text("not helpful")
+
                 # Export as JSON.
                 async with page.expect_download() as download_info:
                     await page.click("#export")
                 download = await download_info.value
                 exported = json.loads(Path(await download.path()).read_text())
                 assert exported["name"] == "Red square"
+                assert [f["vote"] for f in exported["turns"][0]["feedback"]] == ["down"]
+                assert exported["turns"][0]["feedback"][0]["user"] == session.owner_id
                 assert [t["in_context"] for t in exported["turns"]] == [True, False, True]
                 assert exported["turns"][0]["image_hashes"] == list(stored[0].image_hashes)
 
@@ -162,6 +171,8 @@ async def test_chat_in_a_real_browser(service_factory: Any, chromium: Path) -> N
                 )
                 await page.reload()
                 await expect(turns).to_have_count(3)
+                # The page shows the vote it reloads with.
+                await expect(down).to_have_attribute("aria-pressed", "true")
                 code = page.locator(".code").last
                 await expect(code.locator(".tok-a")).to_have_text("class")
                 await expect(page.locator(".body table td").first).to_have_text("red")
