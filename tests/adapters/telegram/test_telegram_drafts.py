@@ -4,6 +4,7 @@ real core on the tiny model with its answer forced through the decode loop, the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -11,7 +12,14 @@ import pytest
 
 from bot.votes import Vote, encode_vote
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
-from tests.adapters.telegram.harness import ALLOWED_USER, FORUM, GROUP, OTHER_USER, running_adapter, settle
+from tests.adapters.telegram.harness import (
+    ALLOWED_USER,
+    FORUM,
+    GROUP,
+    OTHER_USER,
+    running_adapter,
+    settle,
+)
 from tests.hooks import forced_answer
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -44,7 +52,7 @@ async def test_a_private_chat_streams_the_answer_as_drafts_then_sends_it_once(st
     drafts = [d for d in standin.drafts if d.chat_id == CHAT]
     assert len(drafts) >= 3  # several growing drafts ...
     texts = [d.text for d in drafts]
-    assert all(a != b and b.startswith(a) for a, b in zip(texts, texts[1:])) and ANSWER.startswith(texts[-1])
+    assert all(a != b and b.startswith(a) for a, b in itertools.pairwise(texts)) and ANSWER.startswith(texts[-1])
     draft_ids = {d.draft_id for d in drafts}
     assert len(draft_ids) == 1 and 0 not in draft_ids  # ... of one non-zero draft id for the answer
     assert all(c.params.get("parse_mode") == "HTML" for c in standin.calls("sendMessageDraft"))

@@ -93,7 +93,7 @@ async def test_votes_in_a_forum_topic_count_per_user(standin, service_factory):
     async with service_factory(max_new_tokens=64) as service:
         service.engine.generate_hook = forced_answer(service, ANSWER)
         async with running_adapter(standin, service) as (adapter, _):
-            ask = dict(chat_id=FORUM, chat_type="supergroup", is_forum=True, topic_id=20)
+            ask: dict[str, Any] = {"chat_id": FORUM, "chat_type": "supergroup", "is_forum": True, "topic_id": 20}
             await standin.inject(standin.message(user_id=OTHER_USER, text="@vlm_test_bot what is it?", **ask))
             await settle(standin, adapter)
             message = answer_message(standin, FORUM, 20)
@@ -140,13 +140,16 @@ async def test_forged_and_malformed_presses_are_refused_with_one_line(standin, s
 
 
 async def test_a_malformed_callback_query_on_the_webhook_is_a_400(standin, service_factory):
-    async with service_factory(max_new_tokens=8) as service:
-        async with running_adapter(standin, service, mode="webhook") as (adapter, _):
-            url = standin.webhook["url"]
-            headers = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret_1"}
-            async with aiohttp.ClientSession() as http:
-                for query in ({"id": "1"}, {"id": "1", "from": None, "chat_instance": "1"}, "not an object"):
-                    async with http.post(url, json={"update_id": 77, "callback_query": query}, headers=headers) as resp:
-                        assert resp.status == 400 and "error" in await resp.json()
-            await settle(standin, adapter)
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret_1"}
+    queries = ({"id": "1"}, {"id": "1", "from": None, "chat_instance": "1"}, "not an object")
+    async with (
+        service_factory(max_new_tokens=8) as service,
+        running_adapter(standin, service, mode="webhook") as (adapter, _),
+        aiohttp.ClientSession() as http,
+    ):
+        for query in queries:
+            update = {"update_id": 77, "callback_query": query}
+            async with http.post(standin.webhook["url"], json=update, headers=headers) as resp:
+                assert resp.status == 400 and "error" in await resp.json()
+        await settle(standin, adapter)
     assert standin.calls("answerCallbackQuery") == []

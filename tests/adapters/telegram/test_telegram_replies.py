@@ -13,7 +13,16 @@ from adapters.telegram.render import render
 from bot.access import AccessConfigError
 from bot.config import Settings
 from bot.inbox import Inbox
-from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Text
+from bot.messages import (
+    Answer,
+    AnswerDelta,
+    Document,
+    Generating,
+    Notice,
+    Picture,
+    QueuePosition,
+    Text,
+)
 from bot.wording import FAILED
 from tests.adapters.telegram.botapi_standin import parse_html
 from tests.adapters.telegram.harness import (
