@@ -3,11 +3,13 @@ inbox, each with a transport for its reply. Ordering, access, commands and rende
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any
 
 from telegram import BotCommand, Update
+from telegram.constants import UpdateType
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot import logsafe
@@ -18,9 +20,11 @@ from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, Sender
 
 from .downloads import Downloader
+from .drafts import Drafts
+from .feedback import handle_press
 from .outbox import Outbox, Target
 from .transport import TelegramTransport
-from .updates import Inbound, parse_update, update_from_json
+from .updates import Inbound, Press, parse_callback, parse_update, update_from_json
 from .webhook import WebhookServer
 
 __all__ = ["TelegramAdapter"]
@@ -28,6 +32,8 @@ __all__ = ["TelegramAdapter"]
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
+# Telegram delivers only the update types asked for: without callback_query no vote button press arrives.
+ALLOWED_UPDATES = [UpdateType.MESSAGE.value, UpdateType.CALLBACK_QUERY.value]
 
 
 class TelegramAdapter:
@@ -58,6 +64,8 @@ class TelegramAdapter:
         self._typing_every = typing_every
         self._app: Application | None = None
         self._outbox: Outbox | None = None
+        self._drafts: Drafts | None = None
+        self._presses: set[asyncio.Task[None]] = set()  # votes being recorded and answered
         self._webhook: WebhookServer | None = None
         self._downloader: Downloader | None = None
         self._bot_id = 0
@@ -84,6 +92,7 @@ class TelegramAdapter:
         try:
             self._bot_id, self._username = app.bot.id, app.bot.username
             self._outbox = Outbox(app.bot)
+            self._drafts = Drafts(self._outbox)
             self._downloader = Downloader(app.bot)
             await app.bot.set_my_commands([BotCommand(c.name, c.description) for c in COMMANDS])
             await app.start()
@@ -91,7 +100,7 @@ class TelegramAdapter:
                 await self._start_webhook(app)
             else:
                 assert app.updater is not None
-                await app.updater.start_polling(timeout=self._poll_timeout, allowed_updates=["message"])
+                await app.updater.start_polling(timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES)
         except BaseException:
             await self.stop()
             raise
@@ -108,7 +117,7 @@ class TelegramAdapter:
 
         self._webhook = WebhookServer(url, self._settings.telegram_webhook_listen, secret, deliver)
         await self._webhook.start()
-        await app.bot.set_webhook(url, secret_token=secret, allowed_updates=["message"])
+        await app.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
     async def stop(self) -> None:
         """Stop receiving, let answers in progress finish (up to the shutdown grace), then close."""
@@ -121,7 +130,7 @@ class TelegramAdapter:
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
-            await app.stop()  # hands every update already received to the inbox
+            await app.stop()  # hands every update already received to the inbox, and awaits the votes
         await self._inbox.close(PLATFORM, self._settings.shutdown_grace_s)
         await app.shutdown()
         self._app = None
@@ -134,10 +143,13 @@ class TelegramAdapter:
         """Updates received and not yet fully answered (albums still collecting included)."""
         app = self._app
         queued = app.update_queue.qsize() if app is not None else 0
-        return bool(queued or self._inbox.busy(PLATFORM))
+        return bool(queued or self._presses or self._inbox.busy(PLATFORM))
 
     # --- updates -> deliveries -----------------------------------------------------------------
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if (press := parse_callback(update)) is not None:
+            self._on_press(press, update)
+            return
         inbound = parse_update(update, bot_id=self._bot_id, username=self._username)
         if inbound is None:
             return
@@ -154,8 +166,22 @@ class TelegramAdapter:
         )
         self._inbox.submit(delivery, self._transport(inbound), self._downloader)
 
+    def _on_press(self, press: Press, update: Update) -> None:
+        """A vote button: recorded and answered in a task of its own, so updates after it are not held up.
+        The Application awaits its tasks on stop."""
+        assert self._app is not None
+        task = self._app.create_task(
+            handle_press(press, self._inbox, self._app.bot, PLATFORM), update, name=f"telegram-press-{press.query_id}"
+        )
+        self._presses.add(task)
+        task.add_done_callback(self._presses.discard)
+
     def _transport(self, inbound: Inbound) -> TelegramTransport:
         assert self._outbox is not None
         target = Target(inbound.chat_id, inbound.topic_id, None if inbound.private else inbound.message_id)
-        interval = self._private_interval if inbound.private else self._group_interval
-        return TelegramTransport(self._outbox, target, interval=interval, typing_every_s=self._typing_every)
+        if inbound.private:  # drafts exist only in private chats; a user's message id is unique in its chat
+            return TelegramTransport(
+                self._outbox, target, interval=self._private_interval, typing_every_s=self._typing_every,
+                drafts=self._drafts, draft_id=inbound.message_id,
+            )
+        return TelegramTransport(self._outbox, target, interval=self._group_interval, typing_every_s=self._typing_every)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 import warnings
@@ -12,14 +13,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from telegram import Bot, InputFile, LinkPreviewOptions, Message, ReplyParameters
+from telegram import (
+    Bot,
+    InlineKeyboardMarkup,
+    InputFile,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+)
 from telegram.constants import ChatAction, MessageLimit, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
 from .render import Chunk
 
-__all__ = ["Outbox", "Target", "MessageGone", "retry_seconds"]
+__all__ = ["MessageGone", "Outbox", "Target", "retry_seconds"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,8 +92,10 @@ class Outbox:
                 log.warning("telegram send failed in chat %s (%s); retrying", chat_id, err)
                 await asyncio.sleep(0.5 * network_failures)
 
-    async def send(self, target: Target, chunk: Chunk, *, quote: bool = True) -> tuple[Message, bool]:
-        """Send one chunk; returns the message and whether it went out as HTML."""
+    async def send(
+        self, target: Target, chunk: Chunk, *, quote: bool = True, keyboard: InlineKeyboardMarkup | None = None
+    ) -> tuple[Message, bool]:
+        """Send one chunk (with an inline keyboard under it); returns the message and whether it went out as HTML."""
 
         async def attempt(html: bool) -> Message:
             return await self.bot.send_message(
@@ -97,6 +107,7 @@ class Outbox:
                 if quote and target.reply_to
                 else None,
                 link_preview_options=_NO_PREVIEW,
+                reply_markup=keyboard,
             )
 
         try:
@@ -107,8 +118,11 @@ class Outbox:
             log.warning("telegram rejected HTML in chat %s (%s); sending plain text", target.chat_id, err)
             return await self.call(target.chat_id, lambda: attempt(False)), False
 
-    async def edit(self, target: Target, message_id: int, chunk: Chunk) -> bool:
-        """Replace a message's text with `chunk`; returns whether it is shown as HTML."""
+    async def edit(
+        self, target: Target, message_id: int, chunk: Chunk, *, keyboard: InlineKeyboardMarkup | None = None
+    ) -> bool:
+        """Replace a message's text with `chunk` and its inline keyboard with `keyboard` (None removes it);
+        returns whether it is shown as HTML."""
 
         async def attempt(html: bool) -> None:
             await self.bot.edit_message_text(
@@ -117,11 +131,12 @@ class Outbox:
                 message_id=message_id,
                 parse_mode=ParseMode.HTML if html else None,
                 link_preview_options=_NO_PREVIEW,
+                reply_markup=keyboard,
             )
 
         for html in (True, False):
             try:
-                await self.call(target.chat_id, lambda: attempt(html))
+                await self.call(target.chat_id, functools.partial(attempt, html))
                 return html
             except BadRequest as err:
                 text = str(err).lower()
@@ -133,6 +148,25 @@ class Outbox:
                     raise
                 log.warning("telegram rejected HTML edit in chat %s (%s); using plain text", target.chat_id, err)
         raise AssertionError("unreachable")
+
+    async def draft(self, target: Target, draft_id: int, chunk: Chunk) -> None:
+        """Show `chunk` as the chat's growing draft `draft_id` (sendMessageDraft: private chats only)."""
+
+        async def attempt(html: bool) -> None:
+            await self.bot.send_message_draft(
+                target.chat_id,
+                draft_id,
+                chunk.html if html else chunk.plain,
+                message_thread_id=target.topic_id,
+                parse_mode=ParseMode.HTML if html else None,
+            )
+
+        try:
+            await self.call(target.chat_id, lambda: attempt(True))
+        except BadRequest as err:
+            if not _parse_error(err):
+                raise
+            await self.call(target.chat_id, lambda: attempt(False))
 
     async def delete(self, target: Target, message_id: int) -> None:
         try:

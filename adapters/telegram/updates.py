@@ -12,7 +12,7 @@ from bot.incoming import IncomingFile
 
 from .webhook import MalformedUpdate
 
-__all__ = ["Inbound", "parse_update", "thread_key", "update_from_json"]
+__all__ = ["Inbound", "Press", "parse_callback", "parse_update", "thread_key", "update_from_json"]
 
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
 
@@ -37,6 +37,23 @@ class Inbound:
     @property
     def private(self) -> bool:
         return self.chat_type == "private"
+
+
+@dataclass(frozen=True)
+class Press:
+    """A user pressed an inline button of one of the bot's messages."""
+
+    update_id: int
+    query_id: str
+    user_id: int
+    user_name: str | None
+    data: str  # the button's callback data as sent back: forgeable, "" when there is none
+    chat_id: int | None  # None when Telegram no longer says where the message is (too old, inline mode)
+    thread_key: str | None  # derived from the message as for messages: the chat and its forum topic
+
+    @property
+    def private(self) -> bool:
+        return self.chat_id is not None and self.chat_id > 0
 
 
 def thread_key(chat_id: int, topic_id: int | None) -> str:
@@ -85,9 +102,9 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
     parse = message.parse_entity if message.text else message.parse_caption_entity
     mentioned = False
     for entity in entities or ():
-        if entity.type == "mention" and parse(entity).lower() == mention:
-            mentioned = True
-        elif entity.type == "text_mention" and entity.user and entity.user.id == bot_id:
+        if (entity.type == "mention" and parse(entity).lower() == mention) or (
+            entity.type == "text_mention" and entity.user and entity.user.id == bot_id
+        ):
             mentioned = True
     text = re.sub(rf"(?i)(?<!\w)@{re.escape(username)}\b", "", raw).strip() if mentioned else raw
     text, command = _strip_command(text.strip(), username)
@@ -124,6 +141,30 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
     )
 
 
+def parse_callback(update: Update) -> Press | None:
+    """None for updates that are not a button press."""
+    query = update.callback_query
+    if query is None:
+        return None
+    message = query.message
+    chat_id: int | None = None
+    key: str | None = None
+    # An InaccessibleMessage (too old, deleted) has no topic to tell the thread by.
+    if isinstance(message, Message) and message.is_accessible:
+        chat_id = message.chat.id
+        key = thread_key(chat_id, _topic(message))
+    user = query.from_user
+    return Press(
+        update_id=update.update_id,
+        query_id=query.id,
+        user_id=user.id,
+        user_name=user.full_name or user.username,
+        data=query.data or "",
+        chat_id=chat_id,
+        thread_key=key,
+    )
+
+
 def update_from_json(data: dict[str, Any], bot: Bot, *, bot_id: int, username: str) -> Update:
     """A webhook's JSON object -> the Update, or MalformedUpdate (answered with 400, not a 500).
 
@@ -132,6 +173,7 @@ def update_from_json(data: dict[str, Any], bot: Bot, *, bot_id: int, username: s
     try:
         update = Update.de_json(data, bot)
         parse_update(update, bot_id=bot_id, username=username)
+        parse_callback(update)
     except Exception as exc:  # a malformed field provokes whatever it provokes (TypeError, KeyError...)
         raise MalformedUpdate(f"not a Telegram update ({type(exc).__name__})") from exc
     return update

@@ -733,7 +733,9 @@ class BotApiStandIn:
             "from": self._me(),
         }
         if msg.thread_id:
+            # The bot names a thread only for a forum topic (Target.topic_id), so this is a topic message.
             out["message_thread_id"] = msg.thread_id
+            out["is_topic_message"] = True
         if msg.kind == "text":
             out["text"] = msg.text
             if msg.entities:

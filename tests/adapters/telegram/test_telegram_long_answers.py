@@ -72,7 +72,10 @@ async def test_an_answer_over_4096_characters_arrives_in_several_messages(standi
     assert all(t.startswith("Paragraph ") for t in texts)  # cut at paragraph boundaries
     assert squeeze("".join(texts)) == squeeze(LONG)  # nothing lost, nothing repeated
     assert all(r.status == 200 for r in writes(standin))  # no "message is too long", no parse error
-    assert any(m.history for m in messages)  # streamed: the reply grew before the final version
+    # Streamed in a private chat: the parts grew as drafts, each message was sent once and never edited.
+    drafts = standin.draft_texts(CHAT)
+    assert len(drafts) >= 3 and all(len(d.encode("utf-16-le")) // 2 <= LIMIT for d in drafts)
+    assert standin.calls("editMessageText") == [] and not any(m.history for m in messages)
 
 
 async def test_a_long_code_block_is_split_into_code_messages_and_sent_as_a_file(standin, service_factory):

@@ -173,8 +173,9 @@ async def test_a_preset_waits_in_the_same_queue_and_says_so(standin, service_fac
             await settle(standin, adapter)
     mine = [r for m, r in rec.replies if m.text == "/describe"]
     assert QueuePosition(1) in mine
-    [message] = standin.chat_messages(CHAT)
-    assert message.text == DESCRIPTION and "⏳ You are next in the queue." in message.history
+    status, message = (m for (chat, _), m in sorted(standin.messages.items()) if chat == CHAT)
+    assert status.deleted and status.text == "⏳ You are next in the queue."  # gone when the answer's draft began
+    assert message.text == DESCRIPTION and standin.draft_texts(CHAT)
     assert len(calls) == 2 and images_in(calls[1]) == 1 and "Describe this picture" in prompt_of(service, calls[1])
 
 

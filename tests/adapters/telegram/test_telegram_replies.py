@@ -13,10 +13,29 @@ from adapters.telegram.render import render
 from bot.access import AccessConfigError
 from bot.config import Settings
 from bot.inbox import Inbox
-from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Text
+from bot.messages import (
+    Answer,
+    AnswerDelta,
+    Document,
+    Generating,
+    Notice,
+    Picture,
+    QueuePosition,
+    Text,
+)
 from bot.wording import FAILED
 from tests.adapters.telegram.botapi_standin import parse_html
-from tests.adapters.telegram.harness import ALLOWED_USER, Scripted, SettingsOnly, png, running_adapter, settle, shown_text
+from tests.adapters.telegram.harness import (
+    ALLOWED_USER,
+    GROUP,
+    OTHER_USER,
+    Scripted,
+    SettingsOnly,
+    png,
+    running_adapter,
+    settle,
+    shown_text,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 CHAT = ALLOWED_USER
@@ -73,17 +92,31 @@ async def test_rejected_html_is_resent_as_plain_text(standin, tmp_path):
     assert shown_text(standin, CHAT) == ["**Answer** with <odd> text"]
 
 
-async def test_queue_position_then_answer_in_the_same_message(standin, tmp_path):
+async def test_queue_position_then_answer_as_drafts_in_a_private_chat(standin, tmp_path):
     script = Scripted(QueuePosition(3), 0.2, QueuePosition(2), 0.2, Generating(), AnswerDelta("Hello"), 0.2,
                       AnswerDelta(" world"), _answer("Hello world"))
     await _run(standin, tmp_path, script)
-    [message] = standin.chat_messages(CHAT)
+    status, answer = (m for (chat, _), m in sorted(standin.messages.items()) if chat == CHAT)
+    assert status.deleted and status.history == [  # the status message went when the draft began
+        "⏳ Waiting in the queue: 2 questions ahead of yours.", "⏳ Waiting in the queue: 1 question ahead of yours."]
+    assert standin.draft_texts(CHAT)[0] == "Hello"  # streamed: the partial answer was shown before the whole
+    assert answer.text == "Hello world" and answer.history == [] and standin.visible_draft(CHAT) is None
+    actions = standin.calls("sendChatAction")
+    assert actions and actions[0].at < standin.calls("sendMessage")[0].at  # typing while queued
+
+
+async def test_queue_position_then_answer_in_the_same_message_in_a_group(standin, tmp_path):
+    script = Scripted(QueuePosition(3), 0.2, QueuePosition(2), 0.2, Generating(), AnswerDelta("Hello"), 0.3,
+                      AnswerDelta(" world"), _answer("Hello world"))
+    async with running_adapter(standin, SettingsOnly(_settings(tmp_path)), conversations=script) as (adapter, _):
+        await standin.inject(standin.message(chat_id=GROUP, user_id=OTHER_USER, chat_type="supergroup",
+                                             text="@vlm_test_bot question"))
+        await settle(standin, adapter)
+    [message] = standin.chat_messages(GROUP)
     assert message.text == "Hello world"
     assert [h for h in message.history if "ahead" in h] == [
         "⏳ Waiting in the queue: 2 questions ahead of yours.", "⏳ Waiting in the queue: 1 question ahead of yours."]
-    assert "Hello" in message.history  # streamed: the partial answer was shown before the whole
-    actions = standin.calls("sendChatAction")
-    assert actions and actions[0].at < standin.calls("sendMessage")[0].at  # typing while queued
+    assert "Hello" in message.history and standin.calls("sendMessageDraft") == []
 
 
 async def test_next_in_line_starting_at_once_shows_no_queue_notice(standin, tmp_path):
@@ -146,11 +179,12 @@ async def test_clear_stops_a_running_answer(standin, tmp_path):
                     by_text={"/clear": (Text("Cleared."),)})
     async with running_adapter(standin, SettingsOnly(_settings(tmp_path)), conversations=core) as (adapter, _):
         await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="question"))
-        await standin.wait_for(lambda: shown_text(standin, CHAT) == ["Working"])
+        await standin.wait_for(lambda: standin.draft_texts(CHAT) == ["Working"])
         await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="/clear"))
         await standin.wait_for(lambda: "Cleared." in shown_text(standin, CHAT), timeout=1.0)
         await settle(standin, adapter)
-    assert shown_text(standin, CHAT) == ["Working", "Cleared."]  # the answer stopped where it was
+    # The answer stopped where it was: its draft was never sent as a message (Telegram drops it).
+    assert shown_text(standin, CHAT) == ["Cleared."] and standin.draft_texts(CHAT) == ["Working"]
 
 
 async def test_a_failing_core_is_reported_and_the_thread_goes_on(standin, tmp_path):
