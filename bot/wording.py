@@ -21,11 +21,13 @@ __all__ = [
     "FILES_READ_MISSING",
     "INTERNAL_ERROR",
     "MISSING_PICTURE",
+    "NOT_A_VOTE",
     "NOT_PICTURES",
     "NO_PICTURE",
     "PRESENT_FAILED",
     "SHUTTING_DOWN",
     "STOPPED",
+    "VOTE_FAILED",
     "WORKING",
     "download_failed",
     "not_pictures",
@@ -40,6 +42,8 @@ ACK_PICTURES = "Got it - what would you like to know?"
 SHUTTING_DOWN = "The bot is restarting; please send your message again in a minute."
 CLEARED = "Cleared. The next message starts a new conversation."
 CLEARED_WHILE_WAITING = "Not answered: this conversation was cleared while the question waited."
+NOT_A_VOTE = "This button is not valid any more."
+VOTE_FAILED = "Your vote could not be saved; please try again."
 MISSING_PICTURE = "A picture of this conversation is missing from storage; please /clear and send it again."
 INTERNAL_ERROR = "Something went wrong while answering; please try again."
 NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."

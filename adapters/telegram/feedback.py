@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import TelegramError
 
+from bot import wording
 from bot.incoming import Delivery, Sender
 from bot.votes import Vote, decode_vote, encode_vote
 from bot.wording import refusal
@@ -23,13 +24,11 @@ from .updates import Press
 if TYPE_CHECKING:  # the core is not loaded for the keyboard alone
     from bot.inbox import Inbox
 
-__all__ = ["NOT_A_VOTE", "VOTE_FAILED", "handle_press", "vote_keyboard"]
+__all__ = ["handle_press", "vote_keyboard"]
 
 log = logging.getLogger(__name__)
 
 _LABELS = {Vote.UP: "👍", Vote.DOWN: "👎"}
-NOT_A_VOTE = "This button is not valid any more."
-VOTE_FAILED = "Your vote could not be saved; please try again."
 
 
 def vote_keyboard(turn_id: int) -> InlineKeyboardMarkup:
@@ -50,7 +49,7 @@ async def _vote(press: Press, inbox: Inbox, platform: str) -> str:
     decoded = decode_vote(press.data)
     if decoded is None or press.chat_id is None or press.thread_key is None:
         log.info("telegram: user %s pressed a button that is not a vote (%r)", press.user_id, press.data[:64])
-        return NOT_A_VOTE
+        return wording.NOT_A_VOTE
     sender = Sender(str(press.user_id), chat_id=str(press.chat_id), name=press.user_name)
     if not inbox.admits(Delivery(platform, press.thread_key, sender)):
         log.info("%s: refused a vote of user %s in chat %s", platform, press.user_id, press.chat_id)
@@ -61,5 +60,5 @@ async def _vote(press: Press, inbox: Inbox, platform: str) -> str:
         result = await inbox.conversations.record_vote(platform, press.thread_key, sender.user_id, turn_id, vote)
     except Exception:  # a storage failure costs this vote; the user is told to press again
         log.exception("%s: recording the vote of user %s on turn %s failed", platform, press.user_id, turn_id)
-        return VOTE_FAILED
+        return wording.VOTE_FAILED
     return result.text

@@ -9,9 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.telegram.feedback import NOT_A_VOTE
 from bot.votes import Vote, VoteOutcome, VoteResult, encode_vote
-from bot.wording import refusal
+from bot.wording import NOT_A_VOTE, refusal
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
 from tests.adapters.telegram.harness import (
     ALLOWED_USER,
