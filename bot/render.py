@@ -190,9 +190,19 @@ class _Run:
         if self.gone:
             return
         try:
+            await self._close_streams()
             await self._drop_status()
         except (TransportError, OSError, RuntimeError) as exc:  # after a cancel the platform session may be closing
-            log.info("could not remove a status after the reply: %s", exc)
+            log.info("could not tidy up after the reply: %s", exc)
+
+    async def _close_streams(self) -> None:
+        """A reply stopped mid-answer (/clear) leaves what it showed, as edits do: a native stream left
+        open would vanish (a Telegram draft) or stay "streaming" until the platform times it out (Slack)."""
+        streams = self.t.streams
+        for slot in self.slots:
+            if streams is not None and slot.stream is not None and slot.text:
+                stream, slot.stream = slot.stream, None
+                slot.ref = await streams.finish_stream(stream, slot.text)
 
     def _lost(self, exc: TransportError) -> None:
         self.gone = True

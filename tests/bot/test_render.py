@@ -269,3 +269,27 @@ async def test_a_final_answer_unlike_the_stream_replaces_it() -> None:
     t = Recording(streams=True, edits=False)
     await render(t, AnswerDelta('[{"bbox_2d": [1, 2, 3, 4]}]'), 0.02, answer("Located 1 thing."))
     assert t.texts() == ["Located 1 thing."]
+
+
+async def test_a_reply_stopped_mid_stream_leaves_what_it_showed() -> None:
+    """/clear cancels the reply while its native stream is open: the stream is finished with the
+    text shown so far (a draft would vanish, a Slack stream would stay open), as edits leave theirs."""
+    t = Recording(streams=True, edits=True)
+    started = asyncio.Event()
+
+    async def replies() -> AsyncIterator[Reply]:
+        yield AnswerDelta("The printer is ")
+        await asyncio.sleep(0.05)
+        started.set()
+        await asyncio.sleep(30)  # the answer would go on; /clear stops it first
+        yield AnswerDelta("never shown")
+
+    task = asyncio.create_task(Renderer(RenderOptions()).render(replies(), t))
+    await asyncio.wait_for(started.wait(), 5)
+    await t.wait_calls(2)  # start_stream, then the first update
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert t.methods().count("finish_stream") == 1
+    [message] = t.messages.values()
+    assert message.text == "The printer is " and message.answer is None
