@@ -30,7 +30,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from telegram import Bot
 
 from adapters.slack.calls import Poster
-from adapters.slack.transport import SlackTransport
+from adapters.slack.transport import Recipient, SlackTransport, StreamGate
+from adapters.telegram.drafts import Drafts
 from adapters.telegram.outbox import Outbox, Target
 from adapters.telegram.transport import TelegramTransport
 from adapters.web.sse import SseTransport, event_bytes
@@ -43,7 +44,10 @@ from .common import machine, quiet, table
 
 ANSWER_CHARS = 2_000
 PRIVATE_CHAT, GROUP_CHAT = 4242, -100_4242
-TEXT_METHODS = {"sendMessage", "editMessageText", "chat.postMessage", "chat.update"}
+TEXT_METHODS = {
+    "sendMessage", "editMessageText", "sendMessageDraft",
+    "chat.postMessage", "chat.update", "chat.startStream", "chat.appendStream", "chat.stopStream",
+}
 
 
 def answer_text(chars: int = ANSWER_CHARS) -> str:
@@ -107,13 +111,17 @@ def _bytes(params: dict[str, Any]) -> int:
     return len(json.dumps(params, ensure_ascii=False, default=str).encode())
 
 
-async def telegram_run(script: Script, *, chat_id: int, interval: float, storm: int, label: str) -> Row:
+async def telegram_run(
+    script: Script, *, chat_id: int, interval: float, storm: int, label: str, drafts: bool = False
+) -> Row:
     async with BotApiStandIn() as api:
         bot = Bot(api.token, base_url=f"{api.url}/bot", base_file_url=f"{api.url}/file/bot")
         async with bot:
             if storm:
-                api.fail_next("editMessageText", storm, retry_after=1)
-            transport = TelegramTransport(Outbox(bot), Target(chat_id), interval=interval, typing_every_s=4.0)
+                api.fail_next("sendMessageDraft" if drafts else "editMessageText", storm, retry_after=1)
+            outbox = Outbox(bot)
+            native = {"drafts": Drafts(outbox), "draft_id": 1} if drafts else {}
+            transport = TelegramTransport(outbox, Target(chat_id), interval=interval, typing_every_s=4.0, **native)
             await Renderer().render(script.replies(), transport)
         calls = [r for r in api.requests if r.method not in ("getMe", "getUpdates")]
         first = next(r.at for r in calls if r.method in TEXT_METHODS and r.status == 200)
@@ -122,21 +130,23 @@ async def telegram_run(script: Script, *, chat_id: int, interval: float, storm: 
         return replace(row, methods=_methods(r.method for r in calls))
 
 
-async def slack_run(script: Script, *, interval: float, storm: int, label: str) -> Row:
+async def slack_run(script: Script, *, interval: float, storm: int, label: str, stream: bool = False) -> Row:
     async with SlackStandIn() as slack:
         root = slack.post_user_message("C1", "why does the printer say E4?", "U1")
         start = len(slack.requests)
+        growing = "chat.appendStream" if stream else "chat.update"
         if storm:
-            slack.fail("chat.update", count=storm, retry_after=1)
+            slack.fail(growing, count=storm, retry_after=1)
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        transport = SlackTransport(Poster(client), "C1", root, interval=interval)
+        native = {"gate": StreamGate(), "recipient": Recipient("T1", "U1")} if stream else {}
+        transport = SlackTransport(Poster(client), "C1", root, interval=interval, **native)
         await Renderer().render(script.replies(), transport)
         calls = slack.requests[start:]
-        first = next(r.at for r in calls if r.method in TEXT_METHODS and r.params.get("text"))
+        first = next(r.at for r in calls if r.method in TEXT_METHODS and any(r.params.get(k) for k in ("text", "markdown_text", "chunks")))
         shown = "\n\n".join(m.text for m in slack.bot_messages("C1", root))
-        statuses = [(r.params, 429 if storm and r.method == "chat.update" and i < storm else 200)
-                    for i, r in enumerate(c for c in calls if c.method == "chat.update")]
-        others = [(r.params, 200) for r in calls if r.method != "chat.update"]
+        statuses = [(r.params, 429 if storm and i < storm else 200)
+                    for i, r in enumerate(c for c in calls if c.method == growing)]
+        others = [(r.params, 200) for r in calls if r.method != growing]
         row = _row(label, storm, statuses + others, first - script.first_token_at, shown, script)
         return replace(row, methods=_methods(r.method for r in calls))
 
@@ -175,9 +185,13 @@ async def main(args: argparse.Namespace) -> list[Row]:
         lambda s: telegram_run(s, chat_id=PRIVATE_CHAT, interval=1.0, storm=0, label="telegram private (edits)"),
         lambda s: telegram_run(s, chat_id=GROUP_CHAT, interval=3.0, storm=0, label="telegram group (edits)"),
         lambda s: slack_run(s, interval=1.0, storm=0, label="slack thread (chat.update)"),
+        lambda s: telegram_run(s, chat_id=PRIVATE_CHAT, interval=1.0, storm=0, label="telegram private (drafts)", drafts=True),
+        lambda s: slack_run(s, interval=1.0, storm=0, label="slack thread (native stream)", stream=True),
         web_run,
         lambda s: telegram_run(s, chat_id=PRIVATE_CHAT, interval=1.0, storm=args.storm, label="telegram private, 429 storm"),
         lambda s: slack_run(s, interval=1.0, storm=args.storm, label="slack thread, 429 storm"),
+        lambda s: telegram_run(s, chat_id=PRIVATE_CHAT, interval=1.0, storm=args.storm, label="telegram drafts, 429 storm", drafts=True),
+        lambda s: slack_run(s, interval=1.0, storm=args.storm, label="slack stream, 429 storm", stream=True),
     ]
     rows = []
     for run in runs:
