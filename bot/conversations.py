@@ -61,6 +61,7 @@ from engine.interface import (
     GenerationRequest,
     GenerationStats,
     Queued,
+    Started,
     TextPiece,
 )
 
@@ -311,6 +312,7 @@ class Conversations:
         inflight = _InFlight(request.request_id, turn.id, (session.platform, session.thread_key), asyncio.Event())
         self._inflight[session.id] = inflight
         parts: list[str] = []
+        started = False
         stats: GenerationStats | None = None
         status: Outcome = "interrupted"
         error: str | None = None
@@ -321,9 +323,13 @@ class Conversations:
                 async for event in stream:
                     if isinstance(event, Queued):
                         yield QueuePosition(event.position)
+                    elif isinstance(event, Started) and not started:
+                        started = True
+                        yield Generating(len(prompt.turns[-1].images))
                     elif isinstance(event, TextPiece):
-                        if not parts:
-                            yield Generating()
+                        if not started:  # an engine that does not say when it starts (vLLM, SGLang)
+                            started = True
+                            yield Generating(len(prompt.turns[-1].images))
                         parts.append(event.text)
                         yield AnswerDelta(event.text)
                     elif isinstance(event, GenerationStats):

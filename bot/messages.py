@@ -58,7 +58,10 @@ class QueuePosition:
 
 @dataclass(frozen=True)
 class Generating:
-    """The model started working on the answer (sent once, before the first delta)."""
+    """The model started working on the answer (sent once, before the first delta): it is reading
+    the question and `pictures` new pictures, then writes."""
+
+    pictures: int = 0
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 every platform.
 
 Every decision about how a reply looks is made here:
-- Statuses. The queue position and "working" go to the transport's status line; without one, into a
-  placeholder message that the answer (or an error) then replaces, except that "working" is left to a
-  typing indicator where there is one; a transport that can neither edit nor show a status gets the
+- Statuses. The queue position and "working" ("reading the picture") go to the transport's status
+  line; without one, into a placeholder message that the answer (or an error) then replaces, except
+  that a new "working" message is left to a typing indicator or a native stream where there is one (a
+  queue message already shown becomes it); a transport that can neither edit nor show a status gets the
   queue position as a message of its own. "Next in the queue" is shown only once the wait has lasted
   `queue_notice_delay_s`: usually the answer starts at once.
 - The answer. It grows in a native stream, else by edits, else arrives once complete; updates are at
@@ -54,7 +55,7 @@ from bot.transport import (
     Transport,
     TransportError,
 )
-from bot.wording import EMPTY_ANSWER, WORKING, queued
+from bot.wording import EMPTY_ANSWER, queued, reading
 
 __all__ = ["RenderOptions", "Renderer"]
 
@@ -146,8 +147,8 @@ class _Run:
             case QueuePosition():
                 delay = self.options.queue_notice_delay_s if reply.position <= 1 else 0.0
                 self._want_status(Status(StatusKind.QUEUED, queued(reply.position), reply.position), delay)
-            case Generating():
-                self._want_status(Status(StatusKind.WORKING, WORKING), 0.0)
+            case Generating(pictures=pictures):
+                self._want_status(Status(StatusKind.WORKING, reading(pictures)), 0.0)
             case AnswerDelta():
                 self.text += reply.text
                 self._poke()
@@ -221,21 +222,24 @@ class _Run:
 
     async def _show_status(self, status: Status) -> None:
         t = self.t
+        self.shown_status = status
         if t.status_line is not None:
             await t.status_line.show_status(status)
         elif self.placeholder is not None and t.edits is not None:
-            if self.placeholder.text != status.text:
-                assert self.placeholder.ref is not None
-                self.placeholder.ref = await t.edits.edit(self.placeholder.ref, status.text, TextKind.STATUS)
-                self.placeholder.text = status.text
-        elif status.kind is StatusKind.WORKING and t.typing is not None:
-            pass  # the typing indicator says it
+            if self.placeholder.text == status.text:
+                return
+            assert self.placeholder.ref is not None
+            self.placeholder.ref = await t.edits.edit(self.placeholder.ref, status.text, TextKind.STATUS)
+            self.placeholder.text = status.text
+        elif status.kind is StatusKind.WORKING and (t.typing is not None or t.streams is not None):
+            return  # the typing indicator says it; a native stream shows the answer growing in a moment
         elif t.edits is not None:
             self.placeholder = _Slot(status.text, await t.post(status.text, TextKind.STATUS))
         elif status.kind is StatusKind.QUEUED:
             await t.post(status.text, TextKind.STATUS)
-        self.shown_status = status
-        self._last_write = time.monotonic()
+        else:
+            return
+        self._last_write = time.monotonic()  # nothing written, nothing to space the next write from
 
     async def _content_shown(self) -> None:
         """Something besides a status is visible: the typing indicator and the status line stop."""

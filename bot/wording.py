@@ -33,6 +33,7 @@ __all__ = [
     "not_pictures",
     "over_download_limit",
     "queued",
+    "reading",
     "refusal",
     "too_big",
 ]
@@ -73,6 +74,15 @@ def queued(position: int) -> str:
         return "⏳ You are next in the queue."
     ahead = position - 1
     return f"⏳ Waiting in the queue: {ahead} question{'s' if ahead > 1 else ''} ahead of yours."
+
+
+def reading(pictures: int) -> str:
+    """The status while the model reads a question that brought `pictures` new pictures (0: text only)."""
+    if pictures <= 0:
+        return WORKING
+    if pictures == 1:
+        return "⏳ Reading the picture…"
+    return f"⏳ Reading the {pictures} pictures…"
 
 
 def refusal(user_id: str) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "PromptImage",
     "PromptTurn",
     "Queued",
+    "Started",
     "StreamEvent",
     "TextPiece",
 ]
@@ -95,6 +96,11 @@ class Queued:
 
 
 @dataclass(frozen=True)
+class Started:
+    """The request left the queue: the engine is reading its prompt and pictures. Text follows."""
+
+
+@dataclass(frozen=True)
 class TextPiece:
     text: str
 
@@ -113,7 +119,7 @@ class GenerationStats:
     note: str | None = None  # e.g. "retried at half resolution after running out of GPU memory"
 
 
-StreamEvent = Queued | TextPiece | GenerationStats
+StreamEvent = Queued | Started | TextPiece | GenerationStats
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,8 @@ class Engine(Protocol):
     async def close(self) -> None: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Stream `Queued` updates, then `TextPiece`s, then one `GenerationStats`.
+        """Stream `Queued` updates, then `Started` (when the engine begins reading the prompt; a remote
+        server may not say), then `TextPiece`s, then one `GenerationStats`.
 
         Raises `EngineError` (or a subclass) for failures. Closing the iterator early cancels the
         request and frees its place.

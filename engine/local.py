@@ -39,6 +39,7 @@ from engine.interface import (
     GenerationRequest,
     GenerationStats,
     PromptTurn,
+    Started,
     StreamEvent,
     TextPiece,
 )
@@ -450,6 +451,7 @@ class LocalEngine:
                     self._ledger_release(job)
                     continue
                 job.started_at = time.monotonic()
+                job.out.put_nowait(Started())
                 works.append(self._work_for(job))
             if not works and not runner.active:
                 # Waiting requests all belong to a session whose last request is still being wrapped

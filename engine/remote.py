@@ -8,8 +8,8 @@ project's server names it in each model object; for other servers `VLMBOT_ENGINE
 and `auto` judges by the model's name.
 
 A local fair queue (the same `FairQueue` as the in-process engine) bounds the requests in flight to
-the server, so users see their queue position; SSE comments `: queued N` from this project's server
-report the server's own queue too. Connection failures are retried with backoff until the first
+the server, so users see their queue position; SSE comments `: queued N` and `: started` from this
+project's server report the server's own queue and when it starts reading the prompt. Connection failures are retried with backoff until the first
 token arrives (the request is idempotent until then); after that a lost connection ends the answer
 with an error, since a half answer cannot be resumed. An answer is complete when a choice says its
 `finish_reason` or the stream says `[DONE]`: `transformers serve` and some proxies never send `[DONE]`.
@@ -55,6 +55,7 @@ from engine.interface import (
     PromptImage,
     PromptTurn,
     Queued,
+    Started,
     StreamEvent,
     TextPiece,
 )
@@ -366,6 +367,8 @@ class RemoteEngine:
                     if kind == "comment":
                         if value.startswith("queued "):
                             yield Queued(int(value.split()[1]))
+                        elif value == "started":
+                            yield Started()
                     elif value == "[DONE]":
                         progress.complete = True
                         break

@@ -3,9 +3,10 @@
 Routes: POST /v1/chat/completions (streaming SSE or not), GET /v1/models[/{id}], GET /health,
 GET /metrics. Like vLLM's server, only /v1 needs the API key; /health and /metrics stay open for
 orchestrators and scrapers. While a streamed request waits for the model the server sends SSE
-comments `: queued N` (clients ignore comments; the project's remote engine shows them as queue
-positions). A client that disconnects cancels its request: aiohttp cancels the handler, which
-closes the engine's stream and frees the model (while a prompt is read, at the next chunk).
+comments `: queued N` and, once the model reads the prompt, `: started` (clients ignore comments;
+the project's remote engine shows them as the queue position and the "reading" status). A client
+that disconnects cancels its request: aiohttp cancels the handler, which closes the engine's stream
+and frees the model (while a prompt is read, at the next chunk).
 
 What one API key can do to others: nothing through the engine's caches, which are namespaced by
 key (a tenant derived from it: a key cannot reuse, time or release another key's conversation with
@@ -43,6 +44,7 @@ from engine.interface import (
     GenerationRequest,
     GenerationStats,
     Queued,
+    Started,
     StreamEvent,
     TextPiece,
 )
@@ -319,6 +321,8 @@ async def _stream_reply(
         while True:
             if isinstance(event, Queued):
                 await response.write(f": queued {event.position}\n\n".encode())
+            elif isinstance(event, Started):
+                await response.write(b": started\n\n")
             elif isinstance(event, TextPiece):
                 await send(chunk(request_id, call.model, created, delta={"content": event.text}))
             elif isinstance(event, GenerationStats):

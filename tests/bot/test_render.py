@@ -13,7 +13,7 @@ from bot.markdown import code_blocks, split
 from bot.messages import Answer, AnswerDelta, Document, Generating, Notice, Picture, QueuePosition, Reply, Text
 from bot.render import Renderer, RenderOptions
 from bot.transport import StatusKind, TextKind, TransportError
-from bot.wording import CODE_FILE_CAPTION, EMPTY_ANSWER, WORKING, queued
+from bot.wording import CODE_FILE_CAPTION, EMPTY_ANSWER, WORKING, queued, reading
 from tests.bot.recording import Recording
 
 
@@ -139,6 +139,32 @@ async def test_a_status_line_shows_statuses_and_is_cleared_by_the_answer() -> No
     kinds = [s.kind if s else None for s in t.statuses]
     assert kinds == [StatusKind.QUEUED, StatusKind.WORKING, None] and t.statuses[0].position == 2
     assert t.texts() == ["Hi"]
+
+
+async def test_reading_the_pictures_is_worded_by_their_number() -> None:
+    t = Recording(status_line=True, streams=True, edits=False)
+    await render(t, Generating(pictures=1), 0.02, AnswerDelta("Hi"), 0.02, answer("Hi"))
+    await render(t, Generating(pictures=3), 0.02, AnswerDelta("Hi"), 0.02, answer("Hi"))
+    await render(t, Generating(), 0.02, AnswerDelta("Hi"), 0.02, answer("Hi"))
+    assert [s.text for s in t.statuses if s] == [reading(1), reading(3), WORKING]
+    assert (reading(1), reading(3), reading(0)) == ("⏳ Reading the picture…", "⏳ Reading the 3 pictures…", WORKING)
+
+
+async def test_a_native_stream_without_status_line_shows_no_working_message_and_loses_no_time() -> None:
+    """A Slack channel thread: no status line, no typing; "reading" would be a message posted only to be
+    deleted when the stream starts. The stream's first write is not held back by it either."""
+    t = Recording(streams=True, interval=60.0)
+    await render(t, Generating(pictures=1), 0.05, AnswerDelta("Hello"), 0.05, answer("Hello there"))
+    assert t.methods() == ["start_stream", "update_stream", "finish_stream"]  # "Hello" streamed at once
+    assert [(m.text, m.kind) for m in t.messages.values()] == [("Hello there", TextKind.ANSWER)]
+
+
+async def test_a_queue_message_becomes_the_reading_status_until_the_stream_replaces_it() -> None:
+    t = Recording(streams=True)
+    await render(t, QueuePosition(1), 0.02, Generating(pictures=1), 0.02, AnswerDelta("Hi"), 0.02, answer("Hi"))
+    assert [name for name, _ in t.calls][:4] == ["post", "edit", "start_stream", "delete"]
+    assert (t.calls[0][1][0], t.calls[1][1][1]) == (queued(1), reading(1))  # the queue message turned into it
+    assert [(m.text, m.kind) for m in t.messages.values()] == [("Hi", TextKind.ANSWER)]  # and went
 
 
 async def test_without_edits_or_status_line_the_queue_is_a_message_and_working_is_not() -> None:

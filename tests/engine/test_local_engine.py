@@ -26,6 +26,7 @@ from engine.interface import (
     PromptImage,
     PromptTurn,
     Queued,
+    Started,
     TextPiece,
 )
 from engine.local import LocalEngine, LocalEngineOptions
@@ -135,6 +136,9 @@ async def test_generates_with_one_image_and_streams(engine: LocalEngine) -> None
     stats = events[-1]
     assert isinstance(stats, GenerationStats)
     assert isinstance(events[0], Queued)
+    kinds = [type(e) for e in events]
+    assert kinds.count(Started) == 1 and kinds.index(Queued) < kinds.index(Started)
+    assert all(kind is TextPiece for kind in kinds[kinds.index(Started) + 1 : -1])  # reading, then only text
     assert stats.output_tokens >= 1 and stats.output_tokens <= 10
     assert stats.prompt_tokens > 20  # the picture's visual tokens are in the prompt
     assert stats.finish_reason in ("stop", "length")
@@ -199,7 +203,7 @@ async def test_cancel_queued_request(serial_engine: LocalEngine) -> None:
     await asyncio.wait_for(second, 5)
     assert waiting[0] == Queued(1)
     assert isinstance(waiting[-1], GenerationStats) and waiting[-1].finish_reason == "cancelled"
-    assert not any(isinstance(e, TextPiece) for e in waiting)
+    assert not any(isinstance(e, TextPiece | Started) for e in waiting)  # never read
     assert serial_engine.health().queue_depth == 0
     await first
 

@@ -23,6 +23,7 @@ from engine.interface import (
     PromptImage,
     PromptTurn,
     Queued,
+    Started,
     TextPiece,
 )
 from engine.local import LocalEngine
@@ -101,6 +102,8 @@ async def test_picture_resized_then_streamed(
     pieces = [e for e in events if isinstance(e, TextPiece)]
     stats = events[-1]
     assert len(pieces) >= 2 and isinstance(stats, GenerationStats)
+    kinds = [type(e) for e in events]
+    assert kinds.count(Started) == 1 and kinds.index(Started) < kinds.index(TextPiece)  # the server's `: started`
     assert stats.finish_reason == "length" and stats.output_tokens == 6 and stats.prompt_tokens > 0
     assert stats.time_to_first_token_s is not None and stats.model == tiny_qwen25_dir.name
     _, height, width = (int(v) for v in seen[0]["image_grid_thw"][0])  # 14 px patches the server's model saw

@@ -228,6 +228,8 @@ async def test_queue_positions_are_sse_comments(server: RunningServer, local_eng
     second = await run("b")
     await first
     assert ": queued 1" in second and second[-1] == "data: [DONE]"
+    first_text = next(i for i, line in enumerate(second) if '"content": "' in line and '"role"' not in line)
+    assert second.index(": queued 1") < second.index(": started") < first_text  # waited, read, then wrote
     assert json.loads(second[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == "length"
 
 

@@ -4,7 +4,7 @@ prompts when a thread starts, a status while the answer is worked on, a title fr
 from __future__ import annotations
 
 from adapters.slack.assistant import GREETING, SUGGESTED
-from bot.wording import queued
+from bot.wording import queued, reading
 from tests.hooks import forced_answer
 
 ANSWER = "The dialog says the disk is full: free some space and try again."
@@ -70,3 +70,24 @@ async def test_the_context_changing_is_acknowledged_and_ignored(make_bot) -> Non
         await bot.settle()
         assert max(bot.acks) < 3
         assert len(slack.bot_messages("D0ALICE", thread_ts)) == 1  # the greeting only
+
+
+async def test_an_assistant_thread_says_it_reads_the_picture_before_the_answer_streams(make_bot, red_png: bytes) -> None:
+    """The engine says when it starts reading the prompt: the thread's status names the picture, then
+    the answer's stream replaces it."""
+    async with make_bot(max_new_tokens=128) as bot:
+        slack, service = bot.slack, bot.service
+        service.engine.generate_hook = forced_answer(service, ANSWER, piece=2, delay=0.05)
+        started = slack.assistant_thread_started(user="U0ALICE", channel="D0ALICE")
+        thread_ts = started["assistant_thread"]["thread_ts"]
+        await bot.deliver(started)
+        await bot.settle()
+        shot = slack.host_file(red_png, "error.png", "image/png")
+        await bot.deliver(slack.message_event("D0ALICE", "what is this?", thread_ts=thread_ts, channel_type="im", files=[shot]))
+        await bot.settle()
+        order = [r.method for r in slack.requests if r.method in ("assistant.threads.setStatus", "chat.startStream")]
+        shown = [s.status for s in slack.statuses if s.thread_ts == thread_ts]
+        assert shown == [reading(1), ""]  # no queue: read at once, cleared by the answer
+        assert order.index("assistant.threads.setStatus") < order.index("chat.startStream")
+        (stream,) = [s for s in slack.streams if s.channel == "D0ALICE"]
+        assert stream.text == ANSWER and stream.state == "stopped"

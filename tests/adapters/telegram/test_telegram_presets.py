@@ -174,7 +174,8 @@ async def test_a_preset_waits_in_the_same_queue_and_says_so(standin, service_fac
     mine = [r for m, r in rec.replies if m.text == "/describe"]
     assert QueuePosition(1) in mine
     status, message = (m for (chat, _), m in sorted(standin.messages.items()) if chat == CHAT)
-    assert status.deleted and status.text == "⏳ You are next in the queue."  # gone when the answer's draft began
+    # The queue message turns into the reading status when the model starts, and goes when the draft begins.
+    assert status.history == ["⏳ You are next in the queue."] and status.text == "⏳ Reading the picture…" and status.deleted
     assert message.text == DESCRIPTION and standin.draft_texts(CHAT)
     assert len(calls) == 2 and images_in(calls[1]) == 1 and "Describe this picture" in prompt_of(service, calls[1])
 
