@@ -24,8 +24,10 @@ from bot.access import AccessPolicy, policy_for
 from bot.commands import parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
-from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher
+from bot.i18n import _, speaking
+from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher, LanguageLookup, Sender
 from bot.lanes import LaneKey, Lanes, Ticket
+from bot.language import Language, choose
 from bot.messages import Attachment, IncomingMessage
 from bot.render import Renderer, RenderOptions
 from bot.transport import TextKind, Transport, TransportError
@@ -64,6 +66,7 @@ class _Job:
     delivery: Delivery
     transport: Transport
     fetcher: FileFetcher | None
+    languages: LanguageLookup | None = None
     claimed: asyncio.Future[bool] | None = None  # claimed ahead of its turn (/clear)
 
 
@@ -91,6 +94,14 @@ class Inbox:
         """Whether the sender may use the bot (for an adapter's own platform work before submitting)."""
         return self._policy(delivery.platform).allows(delivery.sender)
 
+    async def language_of(self, sender: Sender, lookup: LanguageLookup | None = None) -> Language:
+        """What the bot speaks to `sender`, the one place that decides: VLMBOT_LANGUAGE when it forces a
+        language, else the user's (as the event says, else as `lookup` finds), else English."""
+        known = sender.language
+        if known is None and lookup is not None and self._settings.language == "auto":
+            known = await lookup.language(sender)
+        return choose(self._settings.language, known)
+
     def _policy(self, platform: str) -> AccessPolicy:
         if platform not in self._policies:
             self._policies[platform] = policy_for(self._settings, platform)
@@ -98,10 +109,17 @@ class Inbox:
 
     # --- messages ---------------------------------------------------------------------------------
 
-    def submit(self, delivery: Delivery, transport: Transport, fetcher: FileFetcher | None = None) -> Ticket:
+    def submit(
+        self,
+        delivery: Delivery,
+        transport: Transport,
+        fetcher: FileFetcher | None = None,
+        *,
+        languages: LanguageLookup | None = None,
+    ) -> Ticket:
         """Queue the message; the ticket ends when its reply has been rendered (or it was dropped)."""
         key: LaneKey = (delivery.platform, delivery.thread_key)
-        job = _Job(delivery, transport, fetcher)
+        job = _Job(delivery, transport, fetcher, languages)
         if not self.admits(delivery):
             return self._refuse(key, job)
         if delivery.addressing is Addressing.OVERHEARD and delivery.group is None:
@@ -130,8 +148,12 @@ class Inbox:
             sender = delivery.sender
             log.info("%s: refused user %s in chat %s (team %s)", key[0], sender.user_id, sender.chat_id, sender.team_id)
             self.conversations.refused("access")  # counted once per message, on every platform
-            return self._lanes.spawn(key, lambda: self._say(job.transport, refusal(sender.user_id), TextKind.INFO))
+            return self._lanes.spawn(key, lambda: self._refusal(job))
         return self._lanes.done(key)
+
+    async def _refusal(self, job: _Job) -> None:
+        with speaking(await self.language_of(job.delivery.sender, job.languages)):
+            await self._say(job.transport, refusal(job.delivery.sender.user_id), TextKind.INFO)
 
     async def _preempt(self, job: _Job, ahead: list[Ticket]) -> None:
         assert job.claimed is not None
@@ -163,6 +185,11 @@ class Inbox:
     # --- one message's turn -----------------------------------------------------------------------
 
     async def _run(self, job: _Job) -> None:
+        language = await self.language_of(job.delivery.sender, job.languages)
+        with speaking(language):  # everything said for this message
+            await self._turn(job, language)
+
+    async def _turn(self, job: _Job, language: Language) -> None:
         key: LaneKey = (job.delivery.platform, job.delivery.thread_key)
         try:
             parts = [job, *await self._gather(key, job)] if job.delivery.group is not None else [job]
@@ -174,7 +201,7 @@ class Inbox:
             fresh = [p for p in parts if await (p.claimed if p.claimed is not None else self._claim(p.delivery))]
             if not fresh:
                 return
-            message = await self._message(_merge([p.delivery for p in fresh]), job.fetcher, job.transport)
+            message = await self._message(_merge([p.delivery for p in fresh]), job.fetcher, job.transport, language)
             if message is None:
                 return
             self._threads.add(key)
@@ -214,7 +241,7 @@ class Inbox:
         return key in self._threads or await self.conversations.has_conversation(*key)
 
     async def _message(
-        self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport
+        self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport, language: Language
     ) -> IncomingMessage | None:
         """The message with its pictures fetched; None when the user was told why it cannot be asked."""
         pictures = [f for f in delivery.files if f.is_picture]
@@ -245,7 +272,13 @@ class Inbox:
             attachments.append(Attachment(data, file.name or None, file.mime_type))
         sender = delivery.sender
         return IncomingMessage(
-            delivery.platform, delivery.thread_key, sender.user_id, delivery.text, tuple(attachments), sender.name
+            delivery.platform,
+            delivery.thread_key,
+            sender.user_id,
+            delivery.text,
+            tuple(attachments),
+            sender.name,
+            language=language,
         )
 
     async def _say(self, transport: Transport, text: str, kind: TextKind) -> None:
@@ -253,7 +286,7 @@ class Inbox:
 
     async def _report(self, transport: Transport, key: LaneKey) -> None:
         try:
-            await self._say(transport, FAILED, TextKind.ERROR)
+            await self._say(transport, _(FAILED), TextKind.ERROR)
         except TransportError as exc:
             log.warning("%s: could not report the failure in %s: %s", key[0], key[1], exc)
 

@@ -9,6 +9,7 @@ from typing import Any
 from telegram import Bot, Message, Update
 
 from bot.incoming import IncomingFile
+from bot.language import Language, from_tag
 
 from .webhook import MalformedUpdate
 
@@ -33,6 +34,7 @@ class Inbound:
     files: tuple[IncomingFile, ...]  # pictures, and what the bot cannot read (a sticker, a PDF ...)
     addressed: bool  # private chat, or mentioned / replied to / given a command in a group
     media_group_id: str | None
+    language: Language | None = None  # from the user's language_code ("zh-hans", "en"), when the app sends it
 
     @property
     def private(self) -> bool:
@@ -50,6 +52,7 @@ class Press:
     data: str  # the button's callback data as sent back: forgeable, "" when there is none
     chat_id: int | None  # None when Telegram no longer says where the message is (too old, inline mode)
     thread_key: str | None  # derived from the message as for messages: the chat and its forum topic
+    language: Language | None = None
 
     @property
     def private(self) -> bool:
@@ -138,6 +141,7 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
         files=files,
         addressed=addressed,
         media_group_id=message.media_group_id,
+        language=from_tag(user.language_code),
     )
 
 
@@ -162,6 +166,7 @@ def parse_callback(update: Update) -> Press | None:
         data=query.data or "",
         chat_id=chat_id,
         thread_key=key,
+        language=from_tag(user.language_code),
     )
 
 

@@ -13,6 +13,7 @@ from bot.commands import COMMANDS
 from bot.conversations import Conversations
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
+from bot.language import Language, from_accept_language
 from bot.messages import Attachment
 from bot.store import SessionInfo, VoteInfo
 from bot.votes import Vote, VoteOutcome
@@ -25,7 +26,7 @@ from .sse import SseTransport, stream_events
 from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
 from .views import image_type, session_view, turn_view
 
-__all__ = ["PLATFORM", "ChatApi", "session_id_param", "sha_param"]
+__all__ = ["PLATFORM", "ChatApi", "browser_language", "session_id_param", "sha_param"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _TURN = re.compile(r"^[0-9]{1,15}$")  # ASCII digits that fit a database integer
 NOT_FOUND = "There is no such conversation here."
+
+
+def browser_language(request: web.Request) -> Language | None:
+    """The language the browser prefers among the bot's (Accept-Language, q-values weighed)."""
+    return from_accept_language(request.headers.get("Accept-Language"))
 
 
 def session_id_param(request: web.Request) -> str:
@@ -252,7 +258,7 @@ class ChatApi:
         key = self._thread_key(request, user_id)
         form = await read_message_form(request, self._limits, self._checks)
         again = [await self._reattach(ref, user_id) for ref in form.refs]
-        delivery = Delivery(PLATFORM, key, Sender(user_id), form.text, attachments=form.files + tuple(again))
+        delivery = Delivery(PLATFORM, key, Sender(user_id, language=browser_language(request)), form.text, attachments=form.files + tuple(again))
         log.info("web %s: question with %d picture(s)", key, len(delivery.attachments))
         transport = SseTransport()
         ticket = self._inbox.submit(delivery, transport)
