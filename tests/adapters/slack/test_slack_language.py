@@ -4,6 +4,11 @@ suggestions."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import yaml
+
 from adapters.slack.assistant import SUGGESTED
 
 CHINESE_DM = "D0LI"
@@ -85,3 +90,12 @@ async def test_vlmbot_language_en_forces_english_without_asking_slack(make_bot) 
         await bot.settle()
         assert [m.text for m in slack.bot_messages(CHINESE_DM)] == ["Nothing to undo."]
         assert slack.calls("users.info") == []
+
+
+def test_the_manifest_speaks_both_languages() -> None:
+    """A manifest has no per-locale texts: what users read before talking to the bot carries both."""
+    manifest = yaml.safe_load((Path(__file__).parents[3] / "adapters/slack/manifest.yaml").read_text())
+    (command,) = manifest["features"]["slash_commands"]
+    for text in (command["description"], command["usage_hint"], manifest["features"]["assistant_view"]["assistant_description"]):
+        assert re.search(r"[a-z]{3}", text) and re.search(r"[\u4e00-\u9fff]", text), text
+    assert "users:read" in manifest["oauth_config"]["scopes"]["bot"]
