@@ -247,7 +247,7 @@ class Inbox:
         pictures = [f for f in delivery.files if f.is_picture]
         others = [f.name for f in delivery.files if not f.is_picture]
         if others:
-            await self._say(transport, not_pictures(others), TextKind.INFO)
+            await self._say(transport, not_pictures([_(name) for name in others]), TextKind.INFO)  # "the sticker": marked N_
             if not pictures and not delivery.attachments:
                 return None
         if pictures and fetcher is None:

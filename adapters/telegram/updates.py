@@ -8,6 +8,7 @@ from typing import Any
 
 from telegram import Bot, Message, Update
 
+from bot.i18n import N_
 from bot.incoming import IncomingFile
 from bot.language import Language, from_tag
 
@@ -16,6 +17,12 @@ from .webhook import MalformedUpdate
 __all__ = ["Inbound", "Press", "parse_callback", "parse_update", "thread_key", "update_from_json"]
 
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
+# How "I skipped {names}" names them (translated by the inbox when it says so).
+_KIND_NAMES = {
+    "sticker": N_("the sticker"), "voice": N_("the voice"), "video": N_("the video"), "video_note": N_("the video note"),
+    "audio": N_("the audio"), "animation": N_("the animation"), "contact": N_("the contact"),
+    "location": N_("the location"), "poll": N_("the poll"), "document": N_("the document"),
+}
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,10 @@ def _files(message: Message) -> tuple[IncomingFile, ...]:
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         return (IncomingFile("", "image/jpeg", largest.file_size, largest.file_id),)
     if doc := message.document:
-        return (IncomingFile(doc.file_name or "the document", doc.mime_type, doc.file_size, doc.file_id),)
+        return (IncomingFile(doc.file_name or _KIND_NAMES["document"], doc.mime_type, doc.file_size, doc.file_id),)
     for kind in UNSUPPORTED_KINDS:
         if getattr(message, kind, None):
-            return (IncomingFile(f"the {kind.replace('_', ' ')}", None, None),)
+            return (IncomingFile(_KIND_NAMES[kind], None, None),)
     return ()
 
 

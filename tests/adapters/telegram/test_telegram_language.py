@@ -30,8 +30,12 @@ async def test_a_chinese_and_an_english_user_in_the_same_run(standin, service_fa
             await standin.inject(standin.message(chat_id=GROUP, user_id=OTHER_USER, text="/help", chat_type="group"))
             await standin.inject(standin.message(chat_id=STRANGER, user_id=STRANGER, text="hello"))
             await standin.inject(standin.message(chat_id=ALLOWED_USER, user_id=ALLOWED_USER, text="/undo"))
+            await standin.inject(standin.message(chat_id=ALLOWED_USER, user_id=ALLOWED_USER, extra={"sticker": {
+                "file_id": "st", "file_unique_id": "st", "width": 1, "height": 1, "is_animated": False,
+                "is_video": False, "type": "regular"}}))
             await settle(standin, adapter)
-    chinese_help, undo = shown_text(standin, ALLOWED_USER)
+    chinese_help, undo, sticker = shown_text(standin, ALLOWED_USER)
+    assert sticker == "我只能读取图片（PNG、JPEG、WebP、GIF 等），所以跳过了贴纸。请发送照片或截图并就其提问。"
     assert chinese_help.startswith("发送照片或截图并就其提问。") and "命令：" in chinese_help
     assert "/clear - 重新开始此对话" in chinese_help and "/find 要找的东西 - 找到某样东西并在图上标出" in chinese_help
     assert undo == "没有可撤销的内容。"
