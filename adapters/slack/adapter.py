@@ -149,7 +149,7 @@ class SlackAdapter:
             self._runner = None
         grace = self._settings.shutdown_grace_s
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -189,7 +189,7 @@ class SlackAdapter:
         web_app.router.add_post(EVENTS_PATH, events_handler(app, self._settings.slack_signing_secret or ""))
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
-        host, _, port = self._settings.slack_http_listen.rpartition(":")
+        host, _sep, port = self._settings.slack_http_listen.rpartition(":")
         await web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port)).start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self.http_url = f"http://{bound_host}:{bound_port}{EVENTS_PATH}"

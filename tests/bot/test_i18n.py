@@ -246,3 +246,19 @@ def test_presets_ask_for_the_users_language() -> None:
             several = preset.prompt(arch, "the label", pictures=2, language=Language.ZH)
             assert several.endswith(translate(ANSWER_LANGUAGE, Language.ZH))
     assert "请用简体中文回答" in translate(ANSWER_LANGUAGE, Language.ZH)
+
+
+def test_no_function_hides_gettext_behind_a_throwaway_underscore() -> None:
+    """In a module that imports `_`, `a, _, b = ...` makes `_` local to the whole function, and a `_()`
+    call in it then raises UnboundLocalError at run time."""
+    problems = []
+    for path in sorted([*(ROOT / "bot").glob("*.py"), *(ROOT / "adapters").rglob("*.py")]):
+        tree = ast.parse(path.read_text())
+        if not any(isinstance(n, ast.ImportFrom) and any(a.name == "_" for a in n.names) for n in tree.body):
+            continue
+        for function in ast.walk(tree):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store):
+                        problems.append(f"{path.relative_to(ROOT)}:{node.lineno} in {function.name}()")
+    assert not problems, "\n".join(problems)

@@ -37,11 +37,17 @@ async def test_a_chinese_and_an_english_browser(web: WebAdapter, browsers: Any) 
         assert status == 200 and body["message"] == "已清空。下一条消息将开始新的对话。"
         labels = {p["id"]: p["label"] for p in chinese.me["presets"]}
         assert labels["ocr"] == "读取文字"
+        status, body = await chinese.ask(new_thread(), "?", files=[("a.svg", b"<svg/>", "image/svg+xml")])
+        assert status == 415 and body["error"] == "“a.svg”是 SVG 矢量图；请发送 PNG、JPEG 或 WebP 图片（截图即可）。"
+        status, body = await chinese.request("PATCH", f"/api/sessions/{'0' * 8}-0000-0000-0000-{'0' * 12}", json={"title": "x"})
+        assert status == 404 and body["error"] == "这里没有这个对话。"
 
         other = new_thread()
         status, events = await english.ask(other, "", files=[("red.png", RED, "image/png")])
         assert texts(events) == ["Got it - what would you like to know?"]
         assert {p["id"]: p["label"] for p in english.me["presets"]}["ocr"] == "Read the text"
+        status, body = await english.ask(new_thread(), "?", files=[("a.svg", b"<svg/>", "image/svg+xml")])
+        assert status == 415 and body["error"].startswith("'a.svg' is an SVG drawing")
 
 
 async def test_a_browser_without_a_language_the_bot_speaks_gets_english(web: WebAdapter, browsers: Any) -> None:
