@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.commands import COMMANDS
 from bot.conversations import Conversations
-from bot.i18n import N_, _
+from bot.i18n import N_, _, current_language
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
 from bot.language import Language, from_accept_language
@@ -21,6 +21,7 @@ from bot.votes import Vote, VoteOutcome
 
 from .bodies import check_text, parse_json_object, string_field
 from .errors import ApiError
+from .page_words import page_words
 from .presets import presets
 from .security import Access
 from .sse import SseTransport, stream_events
@@ -153,6 +154,8 @@ class ChatApi:
                 "model": self._conversations.engine.model_name,
                 "commands": sorted(names),
                 "presets": presets(names),
+                "language": current_language().value,  # the browser's, as the bot speaks it
+                "words": page_words(),
                 "limits": {
                     "max_image_bytes": self._limits.max_file_bytes,
                     "max_images": self._limits.max_files,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.web import WebAdapter
+from adapters.web.page_words import PAGE_WORDS, page_words
+from bot.i18n import speaking
+from bot.language import Language
 from tests.adapters.web.conftest import new_thread, running_web
 from tests.conftest import picture_bytes
 
@@ -61,3 +67,51 @@ async def test_vlmbot_language_en_forces_english(service_factory: Any, browsers:
         async with browsers(adapter.url, headers=CHINESE) as browser:
             status, events = await browser.ask(new_thread(), "/undo")
             assert texts(events) == ["Nothing to undo."]
+
+
+# --- the page's own words ----------------------------------------------------------------------------
+
+STATIC = Path(__file__).resolve().parents[3] / "adapters" / "web" / "static"
+
+
+class _MarkedWords(HTMLParser):
+    """The words index.html marks for translation: data-i18n texts and data-i18n-attrs attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: list[str] = []
+        self._text_of: list[bool] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in (values.get("data-i18n-attrs") or "").split():
+            self.words.append(values.get(name) or "")
+        if tag not in ("input", "meta", "link", "br", "img"):
+            self._text_of.append("data-i18n" in values)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._text_of:
+            self._text_of.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._text_of and self._text_of[-1] and data.strip():
+            self.words.append(data.strip())
+
+
+def test_every_word_the_page_shows_is_translatable() -> None:
+    parser = _MarkedWords()
+    parser.feed((STATIC / "index.html").read_text())
+    in_page = set(parser.words)
+    in_script = set(re.findall(r'\bt\("((?:[^"\\]|\\.)*)"', (STATIC / "app.js").read_text()))
+    assert len(in_page) > 20 and len(in_script) > 20
+    assert in_page | in_script == set(PAGE_WORDS), (in_page | in_script) ^ set(PAGE_WORDS)
+    with speaking(Language.ZH):
+        words = page_words()
+    assert words["Send"] == "发送" and words["I can look at {count} pictures at a time."] == "我一次最多只能看 {count} 张图片。"
+
+
+async def test_the_page_gets_its_words_in_the_browsers_language(web: WebAdapter, browsers: Any) -> None:
+    async with browsers(web.url, headers=CHINESE) as chinese, browsers(web.url, headers=ENGLISH) as english:
+        assert chinese.me["language"] == "zh" and chinese.me["words"]["Send"] == "发送"
+        assert chinese.me["words"]["Drop pictures to attach them"] == "拖放图片即可附加"
+        assert english.me["language"] == "en" and english.me["words"] == {}
