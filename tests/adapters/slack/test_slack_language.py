@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from adapters.slack.assistant import SUGGESTED
+from tests.adapters.slack.slack_blocks import feedback_elements
 
 CHINESE_DM = "D0LI"
 ENGLISH_DM = "D0ALICE"
@@ -33,6 +34,12 @@ async def test_a_user_whose_slack_locale_is_chinese_is_answered_in_chinese(make_
         assert "命令：" in help_message.text and "重新开始此对话" in help_message.text
         (english,) = slack.bot_messages(ENGLISH_DM)
         assert english.text == "Nothing to undo."
+        await bot.deliver(dm(slack, CHINESE_DM, "这是什么错误？", "U0LI"))
+        await bot.settle()
+        answer = slack.bot_messages(CHINESE_DM)[-1]
+        ((_, buttons),) = feedback_elements(answer.blocks)
+        assert buttons["positive_button"]["text"]["text"] == "有帮助"
+        assert buttons["negative_button"]["text"]["text"] == "没有帮助"
         lookups = slack.calls("users.info")
         assert sorted(c.params["user"] for c in lookups) == ["U0ALICE", "U0LI"]  # once per user: cached
         assert all(str(c.params.get("include_locale")).lower() in ("1", "true") for c in lookups)
