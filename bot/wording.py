@@ -87,6 +87,8 @@ ENGINE_SENTENCES = (
     N_("The picture is too large for the GPU's memory right now; please send a smaller or cropped picture."),
     N_("Something went wrong while answering; please try again."),
     N_("The picture was read at reduced resolution because the GPU ran short of memory."),
+    N_("The connection to the model server was lost in the middle of the answer; please send /retry."),
+    N_("The model server could not process this question; please try again, or /clear to start afresh."),
 )
 
 

@@ -21,6 +21,7 @@ from bot.presets import ANSWER_LANGUAGE, preset_named
 from engine.arch import ARCHS
 from engine.batch import HALF_BUDGET_NOTE, INTERNAL_MESSAGE, OOM_MESSAGE
 from engine.interface import EngineBusy, EngineTimeout, EngineUnavailable
+from engine.remote import LOST_MID_ANSWER, REJECTED
 
 ROOT = Path(__file__).resolve().parents[2]
 PO = LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "vlmbot.po"
@@ -98,6 +99,8 @@ def test_the_engines_sentences_are_translated() -> None:
         OOM_MESSAGE,
         INTERNAL_MESSAGE,
         HALF_BUDGET_NOTE,
+        LOST_MID_ANSWER,
+        REJECTED,
     ]
     for sentence in sentences:
         assert sentence in wording.ENGINE_SENTENCES

@@ -12,6 +12,8 @@ from tests.adapters.telegram.harness import (
     GROUP,
     OTHER_USER,
     STRANGER,
+    photo_sizes,
+    png,
     running_adapter,
     settle,
     shown_text,
@@ -83,3 +85,22 @@ async def test_vlmbot_language_zh_forces_chinese(standin, service_factory):
             await settle(standin, adapter)
     assert shown_text(standin, ALLOWED_USER) == ["没有可撤销的内容。"]
     assert standin.commands[0]["description"] == "介绍和示例"
+
+
+async def test_a_preset_asks_the_model_to_answer_in_the_users_language(standin, service_factory):
+    standin.language_codes[ALLOWED_USER] = "zh-hans"
+    standin.language_codes[OTHER_USER] = "en"
+    async with service_factory(max_new_tokens=4) as service:
+        async with running_adapter(standin, service) as (adapter, _rec):
+            for user, chat, kind in ((ALLOWED_USER, ALLOWED_USER, "private"), (OTHER_USER, GROUP, "group")):
+                sizes = photo_sizes(standin, png())
+                await standin.inject(standin.message(chat_id=chat, user_id=user, photo=sizes, caption="/describe", chat_type=kind))
+            await settle(standin, adapter)
+            asked = {}
+            for chat in (ALLOWED_USER, GROUP):
+                [session] = await service.store.list_sessions(platform="telegram", thread_key=f"chat:{chat}")
+                [turn] = await service.store.turns(session.id)
+                asked[chat] = turn.user_text
+    assert asked[ALLOWED_USER].endswith("\n请用简体中文回答；图片中的文字请按原文照抄，不要翻译。")
+    assert asked[ALLOWED_USER].startswith("Describe this picture in a structured way")
+    assert "中文" not in asked[GROUP] and asked[GROUP].startswith("Describe this picture in a structured way")
