@@ -7,7 +7,9 @@
 2. The message joins its thread's lane (`bot.lanes`), so it waits for the one before it. /clear first
    stops what runs and what waits in the thread; /status, /help and /start are answered at once,
    beside the lane.
-3. When its turn comes: the parts of a message delivered in pieces are gathered; a follow-up is kept
+3. When its turn comes: the language the bot speaks to the sender is decided (`language_of`: the
+   one place, VLMBOT_LANGUAGE or the user's) and everything said for the message is in it
+   (`bot.i18n.speaking`); the parts of a message delivered in pieces are gathered; a follow-up is kept
    only in a thread the bot takes part in; the delivery is claimed (exactly-once, only now that access
    is checked); files are checked and fetched; and the conversation's replies are rendered
    (`bot.render`) on the transport.
@@ -99,7 +101,10 @@ class Inbox:
         language, else the user's (as the event says, else as `lookup` finds), else English."""
         known = sender.language
         if known is None and lookup is not None and self._settings.language == "auto":
-            known = await lookup.language(sender)
+            try:
+                known = await lookup.language(sender)
+            except Exception:  # a broken lookup costs the user's language, not their answer
+                log.exception("%s: looking up the language of user %s failed", type(lookup).__name__, sender.user_id)
         return choose(self._settings.language, known)
 
     def _policy(self, platform: str) -> AccessPolicy:

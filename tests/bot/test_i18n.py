@@ -7,6 +7,7 @@ import ast
 import io
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from babel.messages.extract import extract_from_dir
@@ -15,7 +16,10 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 from bot import wording
+from bot.config import Settings
 from bot.i18n import LOCALE_DIR, _, speaking, translate
+from bot.inbox import Inbox
+from bot.incoming import Sender
 from bot.language import Language, choose, from_accept_language, from_tag
 from bot.presets import ANSWER_LANGUAGE, preset_named
 from engine.arch import ARCHS
@@ -265,3 +269,21 @@ def test_no_function_hides_gettext_behind_a_throwaway_underscore() -> None:
                     if isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store):
                         problems.append(f"{path.relative_to(ROOT)}:{node.lineno} in {function.name}()")
     assert not problems, "\n".join(problems)
+
+
+async def test_the_inbox_decides_the_language_once_and_a_broken_lookup_costs_only_the_language() -> None:
+    class Broken:
+        async def language(self, sender: Sender) -> Language | None:
+            raise RuntimeError("the lookup broke")
+
+    class Chinese:
+        async def language(self, sender: Sender) -> Language | None:
+            return Language.ZH
+
+    auto = Inbox(cast(Any, None), Settings.model_construct())
+    assert await auto.language_of(Sender("u")) is Language.EN
+    assert await auto.language_of(Sender("u"), Broken()) is Language.EN
+    assert await auto.language_of(Sender("u"), Chinese()) is Language.ZH
+    assert await auto.language_of(Sender("u", language=Language.EN), Chinese()) is Language.EN  # the event's word wins
+    forced = Inbox(cast(Any, None), Settings.model_construct().model_copy(update={"language": "en"}))
+    assert await forced.language_of(Sender("u", language=Language.ZH), Chinese()) is Language.EN
