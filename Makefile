@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install
+.PHONY: run test install messages catalogs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,16 @@ test: $(STAMP)
 	bash tests/adapters/web/ensure_chromium.sh
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The bot's own words (bot/locale; see README "Languages"). `make messages` extracts every _(), N_() and
+# ngettext() text into bot/locale/vlmbot.pot and adds the new ones, untranslated, to each language's .po;
+# translate them there, then `make catalogs` compiles the .mo files the bot loads (committed with the .po).
+BABEL := $(BIN)/pybabel
+LOCALES := bot/locale
+
+messages: $(STAMP)
+	$(BABEL) -q extract -F babel.cfg --no-location --sort-output --project vlmbot -o $(LOCALES)/vlmbot.pot .
+	$(BABEL) -q update -i $(LOCALES)/vlmbot.pot -d $(LOCALES) -D vlmbot --ignore-obsolete
+
+catalogs: $(STAMP)
+	$(BABEL) compile -d $(LOCALES) -D vlmbot --statistics

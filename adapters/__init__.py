@@ -29,6 +29,7 @@ def configured_adapters(
         adapters.append(SlackAdapter(settings, service.inbox))
     if settings.console == "on" or (settings.console == "auto" and not adapters):
         from adapters.console import ConsoleAdapter
+        from bot.language import from_tag
 
         adapters.append(
             ConsoleAdapter(
@@ -36,6 +37,7 @@ def configured_adapters(
                 files_dir=settings.data_dir / "exports",
                 on_eof=on_console_eof,
                 greeting=DEMO_WARNING if service.demo_model else None,
+                language=from_tag(settings.system_locale),
             )
         )
     if settings.web_enabled:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.filemodes import make_private_dir, write_private_file
+from bot.i18n import N_, _, speaking
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
+from bot.language import Language
 from bot.messages import Attachment
 from bot.transport import (
     AnswerDone,
@@ -52,6 +54,7 @@ class ConsoleAdapter:
         stdout: TextIO | None = None,
         on_eof: Callable[[], None] | None = None,
         greeting: str | None = None,
+        language: Language | None = None,
     ) -> None:
         self._inbox = inbox
         self._thread = thread
@@ -63,17 +66,25 @@ class ConsoleAdapter:
         self._pending: list[Attachment] = []
         self._task: asyncio.Task[None] | None = None
         self._user = getpass.getuser()
+        self._sender = Sender(self._user, language=language)  # from LANG (settings.system_locale)
+        self._language = Language.EN  # what the inbox decides, known once started
         self.finished = asyncio.Event()
 
     # --- Adapter ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._language = await self._inbox.language_of(self._sender)
         self._say(
-            f"vlmbot console chat (thread '{self._thread}'). /image PATH attaches a picture; "
-            "/good or /bad rates the last answer; /help lists commands."
+            N_(
+                "vlmbot console chat (thread '{thread}'). /image PATH attaches a picture; "
+                "/good or /bad rates the last answer; /help lists commands."
+            ),
+            thread=self._thread,
         )
         if self._greeting:
-            self._say(f"Note: {self._greeting}")
+            with speaking(self._language):
+                greeting = _(self._greeting)
+            self._say(N_("Note: {greeting}"), greeting=greeting)
         self._task = asyncio.create_task(self._read_loop(), name="console-reader")
 
     async def stop(self) -> None:
@@ -102,9 +113,9 @@ class ConsoleAdapter:
                     await self.process_line(line)
                 except Exception:  # one failed line must not end the chat
                     log.exception("console: handling %r failed", line[:80])
-                    self._say("error: something went wrong with that; please try again.")
+                    self._say(N_("error: something went wrong with that; please try again."))
             if self._pending:
-                self._say(f"{len(self._pending)} attached picture(s) were not sent: no question followed.")
+                self._say(N_("{count} attached picture(s) were not sent: no question followed."), count=len(self._pending))
         finally:
             self.finished.set()
             if self._on_eof is not None:
@@ -118,24 +129,27 @@ class ConsoleAdapter:
             self._attach(line.removeprefix("/image").strip())
             return
         attachments, self._pending = tuple(self._pending), []
-        delivery = Delivery(PLATFORM, self._thread, Sender(self._user), line, attachments=attachments)
+        delivery = Delivery(PLATFORM, self._thread, self._sender, line, attachments=attachments)
         await self._inbox.submit(delivery, ConsoleTransport(self._out, self._files_dir)).wait()
 
     def _attach(self, raw_path: str) -> None:
         if not raw_path:
-            self._say("Usage: /image PATH")
+            self._say(N_("Usage: /image PATH"))
             return
         path = Path(raw_path).expanduser()
         try:
             data = path.read_bytes()
         except OSError as exc:
-            self._say(f"Cannot read {path}: {exc.strerror or exc}. Check the path and try again.")
+            self._say(N_("Cannot read {path}: {error}. Check the path and try again."), path=path, error=exc.strerror or exc)
             return
         self._pending.append(Attachment(data=data, filename=path.name))
-        self._say(f"Attached {path.name} ({len(self._pending)} picture(s) for the next question).")
+        self._say(N_("Attached {name} ({count} picture(s) for the next question)."), name=path.name, count=len(self._pending))
 
-    def _say(self, text: str) -> None:
-        self._out.write(text + "\n")
+    def _say(self, text: str, **values: object) -> None:
+        """`text` is marked with N_() where it is written; it is translated here, in the chat's language."""
+        with speaking(self._language):
+            line = _(text).format(**values)
+        self._out.write(line + "\n")
         self._out.flush()
 
 
@@ -165,7 +179,7 @@ class ConsoleTransport:
     async def post_file(self, file: OutgoingFile) -> None:
         make_private_dir(self._files_dir)
         path = write_private_file(self._files_dir / Path(file.filename).name, file.data)
-        self._print(f"{file.caption or 'File'} Saved to {path}\n")
+        self._print(_("{caption} Saved to {path}").format(caption=file.caption or _("File"), path=path) + "\n")
 
     async def start_stream(self) -> StreamRef:
         stream = f"s{next(self._ids)}"

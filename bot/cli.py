@@ -39,6 +39,7 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
     """Run the service and its adapters until SIGINT/SIGTERM (or the console's input ends)."""
     from adapters import configured_adapters
     from adapters.console import ConsoleAdapter
+    from bot.language import from_tag
     from bot.service import DEMO_WARNING, running_service
 
     stop = asyncio.Event()
@@ -55,6 +56,7 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
                     files_dir=settings.data_dir / "exports",
                     on_eof=stop.set,
                     greeting=DEMO_WARNING if service.demo_model else None,
+                    language=from_tag(settings.system_locale),
                 )
             ]
         else:

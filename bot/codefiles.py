@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 
+from bot.i18n import _
 from bot.markdown import code_blocks
 from bot.transport import OutgoingFile
 from bot.wording import CODE_FILE_CAPTION
@@ -28,5 +29,5 @@ def code_files(answer: str, turn_id: int, min_chars: int) -> list[OutgoingFile]:
         suffix = f"-{i}" if len(long_blocks) > 1 else ""
         name = f"answer-{turn_id}{suffix}.{ext}"
         mime = mimetypes.guess_type(name)[0] or "text/plain"
-        files.append(OutgoingFile(name, block.code.encode(), mime, CODE_FILE_CAPTION))
+        files.append(OutgoingFile(name, block.code.encode(), mime, _(CODE_FILE_CAPTION)))
     return files

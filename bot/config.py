@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.language import LanguageSetting
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ArchSetting
 from engine.quantization import QuantizationSetting
 
@@ -238,6 +239,16 @@ class Settings(BaseSettings):
     )
 
     # --- replies ---------------------------------------------------------------------------
+    language: LanguageSetting = _env(
+        "VLMBOT_LANGUAGE",
+        "auto",
+        "The bot's own words: auto = each user's (Telegram, Slack, browser; LANG for the terminal chat), en, zh.",
+    )
+    system_locale: str | None = _env(
+        "LANG",
+        None,
+        "The terminal chat's language when VLMBOT_LANGUAGE is auto (zh_CN.UTF-8 = Chinese, else English).",
+    )
     code_file_chars: int = _env(
         "VLMBOT_CODE_FILE_CHARS", 1500, "Code blocks of an answer this long (characters) are also sent as a file."
     )

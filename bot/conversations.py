@@ -14,6 +14,7 @@ from pathlib import Path
 from bot.commands import help_text, parse_command
 from bot.erasure import DataRemoval
 from bot.feedback import Feedback, vote_entries
+from bot.i18n import N_, _, ngettext
 from bot.instructions import Instructions
 from bot.messages import (
     Answer,
@@ -50,6 +51,10 @@ from bot.wording import (
     PRESENT_FAILED,
     SHUTTING_DOWN,
     STOPPED,
+    engine_sentence,
+    forget_done,
+    forget_preview,
+    status_text,
     too_big,
 )
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
@@ -69,7 +74,7 @@ __all__ = ["ConversationLimits", "Conversations"]
 
 log = logging.getLogger(__name__)
 
-_PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "web": "the web chat", "console": "the terminal chat"}
+_PLATFORM_NAMES = {"telegram": N_("Telegram"), "slack": N_("Slack"), "web": N_("the web chat"), "console": N_("the terminal chat")}
 
 # Called with the final answer and its stats; yields what the user sees instead of the plain Answer.
 Presenter = Callable[[Answer, GenerationStats], AsyncIterator[Reply]]
@@ -175,7 +180,7 @@ class Conversations:
         self.metrics.received(message.platform, kind)
         if not self._accepting:
             self.metrics.refused("restarting")
-            yield Text(SHUTTING_DOWN, kind="error")
+            yield Text(_(SHUTTING_DOWN), kind="error")
             return
         if command is not None:
             async for reply in self._command(message, *command):
@@ -189,7 +194,9 @@ class Conversations:
     async def _check_all(self, attachments: Sequence[Attachment]) -> list[CheckedPicture] | str:
         if len(attachments) > self.limits.max_images_per_turn:
             self.metrics.refused("picture")
-            return f"That is {len(attachments)} pictures; I can look at {self.limits.max_images_per_turn} at a time."
+            return _("That is {count} pictures; I can look at {limit} at a time.").format(
+                count=len(attachments), limit=self.limits.max_images_per_turn
+            )
         checked: list[CheckedPicture] = []
         for attachment in attachments:
             try:
@@ -214,14 +221,14 @@ class Conversations:
             return
         text = message.text.strip()
         if not text and not checked:
-            yield Text("Send a picture or ask a question; /help lists what I can do.")
+            yield Text(_("Send a picture or ask a question; /help lists what I can do."))
             return
         await self._keep(checked)
         session = await self.store.active_session(message.platform, message.thread_key, message.user_id)
         hashes = [picture.sha256 for picture in checked]
         if not text:
             await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
-            yield Text(ACK_PICTURES)
+            yield Text(_(ACK_PICTURES))
             return
         async with self._turn_lock(session) as refusal:
             if refusal is not None:
@@ -254,9 +261,9 @@ class Conversations:
         """
         async with self._lock(session.id):
             if not self._accepting:
-                yield SHUTTING_DOWN
+                yield _(SHUTTING_DOWN)
             elif (current := await self.store.get_session(session.id)) is None or current.status != "active":
-                yield CLEARED_WHILE_WAITING
+                yield _(CLEARED_WHILE_WAITING)
             else:
                 yield None
 
@@ -284,7 +291,7 @@ class Conversations:
         except FileNotFoundError as exc:
             log.error("session %s: a stored picture is missing: %s", session.id, exc)
             await self.store.finish_turn(turn.id, status="failed", error=f"missing picture: {exc}")
-            yield Text(MISSING_PICTURE, kind="error")
+            yield Text(_(MISSING_PICTURE), kind="error")
             return
         except PromptTooLong as exc:
             self.metrics.refused("too_long")
@@ -298,8 +305,11 @@ class Conversations:
             return
         if prompt.left_out:
             yield Notice(
-                f"The {prompt.left_out} oldest exchange(s) of this conversation were left out so the question fits; "
-                "/clear starts afresh."
+                ngettext(
+                    "The oldest exchange of this conversation was left out so the question fits; /clear starts afresh.",
+                    "The {count} oldest exchanges of this conversation were left out so the question fits; /clear starts afresh.",
+                    prompt.left_out,
+                ).format(count=prompt.left_out)
             )
         request = GenerationRequest(
             request_id=str(uuid.uuid4()),
@@ -345,11 +355,11 @@ class Conversations:
             if isinstance(exc, EngineBusy):
                 self.metrics.refused("busy")
             log.warning("session %s turn %s failed: %s", session.id, turn.id, exc)
-            yield Text(exc.user_message, kind="error")
+            yield Text(engine_sentence(exc.user_message), kind="error")
         except Exception as exc:  # a bug must cost one answer, not the adapter's task
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("session %s turn %s: request %s failed", session.id, turn.id, request.request_id)
-            yield Text(INTERNAL_ERROR, kind="error")
+            yield Text(_(INTERNAL_ERROR), kind="error")
         finally:
             if status == "interrupted" and turn.id in self._cancelled_turns:
                 status = "cancelled"  # /clear stopped it, even if the reader went away before the end
@@ -368,7 +378,7 @@ class Conversations:
             inflight.done.set()
         if status == "done" and stats is not None:
             if stats.note:
-                yield Notice(stats.note)
+                yield Notice(engine_sentence(stats.note))
             answer = Answer(
                 text="".join(parts).strip(),  # the renderer words an empty answer
                 turn_id=turn.id,
@@ -384,11 +394,11 @@ class Conversations:
             except Exception:
                 log.exception("session %s turn %s: presenting the answer failed", session.id, turn.id)
                 yield answer
-                yield Text(PRESENT_FAILED, kind="error")
+                yield Text(_(PRESENT_FAILED), kind="error")
         elif status == "cancelled":
-            yield Text(STOPPED)
+            yield Text(_(STOPPED))
         elif status == "interrupted":
-            yield Text(ANSWER_INTERRUPTED, kind="error")
+            yield Text(_(ANSWER_INTERRUPTED), kind="error")
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -419,7 +429,7 @@ class Conversations:
             async for reply in self._preset(message, preset, args):
                 yield reply
         else:
-            yield Text(f"Unknown command /{name}.\n\n{help_text()}")
+            yield Text(_("Unknown command /{name}.").format(name=name) + f"\n\n{help_text()}")
 
     # --- presets --------------------------------------------------------------------------------
 
@@ -433,11 +443,13 @@ class Conversations:
         await self._keep(checked)
         session = await self._current(message)
         if preset.needs_argument and not argument.strip():
-            usage = f"Usage: /{preset.name} {preset.usage}, for example {preset.example}"
+            usage = _("Usage: /{name} {usage}, for example {example}").format(
+                name=preset.name, usage=_(preset.usage), example=_(preset.example)
+            )
             if checked:  # keep the pictures, so the corrected command can use them
                 hashes = [picture.sha256 for picture in checked]
                 await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
-                usage += " (the picture is kept)"
+                usage += _(" (the picture is kept)")
             yield Text(usage)
             return
         async with self._turn_lock(session) as refusal:
@@ -452,7 +464,7 @@ class Conversations:
             else:
                 target = next((t.image_hashes[-1] for t in reversed(history) if t.image_hashes), None)
                 if target is None:
-                    yield Text(NO_PICTURE)
+                    yield Text(_(NO_PICTURE))
                     return
                 if target not in carried:
                     # An earlier picture goes into this question again, right next to the instruction.
@@ -465,13 +477,13 @@ class Conversations:
                 if checked:  # keep the pictures, so the same command works once the server is back
                     hashes = [picture.sha256 for picture in checked]
                     await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
-                yield Text(exc.user_message, kind="error")
+                yield Text(engine_sentence(exc.user_message), kind="error")
                 return
             if preset.needs_argument:  # /find marks one picture: name it when the question has several
                 number = len(in_question) - in_question[::-1].index(target)
-                text = preset.prompt(arch, argument, picture=number if len(in_question) > 1 else None)
+                text = preset.prompt(arch, argument, picture=number if len(in_question) > 1 else None, language=message.language)
             else:
-                text = preset.prompt(arch, argument, pictures=len(in_question))
+                text = preset.prompt(arch, argument, pictures=len(in_question), language=message.language)
             command = f"/{preset.name} {argument.strip()}".rstrip()
             turn = await self.store.add_turn(
                 session.id, user_id=message.user_id, text=text, image_hashes=tuple(own), command=command
@@ -516,7 +528,7 @@ class Conversations:
         """Archive the thread's session, stop its request and release what the engine holds for it."""
         sessions = await self.store.list_sessions(platform=platform, thread_key=thread_key, active_only=True, limit=1)
         if not sessions:
-            return CLEARED
+            return _(CLEARED)
         session = sessions[0]
         inflight = self._inflight.get(session.id)
         if inflight is not None:
@@ -526,30 +538,31 @@ class Conversations:
         await self.engine.release_session(session.id)
         self._locks.pop(session.id, None)
         log.info("session %s archived by /clear", session.id)
-        return CLEARED
+        return _(CLEARED)
 
     async def _rename(self, message: IncomingMessage, title: str) -> str:
         title = " ".join(title.split())[:200]
         if not title:
-            return "Usage: /name TITLE"
+            return _("Usage: /name TITLE")
         session = await self._current(message)
         await self.store.rename_session(session.id, title)
-        return f"This conversation is now called \"{title}\"."
+        return _("This conversation is now called \"{title}\".").format(title=title)
 
     async def _undo(self, message: IncomingMessage) -> str:
         session = await self._current(message)
         turns = [t for t in await self.store.turns(session.id, in_context_only=True) if t.status != "pending"]
         if not turns:
-            return "Nothing to undo."
+            return _("Nothing to undo.")
         last = turns[-1]
         await self.store.drop_from_context(last.id)
-        what = f"\"{_clip(last.user_text)}\"" if last.user_text else "the last pictures"
-        return f"Removed {what} from the conversation."
+        if last.user_text:
+            return _("Removed \"{text}\" from the conversation.").format(text=_clip(last.user_text))
+        return _("Removed the last pictures from the conversation.")
 
     async def _retry(self, message: IncomingMessage) -> AsyncIterator[Reply]:
         session = await self._current(message)
         if session.id in self._inflight:
-            yield Text("I am still answering; wait for the answer or /clear to stop it.")
+            yield Text(_("I am still answering; wait for the answer or /clear to stop it."))
             return
         async with self._turn_lock(session) as refusal:
             if refusal is not None:
@@ -557,14 +570,14 @@ class Conversations:
                 return
             turns = [t for t in await self.store.turns(session.id, in_context_only=True) if t.user_text]
             if not turns:
-                yield Text("There is no question to retry yet.")
+                yield Text(_("There is no question to retry yet."))
                 return
             last = turns[-1]
             try:
                 pictures = tuple([Attachment(await self.pictures.load(sha)) for sha in last.image_hashes])
             except FileNotFoundError as exc:
                 log.error("session %s: a stored picture is missing: %s", session.id, exc)
-                yield Text(MISSING_PICTURE, kind="error")
+                yield Text(_(MISSING_PICTURE), kind="error")
                 return
             await self.store.drop_from_context(last.id)
             if last.command is None:
@@ -578,7 +591,7 @@ class Conversations:
         parsed = parse_command(last.command)
         preset = preset_named(parsed[0]) if parsed else None
         if preset is None:
-            yield Text(f"{last.command} can no longer be retried; please send it again.", kind="error")
+            yield Text(_("{command} can no longer be retried; please send it again.").format(command=last.command), kind="error")
             return
         async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1]):
             yield reply
@@ -590,7 +603,7 @@ class Conversations:
             filename=f"vlmbot-session-{session.id[:8]}.json",
             data=data,
             mime_type="application/json",
-            caption="This conversation as JSON.",
+            caption=_("This conversation as JSON."),
         )
 
     async def export_session(self, session_id: str) -> bytes:
@@ -632,22 +645,15 @@ class Conversations:
 
     async def _forget(self, message: IncomingMessage, argument: str) -> str:
         """/forget says what of the user's would go on this platform; /forget confirm erases it."""
-        where = _PLATFORM_NAMES.get(message.platform, message.platform)
+        where = _(_PLATFORM_NAMES[message.platform]) if message.platform in _PLATFORM_NAMES else message.platform
         argument = argument.strip().lower()
         if argument not in ("", "confirm"):
-            return "/forget shows what of yours would be erased; /forget confirm erases it."
+            return _("/forget shows what of yours would be erased; /forget confirm erases it.")
         plan = await self.removal.plan_user(message.platform, message.user_id)
         if not (plan.turns or plan.sessions or plan.user_rows):
-            return f"Nothing of yours is stored from {where}."
+            return _("Nothing of yours is stored from {where}.").format(where=where)
         if not argument:
-            kept = f" ({plan.kept_pictures} more stay: messages that are kept use them)" if plan.kept_pictures else ""
-            votes = f", and your {plan.user_rows} vote(s) on answers" if plan.user_rows else ""
-            also = "" if votes else "and "
-            return (
-                f"/forget confirm erases everything of yours from {where}: {plan.turns} message(s) and the answers "
-                f"to them in {plan.conversations} conversation(s), {also}{plan.pictures} picture(s){kept}{votes}. "
-                "Other people's messages stay. This cannot be undone."
-            )
+            return forget_preview(where, plan.turns, plan.conversations, plan.pictures, plan.kept_pictures, plan.user_rows)
         for inflight in list(self._inflight.values()):
             if inflight.turn_id in plan.turn_ids:  # an answer to a question about to go: stop it
                 self._cancelled_turns.add(inflight.turn_id)
@@ -656,26 +662,14 @@ class Conversations:
         for session_id in removed.touched_sessions:
             await self.engine.release_session(session_id)  # its KV cache holds the erased text
         log.info("%s:%s erased their data with /forget", message.platform, message.user_id)
-        return (
-            f"Erased {removed.turns} message(s) of yours and the answers to them in {removed.conversations} "
-            f"conversation(s), and {removed.pictures} picture(s)"
-            + (f"; and {removed.user_rows} vote(s) of yours on answers." if removed.user_rows else ".")
-        )
+        return forget_done(removed.turns, removed.conversations, removed.pictures, removed.user_rows)
 
     async def _status(self, message: IncomingMessage) -> str:
         health = self.engine.health()
         session = await self._current(message)
         inflight = self._inflight.get(session.id)
-        if inflight is None:
-            mine = "You have no question waiting."
-        else:
-            position = self.engine.queue_position(inflight.request_id)
-            mine = "Your answer is being generated." if not position else f"Your question is number {position} in the queue."
-        state = "ready" if health.ok else f"unavailable ({health.detail})"
-        return (
-            f"{mine}\nModel: {health.model} on {health.device} ({health.dtype}, {health.attention}, quantization {health.quantization}), {state}.\n"
-            f"Queue: {health.queue_depth} waiting, {health.running} generating."
-        )
+        position = None if inflight is None else self.engine.queue_position(inflight.request_id) or 0
+        return status_text(position, health)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, assert_never
 
+from bot.i18n import _
 from engine.arch import Coordinates, ModelArch
 from engine.images import smart_resize
 
@@ -266,14 +267,14 @@ def describe_marks(marks: list[Mark], limit: int = 20) -> str:
     """One line per mark, in original pixel coordinates (x from the left, y from the top)."""
     lines = []
     for index, mark in enumerate(marks[:limit], start=1):
-        label = mark.label or "object"
+        label = mark.label or _("object")
         if isinstance(mark, Box):
-            lines.append(
-                f"{index}. {label}: box ({mark.x1}, {mark.y1}) - ({mark.x2}, {mark.y2}), "
-                f"{mark.x2 - mark.x1}x{mark.y2 - mark.y1} px"
+            box = _("box ({x1}, {y1}) - ({x2}, {y2}), {width}x{height} px").format(
+                x1=mark.x1, y1=mark.y1, x2=mark.x2, y2=mark.y2, width=mark.x2 - mark.x1, height=mark.y2 - mark.y1
             )
+            lines.append(f"{index}. {label}: {box}")
         else:
-            lines.append(f"{index}. {label}: point ({mark.x}, {mark.y})")
+            lines.append(f"{index}. {label}: " + _("point ({x}, {y})").format(x=mark.x, y=mark.y))
     if len(marks) > limit:
-        lines.append(f"... and {len(marks) - limit} more.")
+        lines.append(_("... and {count} more.").format(count=len(marks) - limit))
     return "\n".join(lines)

@@ -7,7 +7,9 @@
 2. The message joins its thread's lane (`bot.lanes`), so it waits for the one before it. /clear first
    stops what runs and what waits in the thread; /status, /help and /start are answered at once,
    beside the lane.
-3. When its turn comes: the parts of a message delivered in pieces are gathered; a follow-up is kept
+3. When its turn comes: the language the bot speaks to the sender is decided (`language_of`: the
+   one place, VLMBOT_LANGUAGE or the user's) and everything said for the message is in it
+   (`bot.i18n.speaking`); the parts of a message delivered in pieces are gathered; a follow-up is kept
    only in a thread the bot takes part in; the delivery is claimed (exactly-once, only now that access
    is checked); files are checked and fetched; and the conversation's replies are rendered
    (`bot.render`) on the transport.
@@ -24,8 +26,10 @@ from bot.access import AccessPolicy, policy_for
 from bot.commands import parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
-from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher
+from bot.i18n import _, speaking
+from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher, LanguageLookup, Sender
 from bot.lanes import LaneKey, Lanes, Ticket
+from bot.language import Language, choose
 from bot.messages import Attachment, IncomingMessage
 from bot.render import Renderer, RenderOptions
 from bot.transport import TextKind, Transport, TransportError
@@ -64,6 +68,7 @@ class _Job:
     delivery: Delivery
     transport: Transport
     fetcher: FileFetcher | None
+    languages: LanguageLookup | None = None
     claimed: asyncio.Future[bool] | None = None  # claimed ahead of its turn (/clear)
 
 
@@ -91,6 +96,17 @@ class Inbox:
         """Whether the sender may use the bot (for an adapter's own platform work before submitting)."""
         return self._policy(delivery.platform).allows(delivery.sender)
 
+    async def language_of(self, sender: Sender, lookup: LanguageLookup | None = None) -> Language:
+        """What the bot speaks to `sender`, the one place that decides: VLMBOT_LANGUAGE when it forces a
+        language, else the user's (as the event says, else as `lookup` finds), else English."""
+        known = sender.language
+        if known is None and lookup is not None and self._settings.language == "auto":
+            try:
+                known = await lookup.language(sender)
+            except Exception:  # a broken lookup costs the user's language, not their answer
+                log.exception("%s: looking up the language of user %s failed", type(lookup).__name__, sender.user_id)
+        return choose(self._settings.language, known)
+
     def _policy(self, platform: str) -> AccessPolicy:
         if platform not in self._policies:
             self._policies[platform] = policy_for(self._settings, platform)
@@ -98,10 +114,17 @@ class Inbox:
 
     # --- messages ---------------------------------------------------------------------------------
 
-    def submit(self, delivery: Delivery, transport: Transport, fetcher: FileFetcher | None = None) -> Ticket:
+    def submit(
+        self,
+        delivery: Delivery,
+        transport: Transport,
+        fetcher: FileFetcher | None = None,
+        *,
+        languages: LanguageLookup | None = None,
+    ) -> Ticket:
         """Queue the message; the ticket ends when its reply has been rendered (or it was dropped)."""
         key: LaneKey = (delivery.platform, delivery.thread_key)
-        job = _Job(delivery, transport, fetcher)
+        job = _Job(delivery, transport, fetcher, languages)
         if not self.admits(delivery):
             return self._refuse(key, job)
         if delivery.addressing is Addressing.OVERHEARD and delivery.group is None:
@@ -130,8 +153,12 @@ class Inbox:
             sender = delivery.sender
             log.info("%s: refused user %s in chat %s (team %s)", key[0], sender.user_id, sender.chat_id, sender.team_id)
             self.conversations.refused("access")  # counted once per message, on every platform
-            return self._lanes.spawn(key, lambda: self._say(job.transport, refusal(sender.user_id), TextKind.INFO))
+            return self._lanes.spawn(key, lambda: self._refusal(job))
         return self._lanes.done(key)
+
+    async def _refusal(self, job: _Job) -> None:
+        with speaking(await self.language_of(job.delivery.sender, job.languages)):
+            await self._say(job.transport, refusal(job.delivery.sender.user_id), TextKind.INFO)
 
     async def _preempt(self, job: _Job, ahead: list[Ticket]) -> None:
         assert job.claimed is not None
@@ -163,6 +190,11 @@ class Inbox:
     # --- one message's turn -----------------------------------------------------------------------
 
     async def _run(self, job: _Job) -> None:
+        language = await self.language_of(job.delivery.sender, job.languages)
+        with speaking(language):  # everything said for this message
+            await self._turn(job, language)
+
+    async def _turn(self, job: _Job, language: Language) -> None:
         key: LaneKey = (job.delivery.platform, job.delivery.thread_key)
         try:
             parts = [job, *await self._gather(key, job)] if job.delivery.group is not None else [job]
@@ -174,7 +206,7 @@ class Inbox:
             fresh = [p for p in parts if await (p.claimed if p.claimed is not None else self._claim(p.delivery))]
             if not fresh:
                 return
-            message = await self._message(_merge([p.delivery for p in fresh]), job.fetcher, job.transport)
+            message = await self._message(_merge([p.delivery for p in fresh]), job.fetcher, job.transport, language)
             if message is None:
                 return
             self._threads.add(key)
@@ -214,13 +246,13 @@ class Inbox:
         return key in self._threads or await self.conversations.has_conversation(*key)
 
     async def _message(
-        self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport
+        self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport, language: Language
     ) -> IncomingMessage | None:
         """The message with its pictures fetched; None when the user was told why it cannot be asked."""
         pictures = [f for f in delivery.files if f.is_picture]
         others = [f.name for f in delivery.files if not f.is_picture]
         if others:
-            await self._say(transport, not_pictures(others), TextKind.INFO)
+            await self._say(transport, not_pictures([_(name) for name in others]), TextKind.INFO)  # "the sticker": marked N_
             if not pictures and not delivery.attachments:
                 return None
         if pictures and fetcher is None:
@@ -245,7 +277,13 @@ class Inbox:
             attachments.append(Attachment(data, file.name or None, file.mime_type))
         sender = delivery.sender
         return IncomingMessage(
-            delivery.platform, delivery.thread_key, sender.user_id, delivery.text, tuple(attachments), sender.name
+            delivery.platform,
+            delivery.thread_key,
+            sender.user_id,
+            delivery.text,
+            tuple(attachments),
+            sender.name,
+            language=language,
         )
 
     async def _say(self, transport: Transport, text: str, kind: TextKind) -> None:
@@ -253,7 +291,7 @@ class Inbox:
 
     async def _report(self, transport: Transport, key: LaneKey) -> None:
         try:
-            await self._say(transport, FAILED, TextKind.ERROR)
+            await self._say(transport, _(FAILED), TextKind.ERROR)
         except TransportError as exc:
             log.warning("%s: could not report the failure in %s: %s", key[0], key[1], exc)
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from bot.language import Language
 from bot.messages import Attachment
 
-__all__ = ["Addressing", "Delivery", "FetchFailed", "FileFetcher", "IncomingFile", "Sender"]
+__all__ = ["Addressing", "Delivery", "FetchFailed", "FileFetcher", "IncomingFile", "LanguageLookup", "Sender"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Sender:
     chat_id: str | None = None  # Telegram chat, Slack channel
     team_id: str | None = None  # Slack workspace (the user's own, in shared channels)
     name: str | None = None
+    # The language the platform says the user reads (bot.language.from_tag); None when it does not say.
+    # The inbox decides what the bot speaks (bot.language.choose): VLMBOT_LANGUAGE may force one.
+    language: Language | None = None
 
 
 class Addressing(StrEnum):
@@ -86,4 +90,12 @@ class FileFetcher(Protocol):
 
     async def fetch(self, file: IncomingFile) -> bytes:
         """The file's bytes; raises FetchFailed."""
+        ...
+
+
+class LanguageLookup(Protocol):
+    """The adapter's side of a user's language where the event does not carry it (Slack's user locale)."""
+
+    async def language(self, sender: Sender) -> Language | None:
+        """The user's language, None when unknown; never raises (a failed lookup is None)."""
         ...

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.language import Language
+
 __all__ = [
     "Answer",
     "AnswerDelta",
@@ -47,6 +49,7 @@ class IncomingMessage:
     text: str = ""
     attachments: tuple[Attachment, ...] = ()
     user_name: str | None = None
+    language: Language = Language.EN  # what the bot speaks to this user, decided by the inbox
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import assert_never
 
 from bot.filemodes import make_private_dir
+from bot.i18n import _
 from engine.pictures import PictureLimits, PictureProblem
 from engine.pictures import PictureRejected as _Refused
 from engine.pictures import check_picture as _check
@@ -44,25 +45,24 @@ def _mb(n: int) -> str:
 
 
 def _wording(refused: _Refused, label: str, max_bytes: int) -> str:
-    size = f"{refused.width}x{refused.height} pixels"
+    size = _("{width}x{height} pixels").format(width=refused.width, height=refused.height)
     match refused.problem:
         case PictureProblem.EMPTY:
-            return f"{label} is empty; please send the picture again."
+            return _("{label} is empty; please send the picture again.").format(label=label)
         case PictureProblem.TOO_MANY_BYTES:
-            return (
-                f"{label} is {_mb(refused.size)}, over the {_mb(max_bytes)} limit; "
-                "please send a smaller picture or a screenshot."
+            return _("{label} is {size}, over the {limit} limit; please send a smaller picture or a screenshot.").format(
+                label=label, size=_mb(refused.size), limit=_mb(max_bytes)
             )
         case PictureProblem.TOO_MANY_PIXELS:
             if refused.width is None:
-                return f"{label} is too large to read; please send a smaller picture."
-            return f"{label} is {size}, too large to read; please send a smaller picture."
+                return _("{label} is too large to read; please send a smaller picture.").format(label=label)
+            return _("{label} is {size}, too large to read; please send a smaller picture.").format(label=label, size=size)
         case PictureProblem.UNSUPPORTED:
-            return f"{label} is not a picture I can read; please send a PNG, JPEG or WebP image."
+            return _("{label} is not a picture I can read; please send a PNG, JPEG or WebP image.").format(label=label)
         case PictureProblem.DAMAGED:
-            return f"{label} looks damaged or incomplete; please send it again."
+            return _("{label} looks damaged or incomplete; please send it again.").format(label=label)
         case PictureProblem.TOO_THIN:
-            return f"{label} is {size}, too thin to read; please crop it to the part that matters."
+            return _("{label} is {size}, too thin to read; please crop it to the part that matters.").format(label=label, size=size)
         case _:
             assert_never(refused.problem)
 
@@ -72,7 +72,7 @@ def check_picture(data: bytes, *, max_bytes: int, max_pixels: int, name: str | N
     try:
         info = _check(data, PictureLimits(max_bytes=max_bytes, max_pixels=max_pixels))
     except _Refused as refused:
-        raise PictureRejected(_wording(refused, f"'{name}'" if name else "The file", max_bytes)) from None
+        raise PictureRejected(_wording(refused, f"'{name}'" if name else _("The file"), max_bytes)) from None
     return CheckedPicture(
         sha256=hashlib.sha256(data).hexdigest(), data=data, mime_type=info.mime_type, width=info.width, height=info.height
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 
 from bot.drawing import draw_marks, oriented_size
 from bot.grounding import describe_marks, locate
+from bot.i18n import N_, _, translate
+from bot.language import Language
 from bot.messages import Answer, Document, Notice, Picture, Reply, Text
 from bot.tables import find_tables, table_to_csv
 from engine.arch import Coordinates, ModelArch
@@ -36,7 +38,7 @@ MAX_CSV_FILES = 5
 @dataclass(frozen=True)
 class Preset:
     name: str  # the command, without the slash
-    description: str
+    description: str  # English, marked for translation
     prompt_template: str  # "{argument}" is replaced by the command's argument
     usage: str = ""  # the argument's placeholder in help, e.g. "THING"; empty when none is taken
     # (coordinates, template) where the architecture's grounding coordinates need their own wording
@@ -47,17 +49,33 @@ class Preset:
     def needs_argument(self) -> bool:
         return bool(self.usage)
 
-    def prompt(self, arch: ModelArch, argument: str = "", *, picture: int | None = None, pictures: int = 1) -> str:
+    def prompt(
+        self,
+        arch: ModelArch,
+        argument: str = "",
+        *,
+        picture: int | None = None,
+        pictures: int = 1,
+        language: Language = Language.EN,
+    ) -> str:
         """The question sent to the model. When the question carries several pictures, `picture` names
-        the one to work on; without it the job is done for each of the `pictures`."""
+        the one to work on; without it the job is done for each of the `pictures`. A user who does not
+        speak English gets the answer in their language, asked for in that language (`ANSWER_LANGUAGE`)."""
         template = dict(self.per_coordinates).get(arch.coordinates, self.prompt_template)
         text = template.replace("{argument}", _clean_argument(argument))
+        if language is not Language.EN:
+            text = f"{text}\n{translate(ANSWER_LANGUAGE, language)}"
         if picture is not None:
             return f"Look only at Picture {picture}. {text}"
         if pictures > 1:
             lead = f"Do this for each of the {pictures} pictures, one after the other, headed Picture 1, Picture 2, ..."
             return f"{lead}: {text}"
         return text
+
+
+# Added to a preset's prompt, in the user's language, for users who do not speak English (the English
+# prompts need no such line). Text in the picture is still copied as it is written.
+ANSWER_LANGUAGE = N_("Answer in English; copy any text from the picture exactly as written, without translating it.")
 
 
 def _clean_argument(argument: str) -> str:
@@ -80,7 +98,7 @@ _GROUNDING_QWEN3 = (
 PRESETS: tuple[Preset, ...] = (
     Preset(
         name="ocr",
-        description="Read all the text of the picture",
+        description=N_("Read all the text of the picture"),
         prompt_template=(
             "Read all the text in this picture, in reading order. Keep the line breaks, and keep the layout "
             "where it carries meaning (columns, indentation, lists, label and value pairs). Copy the text exactly "
@@ -90,7 +108,7 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         name="table",
-        description="Tables in the picture as Markdown and a CSV file",
+        description=N_("Tables in the picture as Markdown and a CSV file"),
         prompt_template=(
             "Convert every table in this picture to a GitHub Markdown table (pipe syntax, not HTML). Copy each "
             "cell's text exactly, keep the order of rows and columns, leave empty cells empty, and repeat the text "
@@ -101,7 +119,7 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         name="code",
-        description="HTML and CSS for a screenshot or mock-up, also as a file",
+        description=N_("HTML and CSS for a screenshot or mock-up, also as a file"),
         prompt_template=(
             "Write the HTML and CSS that reproduce this screenshot or mock-up as closely as possible: layout, "
             "spacing, colours, fonts and all the visible text. Answer with ONE complete, self-contained HTML "
@@ -112,7 +130,7 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         name="describe",
-        description="A structured description of the picture",
+        description=N_("A structured description of the picture"),
         prompt_template=(
             "Describe this picture in a structured way, under these headings:\n"
             "Type: what kind of picture it is (photo, screenshot, document, chart, ...).\n"
@@ -126,14 +144,14 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         name="find",
-        description="Locate something and mark it on the picture",
+        description=N_("Locate something and mark it on the picture"),
         prompt_template=_GROUNDING_QWEN25,
-        usage="THING",
+        usage=N_("THING"),
         per_coordinates=(
             (Coordinates.RESIZED_PIXELS, _GROUNDING_QWEN25),
             (Coordinates.RELATIVE_1000, _GROUNDING_QWEN3),
         ),
-        example="/find the serial number label",
+        example=N_("/find the serial number label"),
     ),
 )
 
@@ -180,15 +198,15 @@ def table_replies(answer: Answer) -> list[Reply]:
     """The answer, then each table in it as a CSV file."""
     tables = find_tables(answer.text)
     if not tables:
-        return [answer, Notice("No table was found in the answer, so there is no CSV file.")]
+        return [answer, Notice(_("No table was found in the answer, so there is no CSV file."))]
     replies: list[Reply] = [answer]
     shown = tables[:MAX_CSV_FILES]
     for index, table in enumerate(shown, start=1):
         name = "table.csv" if len(shown) == 1 else f"table-{index}.csv"
-        caption = f"Table as CSV ({max(0, len(table) - 1)} rows)."
+        caption = _("Table as CSV ({rows} rows).").format(rows=max(0, len(table) - 1))
         replies.append(Document(filename=name, data=table_to_csv(table), mime_type="text/csv", caption=caption))
     if len(tables) > len(shown):
-        replies.append(Notice(f"Only the first {len(shown)} of {len(tables)} tables were sent as CSV files."))
+        replies.append(Notice(_("Only the first {sent} of {count} tables were sent as CSV files.").format(sent=len(shown), count=len(tables))))
     return replies
 
 
@@ -196,8 +214,8 @@ def html_replies(answer: Answer) -> list[Reply]:
     """The answer, then its HTML as a file."""
     html = extract_html(answer.text)
     if html is None:
-        return [answer, Notice("The answer has no HTML, so there is no file.")]
-    caption = "The HTML as a file: open it in a browser."
+        return [answer, Notice(_("The answer has no HTML, so there is no file."))]
+    caption = _("The HTML as a file: open it in a browser.")
     return [replace(answer, files_follow=True), Document(filename="page.html", data=html.encode(), mime_type="text/html", caption=caption)]
 
 
@@ -211,7 +229,7 @@ def found_replies(
         size = oriented_size(picture)
     except OSError as exc:
         log.error("the picture for turn %s cannot be opened to draw on: %s", answer.turn_id, exc)
-        error = "The picture could not be opened to mark what was found; please send it again."
+        error = _("The picture could not be opened to mark what was found; please send it again.")
         return [answer, Text(error, kind="error")]
     marks = locate(
         answer.text, arch=arch, original_size=size, min_pixels=min_pixels, max_pixels=max_pixels, default_label=thing
@@ -219,21 +237,26 @@ def found_replies(
     if not marks:
         said = " ".join(answer.text.split())
         said = said if len(said) <= 500 else said[:499] + "…"
-        text = f'Nothing was located for "{thing}".' + (f"\nThe model said: {said}" if said else "")
+        text = _('Nothing was located for "{thing}".').format(thing=thing)
+        if said:
+            text += "\n" + _("The model said: {said}").format(said=said)
         return [replace(answer, text=text)]
     width, height = size
     listed = replace(
         answer,
-        text=f'Located "{thing}" ({len(marks)}), in pixels of the original {width}x{height} picture:\n'
+        text=_('Located "{thing}" ({count}), in pixels of the original {width}x{height} picture:').format(
+            thing=thing, count=len(marks), width=width, height=height
+        )
+        + "\n"
         + describe_marks(marks),
     )
     try:
         drawn = draw_marks(picture, marks)
     except (OSError, ValueError) as exc:
         log.error("drawing %d mark(s) for turn %s failed: %s", len(marks), answer.turn_id, exc)
-        error = "The boxes could not be drawn on the picture; the list above has their coordinates."
+        error = _("The boxes could not be drawn on the picture; the list above has their coordinates.")
         return [listed, Text(error, kind="error")]
-    caption = f'"{thing if len(thing) <= 60 else thing[:59] + "…"}" marked on the picture.'
+    caption = _('"{thing}" marked on the picture.').format(thing=thing if len(thing) <= 60 else thing[:59] + "…")
     return [listed, Picture(filename=f"find-{_slug(thing)}.png", data=drawn, mime_type="image/png", caption=caption)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.i18n import _
 from bot.store import TurnInfo
 from engine.interface import PromptImage, PromptTurn
 
@@ -49,10 +50,10 @@ class PromptTooLong(Exception):
         super().__init__(f"the prompt needs {tokens} tokens without history; the budget is {limit}")
         self.tokens = tokens
         self.limit = limit
-        self.user_message = (
-            f"This question and its pictures need {tokens} tokens, more than the {limit} this bot can read "
+        self.user_message = _(
+            "This question and its pictures need {tokens} tokens, more than the {limit} this bot can read "
             "at once, so it was set aside; please shorten it or send fewer pictures."
-        )
+        ).format(tokens=tokens, limit=limit)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import assert_never
 
 from bot.codefiles import code_files
+from bot.i18n import _
 from bot.markdown import split
 from bot.messages import (
     Answer,
@@ -323,7 +324,7 @@ class _Run:
 
     async def _final_answer(self, answer: Answer) -> None:
         await self._stop_pump()
-        text = answer.text if answer.text.strip() else EMPTY_ANSWER
+        text = answer.text if answer.text.strip() else _(EMPTY_ANSWER)
         done = AnswerDone(answer.turn_id, text, answer.latency_ms, answer.output_tokens)
         await self._show_answer(text, final=True, done=done)
         self.text, self.slots = "", []

@@ -14,6 +14,7 @@ from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.conversations import ConversationLimits, Conversations
 from bot.filemodes import prepare_data_dir
+from bot.i18n import N_
 from bot.inbox import Inbox
 from bot.instructions import Instructions
 from bot.pictures import PictureFiles
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 # minutes): a week of claimed delivery ids keeps every handling exactly-once.
 DELIVERY_MEMORY_S = 7 * 24 * 3600
 
-DEMO_WARNING = (
+DEMO_WARNING = N_(
     "No VLMBOT_MODEL is set, so this runs a tiny random-weight demo model: its answers are random text "
     "until VLMBOT_MODEL points at real Qwen2.5-VL or Qwen3-VL weights."
 )

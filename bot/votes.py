@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
+from bot.i18n import N_, _
+
 __all__ = ["Vote", "VoteOutcome", "VoteResult", "decode_vote", "encode_vote"]
 
 
@@ -29,7 +31,7 @@ class VoteOutcome(StrEnum):
     NO_ANSWER = "no_answer"  # /good or /bad in a thread that has no answer yet
 
 
-_WORDS = {Vote.UP: "helpful", Vote.DOWN: "not helpful"}
+_WORDS = {Vote.UP: N_("helpful"), Vote.DOWN: N_("not helpful")}
 
 
 @dataclass(frozen=True)
@@ -44,23 +46,23 @@ class VoteResult:
 
     @property
     def text(self) -> str:
-        """One line for the user (a button's toast, the console's reply)."""
-        word = _WORDS[self.vote] if self.vote is not None else ""
+        """One line for the user (a button's toast, the console's reply), in their language."""
+        word = _(_WORDS[self.vote]) if self.vote is not None else ""
         match self.outcome:
             case VoteOutcome.RECORDED if self.vote is Vote.DOWN:
-                return "Thanks - marked as not helpful, so the helpdesk can look at this answer."
+                return _("Thanks - marked as not helpful, so the helpdesk can look at this answer.")
             case VoteOutcome.RECORDED:
-                return "Thanks - marked as helpful."
+                return _("Thanks - marked as helpful.")
             case VoteOutcome.CHANGED:
-                return f"Changed your vote: marked as {word}."
+                return _("Changed your vote: marked as {word}.").format(word=word)
             case VoteOutcome.UNCHANGED:
-                return f"You already marked this answer as {word}."
+                return _("You already marked this answer as {word}.").format(word=word)
             case VoteOutcome.UNKNOWN_TURN:
-                return "That answer is not in this conversation, so it cannot take a vote."
+                return _("That answer is not in this conversation, so it cannot take a vote.")
             case VoteOutcome.NOT_AN_ANSWER:
-                return "Only a finished answer can take a vote."
+                return _("Only a finished answer can take a vote.")
             case VoteOutcome.NO_ANSWER:
-                return "There is no answer to vote on yet: /good and /bad rate the last answer."
+                return _("There is no answer to vote on yet: /good and /bad rate the last answer.")
             case _:
                 assert_never(self.outcome)
 

@@ -1,12 +1,19 @@
-"""What the bot says to users, in one place so every platform words it the same (and it can be translated).
+"""What the bot says to users, in one place so every platform words it the same, in the user's language.
 
 Platform adapters style these texts (an error may get a warning sign, a notice italics) but never
 reword them. Operator log messages are not here: they stay next to the code that logs them.
+
+Each constant is English marked with `N_()`; say it with `_(CONSTANT)` so it comes out in the
+user's language (`bot.i18n`). The functions translate themselves. A new text needs a Chinese
+translation too: `make messages`, fill in bot/locale/zh_CN/LC_MESSAGES/vlmbot.po, `make catalogs`.
 """
 
 from __future__ import annotations
 
 import math
+
+from bot.i18n import N_, _, ngettext
+from engine.interface import EngineHealth
 
 __all__ = [
     "ACK_PICTURES",
@@ -16,6 +23,7 @@ __all__ = [
     "CODE_FILE_CAPTION",
     "DOWNLOAD_FAILED",
     "EMPTY_ANSWER",
+    "ENGINE_SENTENCES",
     "FAILED",
     "FILES_NEED_A_THREAD",
     "FILES_READ_MISSING",
@@ -30,79 +38,166 @@ __all__ = [
     "VOTE_FAILED",
     "WORKING",
     "download_failed",
+    "forget_done",
+    "forget_preview",
+    "engine_sentence",
     "not_pictures",
     "over_download_limit",
     "queued",
     "reading",
     "refusal",
+    "status_text",
     "too_big",
 ]
 
 # --- the conversation ---------------------------------------------------------------------------
-ACK_PICTURES = "Got it - what would you like to know?"
-SHUTTING_DOWN = "The bot is restarting; please send your message again in a minute."
-CLEARED = "Cleared. The next message starts a new conversation."
-CLEARED_WHILE_WAITING = "Not answered: this conversation was cleared while the question waited."
-NOT_A_VOTE = "This button is not valid any more."
-VOTE_FAILED = "Your vote could not be saved; please try again."
-MISSING_PICTURE = "A picture of this conversation is missing from storage; please /clear and send it again."
-INTERNAL_ERROR = "Something went wrong while answering; please try again."
-NO_PICTURE = "There is no picture to work on: send one with the command, or send a picture first."
-STOPPED = "Stopped: this conversation was cleared."
-ANSWER_INTERRUPTED = "The answer was interrupted; send /retry to try again."
-PRESENT_FAILED = "The answer is above, but making its file or picture failed."
+ACK_PICTURES = N_("Got it - what would you like to know?")
+SHUTTING_DOWN = N_("The bot is restarting; please send your message again in a minute.")
+CLEARED = N_("Cleared. The next message starts a new conversation.")
+CLEARED_WHILE_WAITING = N_("Not answered: this conversation was cleared while the question waited.")
+NOT_A_VOTE = N_("This button is not valid any more.")
+VOTE_FAILED = N_("Your vote could not be saved; please try again.")
+MISSING_PICTURE = N_("A picture of this conversation is missing from storage; please /clear and send it again.")
+INTERNAL_ERROR = N_("Something went wrong while answering; please try again.")
+NO_PICTURE = N_("There is no picture to work on: send one with the command, or send a picture first.")
+STOPPED = N_("Stopped: this conversation was cleared.")
+ANSWER_INTERRUPTED = N_("The answer was interrupted; send /retry to try again.")
+PRESENT_FAILED = N_("The answer is above, but making its file or picture failed.")
 
 # --- replies while and after answering ----------------------------------------------------------
-WORKING = "⏳ Working on it…"
-EMPTY_ANSWER = "The model gave an empty answer; try /retry or ask differently."
-FAILED = "Something went wrong while answering; please try again."
-CODE_FILE_CAPTION = "The code from the answer as a file."
-FILES_NEED_A_THREAD = "I can send files only into a thread: mention me with the command in a thread instead."
+WORKING = N_("⏳ Working on it…")
+EMPTY_ANSWER = N_("The model gave an empty answer; try /retry or ask differently.")
+FAILED = N_("Something went wrong while answering; please try again.")
+CODE_FILE_CAPTION = N_("The code from the answer as a file.")
+FILES_NEED_A_THREAD = N_("I can send files only into a thread: mention me with the command in a thread instead.")
 
 # --- what comes in ------------------------------------------------------------------------------
-NOT_PICTURES = "I can only read pictures (PNG, JPEG, WebP, GIF...), so I skipped {names}. Send a photo or a screenshot and ask about it."
-DOWNLOAD_FAILED = "I couldn't download {name}; please send it again."
-FILES_READ_MISSING = (
+NOT_PICTURES = N_("I can only read pictures (PNG, JPEG, WebP, GIF...), so I skipped {names}. Send a photo or a screenshot and ask about it.")
+DOWNLOAD_FAILED = N_("I couldn't download {name}; please send it again.")
+FILES_READ_MISSING = N_(
     "I can't open files on this Slack workspace: the app is missing the files:read permission. "
     "Ask your Slack admin to add it and reinstall the app."
 )
 
 
+# --- the engine's own sentences (engine/ does not translate; the core says them in the user's language)
+ENGINE_SENTENCES = (
+    N_("The bot is busy right now; please try again in a moment."),
+    N_("That took too long and was stopped; please try again or ask something shorter."),
+    N_("The model server is unavailable; please try again shortly."),
+    N_("The picture is too large for the GPU's memory right now; please send a smaller or cropped picture."),
+    N_("Something went wrong while answering; please try again."),
+    N_("The picture was read at reduced resolution because the GPU ran short of memory."),
+    N_("The connection to the model server was lost in the middle of the answer; please send /retry."),
+    N_("The model server could not process this question; please try again, or /clear to start afresh."),
+)
+
+
+def engine_sentence(text: str) -> str:
+    """An engine's user message or note in the user's language; one it words itself (a remote server's
+    refusal) stays as it is."""
+    return _(text) if text in ENGINE_SENTENCES else text
+
+
 def queued(position: int) -> str:
     """The queue status; `position` 1 means next."""
     if position <= 1:
-        return "⏳ You are next in the queue."
+        return _("⏳ You are next in the queue.")
     ahead = position - 1
-    return f"⏳ Waiting in the queue: {ahead} question{'s' if ahead > 1 else ''} ahead of yours."
+    return ngettext(
+        "⏳ Waiting in the queue: {ahead} question ahead of yours.", "⏳ Waiting in the queue: {ahead} questions ahead of yours.", ahead
+    ).format(ahead=ahead)
 
 
 def reading(pictures: int) -> str:
     """The status while the model reads a question that brought `pictures` new pictures (0: text only)."""
     if pictures <= 0:
-        return WORKING
+        return _(WORKING)
     if pictures == 1:
-        return "⏳ Reading the picture…"
-    return f"⏳ Reading the {pictures} pictures…"
+        return _("⏳ Reading the picture…")
+    return _("⏳ Reading the {count} pictures…").format(count=pictures)
 
 
 def refusal(user_id: str) -> str:
     """One line for someone the allowlist does not cover; their id is what the operator needs."""
-    return f"Sorry, I'm not enabled for you here. Ask the bot's operator to add your user id ({user_id}) or this chat."
+    return _("Sorry, I'm not enabled for you here. Ask the bot's operator to add your user id ({user_id}) or this chat.").format(
+        user_id=user_id
+    )
 
 
 def not_pictures(names: list[str]) -> str:
-    return NOT_PICTURES.format(names=", ".join(names))
+    return _(NOT_PICTURES).format(names=", ".join(names))
 
 
 def download_failed(name: str) -> str:
-    return DOWNLOAD_FAILED.format(name=name or "that picture")
+    return _(DOWNLOAD_FAILED).format(name=name or _("that picture"))
 
 
 def over_download_limit(size: int, limit: int, platform: str) -> str:
     """A file over what the platform lets bots download (checked before trying)."""
-    return (f"That file is {size / 1024**2:.1f} MB, and {platform} lets bots download at most "
-            f"{math.ceil(limit / 1024**2)} MB. Please send a smaller picture, or send it as a photo.")
+    return _(
+        "That file is {size:.1f} MB, and {platform} lets bots download at most {limit} MB. "
+        "Please send a smaller picture, or send it as a photo."
+    ).format(size=size / 1024**2, platform=platform, limit=math.ceil(limit / 1024**2))
 
 
 def too_big(size: int, limit: int) -> str:
-    return f"That file is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:.0f} MB limit; please send a smaller picture."
+    return _("That file is {size:.1f} MB, over the {limit:.0f} MB limit; please send a smaller picture.").format(
+        size=size / 1024 / 1024, limit=limit / 1024 / 1024
+    )
+
+
+# --- /forget and /status ------------------------------------------------------------------------
+
+
+def forget_preview(where: str, turns: int, conversations: int, pictures: int, kept: int, votes: int) -> str:
+    """What /forget confirm would erase of the user's on the platform called `where`."""
+    kept_note = _(" ({count} more stay: messages that are kept use them)").format(count=kept) if kept else ""
+    if votes:
+        text = _(
+            "/forget confirm erases everything of yours from {where}: {turns} message(s) and the answers to them in "
+            "{conversations} conversation(s), {pictures} picture(s){kept}, and your {votes} vote(s) on answers. "
+            "Other people's messages stay. This cannot be undone."
+        )
+    else:
+        text = _(
+            "/forget confirm erases everything of yours from {where}: {turns} message(s) and the answers to them in "
+            "{conversations} conversation(s), and {pictures} picture(s){kept}. Other people's messages stay. This cannot be undone."
+        )
+    return text.format(where=where, turns=turns, conversations=conversations, pictures=pictures, kept=kept_note, votes=votes)
+
+
+def forget_done(turns: int, conversations: int, pictures: int, votes: int) -> str:
+    if votes:
+        text = _(
+            "Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s), and "
+            "{pictures} picture(s); and {votes} vote(s) of yours on answers."
+        )
+    else:
+        text = _("Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s), and {pictures} picture(s).")
+    return text.format(turns=turns, conversations=conversations, pictures=pictures, votes=votes)
+
+
+def status_text(position: int | None, health: EngineHealth) -> str:
+    """/status: the user's question (None: none waiting; 0: being answered; else its place) and the model."""
+    if position is None:
+        mine = _("You have no question waiting.")
+    elif position == 0:
+        mine = _("Your answer is being generated.")
+    else:
+        mine = _("Your question is number {position} in the queue.").format(position=position)
+    state = _("ready") if health.ok else _("unavailable ({detail})").format(detail=health.detail)
+    return _(
+        "{mine}\nModel: {model} on {device} ({dtype}, {attention}, quantization {quantization}), {state}.\n"
+        "Queue: {waiting} waiting, {running} generating."
+    ).format(
+        mine=mine,
+        model=health.model,
+        device=health.device,
+        dtype=health.dtype,
+        attention=health.attention,
+        quantization=health.quantization,
+        state=state,
+        waiting=health.queue_depth,
+        running=health.running,
+    )

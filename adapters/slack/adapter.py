@@ -25,11 +25,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.http import json_errors
+from bot.i18n import _, speaking
 from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, Sender
 from bot.presets import preset_named
 from bot.transport import TextKind, TransportError
-from bot.votes import decode_vote
+from bot.votes import Vote, decode_vote
 from bot.wording import refusal
 
 from . import commands
@@ -39,6 +40,7 @@ from .events import SlackMessage, parse_message, strip_mention
 from .feedback import VOTE_ACTION
 from .files import SlackFiles
 from .http_events import events_handler
+from .locales import SlackLocales
 from .mrkdwn import escape, unescape_slack
 from .transport import (
     MESSAGE_LIMIT,
@@ -56,7 +58,7 @@ PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 REQUIRED_SCOPES = (
     "app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history",
-    "chat:write", "files:read", "files:write", "commands", "assistant:write",
+    "chat:write", "files:read", "files:write", "commands", "assistant:write", "users:read",
 )
 
 
@@ -91,6 +93,7 @@ class SlackAdapter:
         self._gate = StreamGate()
         self._votes = asyncio.Lock()  # one vote press handled at a time
         self._files: SlackFiles | None = None
+        self._locales: SlackLocales | None = None
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
         self.granted_scopes: frozenset[str] = frozenset()
@@ -105,6 +108,7 @@ class SlackAdapter:
             client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, session=self._http)
             self._poster = Poster(client)
             self._assistant = AssistantThreads(self._poster)
+            self._locales = SlackLocales(self._poster)
             self._files = SlackFiles(self._http, settings.slack_bot_token or "", max_bytes=settings.max_image_bytes)
             await self._check_auth(client)
             self._gate.team = self.team_id
@@ -145,7 +149,7 @@ class SlackAdapter:
             self._runner = None
         grace = self._settings.shutdown_grace_s
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -185,7 +189,7 @@ class SlackAdapter:
         web_app.router.add_post(EVENTS_PATH, events_handler(app, self._settings.slack_signing_secret or ""))
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
-        host, _, port = self._settings.slack_http_listen.rpartition(":")
+        host, _sep, port = self._settings.slack_http_listen.rpartition(":")
         await web.TCPSite(self._runner, host.strip("[]") or "0.0.0.0", int(port)).start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self.http_url = f"http://{bound_host}:{bound_port}{EVENTS_PATH}"
@@ -214,7 +218,7 @@ class SlackAdapter:
         thread_ts = message.reply_thread_ts
         assistant = self._assistant is not None and self._assistant.is_assistant_thread(message.channel, thread_ts)
         transport = self._transport(message.channel, thread_ts, Recipient(message.team, message.user), assistant=assistant)
-        self._inbox.submit(delivery, transport, self._files)
+        self._inbox.submit(delivery, transport, self._files, languages=self._locales)
         if assistant and thread_ts is not None and self._inbox.admits(delivery):
             assert self._assistant is not None
             self._spawn(self._assistant.question(message.channel, thread_ts, delivery.text), f"slack-title-{thread_ts}")
@@ -232,7 +236,13 @@ class SlackAdapter:
         thread = event.get("assistant_thread") or {}
         channel, thread_ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
         if channel and thread_ts and self._assistant is not None:
-            self._spawn(self._assistant.started(channel, thread_ts), f"slack-assistant-{thread_ts}")
+            sender = Sender(str(thread.get("user_id") or ""), chat_id=channel)
+            self._spawn(self._greet(channel, thread_ts, sender), f"slack-assistant-{thread_ts}")
+
+    async def _greet(self, channel: str, thread_ts: str, sender: Sender) -> None:
+        assert self._assistant is not None
+        with speaking(await self._inbox.language_of(sender, self._locales if sender.user_id else None)):
+            await self._assistant.started(channel, thread_ts)
 
     async def _on_context_changed(self) -> None:
         """The channel the user looks at changed: the bot answers about pictures, not channels."""
@@ -260,16 +270,19 @@ class SlackAdapter:
         where = SlackMessage(team, channel, user_id, message_ts, thread_ts, "", (), channel.startswith("D"), False)
         sender = Sender(user_id, chat_id=channel, team_id=team)
         async with self._votes:  # presses are handled in the order acknowledged: a change of mind wins
-            if not self._inbox.admits(Delivery(PLATFORM, where.thread_key, sender)):
-                text = refusal(user_id)
-            else:
-                turn_id, vote = decoded
-                result = await self._inbox.conversations.record_vote(PLATFORM, where.thread_key, user_id, turn_id, vote)
-                text = result.text
+            with speaking(await self._inbox.language_of(sender, self._locales)):
+                text = await self._vote_text(where.thread_key, sender, decoded)
             await self._poster.call(
                 "chat.postEphemeral",
                 lambda: client.chat_postEphemeral(channel=channel, user=user_id, thread_ts=thread_ts, text=escape(text)),
             )
+
+    async def _vote_text(self, thread_key: str, sender: Sender, decoded: tuple[int, Vote]) -> str:
+        if not self._inbox.admits(Delivery(PLATFORM, thread_key, sender)):
+            return refusal(sender.user_id)
+        turn_id, vote = decoded
+        result = await self._inbox.conversations.record_vote(PLATFORM, thread_key, sender.user_id, turn_id, vote)
+        return result.text
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         """DMs: the DM conversation. Channels: a question starts a new thread; commands act on the
@@ -282,27 +295,32 @@ class SlackAdapter:
         name = f"slack-command-{command.get('trigger_id')}"
         preset = preset_named(text[1:].split(" ", 1)[0].lower()) if text.startswith("/") else None
         if channel.startswith("D"):
-            self._inbox.submit(delivery, self._transport(channel, None))
+            self._inbox.submit(delivery, self._transport(channel, None), languages=self._locales)
         elif not self._inbox.admits(delivery):
-            self._inbox.submit(delivery, private)  # the core refuses, privately
+            self._inbox.submit(delivery, private, languages=self._locales)  # the core refuses, privately
         elif preset is not None:
-            # A slash command carries no file and a channel conversation holds no picture.
-            hint = (f"`{preset.name}` works on a picture: post it in a message that mentions me with "
-                    f"`{preset.name}{' ' + preset.usage if preset.usage else ''}`, or say it in the picture's thread.")
-            self._spawn(private.post(hint, TextKind.INFO), name)
+            self._spawn(self._preset_hint(private, delivery.sender, preset.name, preset.usage), name)
         elif text.startswith("/"):
-            self._inbox.submit(delivery, private)  # a command on the channel's own conversation
+            self._inbox.submit(delivery, private, languages=self._locales)  # a command on the channel's own conversation
         else:
             self._spawn(self._ask_in_new_thread(delivery, channel, user), name)
+
+    async def _preset_hint(self, private: ResponseTransport, sender: Sender, name: str, usage: str) -> None:
+        """A slash command carries no file and a channel conversation holds no picture."""
+        with speaking(await self._inbox.language_of(sender, self._locales)):
+            command = f"{name} {_(usage)}".rstrip()
+            hint = _("`{name}` works on a picture: post it in a message that mentions me with `{command}`, "
+                     "or say it in the picture's thread.").format(name=name, command=command)
+        await private.post(hint, TextKind.INFO)
 
     async def _ask_in_new_thread(self, delivery: Delivery, channel: str, user: str) -> None:
         assert self._poster is not None
         client = self._poster.client
-        root = await self._poster.call(
-            "chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {escape(delivery.text)}")
-        )
+        with speaking(await self._inbox.language_of(delivery.sender, self._locales)):
+            text = _("{user} asked: {question}").format(user=f"<@{user}>", question=escape(delivery.text))
+        root = await self._poster.call("chat.postMessage", lambda: client.chat_postMessage(channel=channel, text=text))
         thread = Delivery(PLATFORM, f"{channel}/{root['ts']}", delivery.sender, delivery.text)
-        self._inbox.submit(thread, self._transport(channel, root["ts"]))
+        self._inbox.submit(thread, self._transport(channel, root["ts"]), languages=self._locales)
 
     def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(self._guard(work, name), name=name)

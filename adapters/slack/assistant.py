@@ -3,7 +3,8 @@
 Slack opens an assistant thread in the app's DM and sends `assistant_thread_started`; the app greets
 and offers at most four suggested prompts (`assistant.threads.setSuggestedPrompts`). The thread is
 titled from its first question (`assistant.threads.setTitle`). Messages in the thread are ordinary
-DM thread messages and go to the core like any other.
+DM thread messages and go to the core like any other. The greeting and the suggestions are in the
+user's language (the caller says them within `bot.i18n.speaking`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 
+from bot.i18n import N_, _
 from bot.presets import preset_named
 from bot.transport import TransportError
 
@@ -23,9 +25,10 @@ log = logging.getLogger(__name__)
 # The four presets offered (Slack shows at most four): reading text, tables and a description are the
 # helpdesk's most common asks about a screenshot; `find` marks where something is. `code` (HTML from a
 # mock-up) is left to /help.
-SUGGESTED = (("ocr", ""), ("describe", ""), ("table", ""), ("find", "the error message"))
-GREETING = ("Hi! Send me a screenshot or a photo and ask about it, or attach one and pick a suggestion "
-            "below. Say `clear` to start over.")
+SUGGESTED = (("ocr", ""), ("describe", ""), ("table", ""), ("find", N_("the error message")))
+GREETING = N_("Hi! Send me a screenshot or a photo and ask about it, or attach one and pick a suggestion "
+              "below. Say `clear` to start over.")
+SUGGESTIONS_TITLE = N_("Try one of these on a picture:")
 TITLE_LIMIT = 80
 _STARTED_KEPT = 10_000
 
@@ -35,8 +38,8 @@ def suggested_prompts() -> list[dict[str, str]]:
     for name, argument in SUGGESTED:
         preset = preset_named(name)
         assert preset is not None, name
-        message = f"/{name} {argument}".rstrip()
-        prompts.append({"title": preset.description[:75], "message": message})
+        message = f"/{name} {_(argument)}".rstrip()
+        prompts.append({"title": _(preset.description)[:75], "message": message})
     return prompts
 
 
@@ -58,13 +61,13 @@ class AssistantThreads:
         while len(self._untitled) > _STARTED_KEPT:
             self._untitled.popitem(last=False)
         await self._poster.call(
-            "chat.postMessage", lambda: client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=GREETING)
+            "chat.postMessage", lambda: client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=_(GREETING))
         )
+        title, prompts = _(SUGGESTIONS_TITLE), suggested_prompts()
         await self._poster.call(
             "assistant.threads.setSuggestedPrompts",
             lambda: client.assistant_threads_setSuggestedPrompts(
-                channel_id=channel, thread_ts=thread_ts, title="Try one of these on a picture:",
-                prompts=suggested_prompts(),
+                channel_id=channel, thread_ts=thread_ts, title=title, prompts=prompts,
             ),
         )
 

@@ -1,11 +1,12 @@
 """Feedback buttons on a final answer: a `context_actions` block holding `feedback_buttons`, whose
 values are `bot.votes.encode_vote` payloads, and the block that shows the answer's text beside them
-(a message with blocks shows its blocks, not its `text`)."""
+(a message with blocks shows its blocks, not its `text`). The buttons' labels are in the user's language."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot.i18n import _
 from bot.transport import AnswerDone
 from bot.votes import Vote, encode_vote
 
@@ -21,9 +22,9 @@ def feedback_block(answer: AnswerDone) -> dict[str, Any]:
         "elements": [{
             "type": "feedback_buttons",
             "action_id": VOTE_ACTION,
-            "positive_button": {"text": {"type": "plain_text", "text": "Helpful"},
+            "positive_button": {"text": {"type": "plain_text", "text": _("Helpful")},
                                 "value": encode_vote(answer.turn_id, Vote.UP)},
-            "negative_button": {"text": {"type": "plain_text", "text": "Not helpful"},
+            "negative_button": {"text": {"type": "plain_text", "text": _("Not helpful")},
                                 "value": encode_vote(answer.turn_id, Vote.DOWN)},
         }],
     }

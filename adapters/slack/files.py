@@ -10,6 +10,7 @@ import logging
 
 import aiohttp
 
+from bot.i18n import _
 from bot.incoming import FetchFailed, IncomingFile
 from bot.wording import FILES_READ_MISSING, download_failed
 
@@ -65,7 +66,7 @@ class SlackFiles:
                         "the app lacks the files:read scope - add it in the app settings and reinstall",
                         file.name,
                     )
-                    raise FetchFailed(FILES_READ_MISSING)
+                    raise FetchFailed(_(FILES_READ_MISSING))
                 return data
         except aiohttp.ClientError as exc:
             log.warning("slack file %s download failed: %s", file.name, exc)

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.i18n import _
 from bot.transport import (
     AnswerDone,
     Capabilities,
@@ -252,7 +253,7 @@ class ResponseTransport:
         return f"response-{next(self._ids)}"
 
     async def post_file(self, file: OutgoingFile) -> None:
-        await self._send(FILES_NEED_A_THREAD)
+        await self._send(_(FILES_NEED_A_THREAD))
 
     async def _send(self, text: str) -> None:
         try:

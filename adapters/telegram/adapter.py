@@ -8,7 +8,7 @@ import logging
 import secrets
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 from telegram.constants import UpdateType
 from telegram.ext import Application, ContextTypes, TypeHandler
 
@@ -16,8 +16,10 @@ from bot import logsafe
 from bot.adapter import ConfigurationError
 from bot.commands import COMMANDS
 from bot.config import Settings
+from bot.i18n import translate
 from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, Sender
+from bot.language import Language, choose
 
 from .downloads import Downloader
 from .drafts import Drafts
@@ -94,7 +96,7 @@ class TelegramAdapter:
             self._outbox = Outbox(app.bot)
             self._drafts = Drafts(self._outbox)
             self._downloader = Downloader(app.bot)
-            await app.bot.set_my_commands([BotCommand(c.name, c.description) for c in COMMANDS])
+            await self._set_commands(app.bot)
             await app.start()
             if webhook:
                 await self._start_webhook(app)
@@ -105,6 +107,14 @@ class TelegramAdapter:
             await self.stop()
             raise
         log.info("telegram adapter started as @%s (%s)", self._username, "webhook" if webhook else "polling")
+
+    async def _set_commands(self, bot: Bot) -> None:
+        """The command menu: the default list, and one for Chinese clients (each in the language the bot
+        speaks to such a user: VLMBOT_LANGUAGE may force one for everyone)."""
+        setting = self._settings.language
+        for code, language in ((None, choose(setting, None)), ("zh", choose(setting, Language.ZH))):
+            commands = [BotCommand(c.name, translate(c.description, language)) for c in COMMANDS]
+            await bot.set_my_commands(commands, language_code=code)
 
     async def _start_webhook(self, app: Application) -> None:
         url = self._settings.telegram_webhook_url or ""
@@ -156,7 +166,7 @@ class TelegramAdapter:
         delivery = Delivery(
             platform=PLATFORM,
             thread_key=inbound.thread_key,
-            sender=Sender(str(inbound.user_id), chat_id=str(inbound.chat_id), name=inbound.user_name),
+            sender=Sender(str(inbound.user_id), chat_id=str(inbound.chat_id), name=inbound.user_name, language=inbound.language),
             text=inbound.text,
             files=inbound.files,
             delivery_id=str(update.update_id),

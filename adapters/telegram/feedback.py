@@ -15,6 +15,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import TelegramError
 
 from bot import wording
+from bot.i18n import _, speaking
 from bot.incoming import Delivery, Sender
 from bot.votes import Vote, decode_vote, encode_vote
 from bot.wording import refusal
@@ -38,7 +39,8 @@ def vote_keyboard(turn_id: int) -> InlineKeyboardMarkup:
 
 async def handle_press(press: Press, inbox: Inbox, bot: Bot, platform: str) -> None:
     """Record the vote a press carries (if it may) and answer the press; never raises for bad input."""
-    text = await _vote(press, inbox, platform)
+    with speaking(await inbox.language_of(Sender(str(press.user_id), language=press.language))):
+        text = await _vote(press, inbox, platform)
     try:
         await bot.answer_callback_query(press.query_id, text=text)
     except TelegramError as err:  # e.g. answered too late: Telegram gives about 15 s
@@ -49,8 +51,8 @@ async def _vote(press: Press, inbox: Inbox, platform: str) -> str:
     decoded = decode_vote(press.data)
     if decoded is None or press.chat_id is None or press.thread_key is None:
         log.info("telegram: user %s pressed a button that is not a vote (%r)", press.user_id, press.data[:64])
-        return wording.NOT_A_VOTE
-    sender = Sender(str(press.user_id), chat_id=str(press.chat_id), name=press.user_name)
+        return _(wording.NOT_A_VOTE)
+    sender = Sender(str(press.user_id), chat_id=str(press.chat_id), name=press.user_name, language=press.language)
     if not inbox.admits(Delivery(platform, press.thread_key, sender)):
         log.info("%s: refused a vote of user %s in chat %s", platform, press.user_id, press.chat_id)
         inbox.conversations.refused("access")
@@ -60,5 +62,5 @@ async def _vote(press: Press, inbox: Inbox, platform: str) -> str:
         result = await inbox.conversations.record_vote(platform, press.thread_key, sender.user_id, turn_id, vote)
     except Exception:  # a storage failure costs this vote; the user is told to press again
         log.exception("%s: recording the vote of user %s on turn %s failed", platform, press.user_id, turn_id)
-        return wording.VOTE_FAILED
+        return _(wording.VOTE_FAILED)
     return result.text

@@ -8,13 +8,21 @@ from typing import Any
 
 from telegram import Bot, Message, Update
 
+from bot.i18n import N_
 from bot.incoming import IncomingFile
+from bot.language import Language, from_tag
 
 from .webhook import MalformedUpdate
 
 __all__ = ["Inbound", "Press", "parse_callback", "parse_update", "thread_key", "update_from_json"]
 
 UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
+# How "I skipped {names}" names them (translated by the inbox when it says so).
+_KIND_NAMES = {
+    "sticker": N_("the sticker"), "voice": N_("the voice"), "video": N_("the video"), "video_note": N_("the video note"),
+    "audio": N_("the audio"), "animation": N_("the animation"), "contact": N_("the contact"),
+    "location": N_("the location"), "poll": N_("the poll"), "document": N_("the document"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class Inbound:
     files: tuple[IncomingFile, ...]  # pictures, and what the bot cannot read (a sticker, a PDF ...)
     addressed: bool  # private chat, or mentioned / replied to / given a command in a group
     media_group_id: str | None
+    language: Language | None = None  # from the user's language_code ("zh-hans", "en"), when the app sends it
 
     @property
     def private(self) -> bool:
@@ -50,6 +59,7 @@ class Press:
     data: str  # the button's callback data as sent back: forgeable, "" when there is none
     chat_id: int | None  # None when Telegram no longer says where the message is (too old, inline mode)
     thread_key: str | None  # derived from the message as for messages: the chat and its forum topic
+    language: Language | None = None
 
     @property
     def private(self) -> bool:
@@ -72,10 +82,10 @@ def _files(message: Message) -> tuple[IncomingFile, ...]:
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         return (IncomingFile("", "image/jpeg", largest.file_size, largest.file_id),)
     if doc := message.document:
-        return (IncomingFile(doc.file_name or "the document", doc.mime_type, doc.file_size, doc.file_id),)
+        return (IncomingFile(doc.file_name or _KIND_NAMES["document"], doc.mime_type, doc.file_size, doc.file_id),)
     for kind in UNSUPPORTED_KINDS:
         if getattr(message, kind, None):
-            return (IncomingFile(f"the {kind.replace('_', ' ')}", None, None),)
+            return (IncomingFile(_KIND_NAMES[kind], None, None),)
     return ()
 
 
@@ -138,6 +148,7 @@ def parse_update(update: Update, *, bot_id: int, username: str) -> Inbound | Non
         files=files,
         addressed=addressed,
         media_group_id=message.media_group_id,
+        language=from_tag(user.language_code),
     )
 
 
@@ -162,6 +173,7 @@ def parse_callback(update: Update) -> Press | None:
         data=query.data or "",
         chat_id=chat_id,
         thread_key=key,
+        language=from_tag(user.language_code),
     )
 
 

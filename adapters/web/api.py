@@ -11,21 +11,24 @@ from aiohttp import web
 
 from bot.commands import COMMANDS
 from bot.conversations import Conversations
+from bot.i18n import N_, _, current_language
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
+from bot.language import Language, from_accept_language
 from bot.messages import Attachment
 from bot.store import SessionInfo, VoteInfo
 from bot.votes import Vote, VoteOutcome
 
 from .bodies import check_text, parse_json_object, string_field
 from .errors import ApiError
+from .page_words import page_words
 from .presets import presets
 from .security import Access
 from .sse import SseTransport, stream_events
 from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
 from .views import image_type, session_view, turn_view
 
-__all__ = ["PLATFORM", "ChatApi", "session_id_param", "sha_param"]
+__all__ = ["PLATFORM", "ChatApi", "browser_language", "session_id_param", "sha_param"]
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +37,25 @@ _THREAD = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _TURN = re.compile(r"^[0-9]{1,15}$")  # ASCII digits that fit a database integer
-NOT_FOUND = "There is no such conversation here."
+NOT_FOUND = N_("There is no such conversation here.")
+
+
+def browser_language(request: web.Request) -> Language | None:
+    """The language the browser prefers among the bot's (Accept-Language, q-values weighed)."""
+    return from_accept_language(request.headers.get("Accept-Language"))
 
 
 def session_id_param(request: web.Request) -> str:
     value = request.match_info["session"]
     if not _UUID.fullmatch(value):
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, _(NOT_FOUND))
     return value
 
 
 def sha_param(request: web.Request) -> str:
     value = request.match_info["sha"]
     if not _SHA.fullmatch(value):
-        raise ApiError(404, "There is no such picture.")
+        raise ApiError(404, _("There is no such picture."))
     return value
 
 
@@ -100,21 +108,21 @@ class ChatApi:
     async def _user(self, request: web.Request) -> str:
         caller = await self._access.caller(request)
         if not caller.allowed:
-            raise ApiError(401, "This chat needs its access token; enter it to continue.")
+            raise ApiError(401, _("This chat needs its access token; enter it to continue."))
         if caller.user_id is None:
-            raise ApiError(401, "Your browser has no chat identity yet; reload the page.")
+            raise ApiError(401, _("Your browser has no chat identity yet; reload the page."))
         return caller.user_id
 
     def _thread_key(self, request: web.Request, user_id: str) -> str:
         thread = request.match_info["thread"]
         if not _THREAD.fullmatch(thread):
-            raise ApiError(400, "That chat id is malformed; start a new chat.")
+            raise ApiError(400, _("That chat id is malformed; start a new chat."))
         return f"{user_id}/{thread}"
 
     async def _own_session(self, request: web.Request, user_id: str) -> SessionInfo:
         session = await self._store.get_session(session_id_param(request))
         if not _owned(session, user_id):
-            raise ApiError(404, NOT_FOUND)
+            raise ApiError(404, _(NOT_FOUND))
         assert session is not None
         return session
 
@@ -146,6 +154,8 @@ class ChatApi:
                 "model": self._conversations.engine.model_name,
                 "commands": sorted(names),
                 "presets": presets(names),
+                "language": current_language().value,  # the browser's, as the bot speaks it
+                "words": page_words(),
                 "limits": {
                     "max_image_bytes": self._limits.max_file_bytes,
                     "max_images": self._limits.max_files,
@@ -157,12 +167,12 @@ class ChatApi:
     async def login(self, request: web.Request) -> web.Response:
         token = string_field(parse_json_object(await request.read()), "token", max_chars=1024)
         if not token:
-            raise ApiError(400, "Enter the access token.")
+            raise ApiError(400, _("Enter the access token."))
         response = web.json_response({})
         user, admin = await self._access.login(request, token, response)
         if not (user or admin):
             log.warning("web: a wrong token was entered from %s", self._access.client_address(request))
-            raise ApiError(401, "That token is not right; check it and try again.")
+            raise ApiError(401, _("That token is not right; check it and try again."))
         self._access.ensure_cookies(request, response, identity=True)
         response.text = json.dumps({"authenticated": True, "admin": admin})
         return response
@@ -198,7 +208,7 @@ class ChatApi:
         title = string_field(parse_json_object(await request.read()), "title", max_chars=10_000)
         title = " ".join(check_text(title, "The name").split())[:200]
         if not title:
-            raise ApiError(400, "Enter a name for the conversation.")
+            raise ApiError(400, _("Enter a name for the conversation."))
         await self._store.rename_session(session.id, title)
         renamed = await self._store.get_session(session.id)
         assert renamed is not None
@@ -209,9 +219,9 @@ class ChatApi:
         turn_id = _turn_param(request)
         turn = await self._store.get_turn(turn_id)
         if turn is None or turn.session_id != session.id or not turn.in_context:
-            raise ApiError(404, "There is no such turn.")
+            raise ApiError(404, _("There is no such turn."))
         if turn.status == "pending":
-            raise ApiError(409, "That question is still being answered; stop it or wait, then remove it.")
+            raise ApiError(409, _("That question is still being answered; stop it or wait, then remove it."))
         await self._store.drop_from_context(turn.id)
         return web.json_response({"removed": turn.id})
 
@@ -229,7 +239,7 @@ class ChatApi:
         # id of another thread (or another browser) is refused by the core's rule, not only here.
         result = await self._conversations.record_vote(PLATFORM, session.thread_key, user_id, turn_id, vote)
         if result.outcome is VoteOutcome.UNKNOWN_TURN:
-            raise ApiError(404, "There is no such answer in this conversation.")
+            raise ApiError(404, _("There is no such answer in this conversation."))
         if not result.accepted:
             raise ApiError(409, result.text)
         assert result.vote is not None
@@ -252,7 +262,7 @@ class ChatApi:
         key = self._thread_key(request, user_id)
         form = await read_message_form(request, self._limits, self._checks)
         again = [await self._reattach(ref, user_id) for ref in form.refs]
-        delivery = Delivery(PLATFORM, key, Sender(user_id), form.text, attachments=form.files + tuple(again))
+        delivery = Delivery(PLATFORM, key, Sender(user_id, language=browser_language(request)), form.text, attachments=form.files + tuple(again))
         log.info("web %s: question with %d picture(s)", key, len(delivery.attachments))
         transport = SseTransport()
         ticket = self._inbox.submit(delivery, transport)
@@ -261,11 +271,11 @@ class ChatApi:
     async def _reattach(self, ref: PictureRef, user_id: str) -> Attachment:
         session = await self._store.get_session(ref.session_id)
         if not _owned(session, user_id) or not await self._store.image_in_session(ref.sha256, ref.session_id):
-            raise ApiError(404, "That earlier picture is not in your conversations; attach it again.")
+            raise ApiError(404, _("That earlier picture is not in your conversations; attach it again."))
         try:
             data = await self._conversations.pictures.load(ref.sha256)
         except FileNotFoundError:
-            raise ApiError(404, "That earlier picture is missing from storage; attach it again.") from None
+            raise ApiError(404, _("That earlier picture is missing from storage; attach it again.")) from None
         return Attachment(data=data, filename=f"{ref.sha256[:12]}", mime_type=image_type(data))
 
     async def clear(self, request: web.Request) -> web.Response:
@@ -276,7 +286,7 @@ class ChatApi:
 def _turn_param(request: web.Request) -> int:
     raw = request.match_info["turn"]
     if not _TURN.fullmatch(raw):
-        raise ApiError(404, "There is no such turn.")
+        raise ApiError(404, _("There is no such turn."))
     return int(raw)
 
 
@@ -303,9 +313,9 @@ def _owned(session: SessionInfo | None, user_id: str) -> bool:
 async def picture_response(conversations: Conversations, session_id: str, sha: str) -> web.Response:
     """The picture, when a turn of the session carries it; 404 otherwise (whoever else's it is)."""
     if not await conversations.store.image_in_session(sha, session_id):
-        raise ApiError(404, "There is no such picture in this conversation.")
+        raise ApiError(404, _("There is no such picture in this conversation."))
     try:
         data = await conversations.pictures.load(sha)
     except FileNotFoundError:
-        raise ApiError(404, "That picture is missing from storage.") from None
+        raise ApiError(404, _("That picture is missing from storage.")) from None
     return web.Response(body=data, content_type=image_type(data), headers={"Cache-Control": "private, max-age=86400"})

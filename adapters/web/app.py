@@ -7,10 +7,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.i18n import speaking
 from bot.inbox import Inbox
+from bot.incoming import Sender
 
 from .admin import AdminApi
-from .api import ChatApi
+from .api import ChatApi, browser_language
 from .errors import error_middleware
 from .security import Access
 from .uploads import PictureChecks, UploadLimits
@@ -51,6 +53,12 @@ def build_app(
             return web.json_response({"error": problem}, status=403)
         return await handler(request)
 
+    @web.middleware
+    async def language(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """What a request answers itself (a vote, /clear, an error) is in the browser's language."""
+        with speaking(await inbox.language_of(Sender("", language=browser_language(request)))):
+            return await handler(request)
+
     async def static(request: web.Request) -> web.Response:
         name = request.match_info.get("name", "index.html")
         if name not in files:
@@ -67,7 +75,7 @@ def build_app(
             response.headers.setdefault("Cache-Control", "no-store")
 
     # The body limit of plain reads; questions are read as a stream with their own per-file limits.
-    app = web.Application(middlewares=[error_middleware, guard], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[language, error_middleware, guard], client_max_size=1024 * 1024)
     app.on_response_prepare.append(headers)
     app.router.add_get("/", static)
     app.router.add_get("/static/{name}", static)

@@ -12,13 +12,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bot.i18n import N_, _
+
 __all__ = ["ApiError", "error_middleware"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-UNREADABLE = "The request could not be read; check its encoding and format."
-FAILED = "Something went wrong on the server; please try again."
+UNREADABLE = N_("The request could not be read; check its encoding and format.")
+FAILED = N_("Something went wrong on the server; please try again.")
 
 
 class ApiError(Exception):
@@ -36,7 +38,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
     except web.HTTPRequestEntityTooLarge:
-        return web.json_response({"error": "That upload is too large."}, status=413)
+        return web.json_response({"error": _("That upload is too large.")}, status=413)
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
@@ -46,10 +48,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (UnicodeError, RecursionError) as exc:
         # A decoder below the handlers (a codec, a nested structure) refused what the client sent.
         log.info("web %s %s: unreadable request (%s: %s)", request.method, request.path, type(exc).__name__, exc)
-        return web.json_response({"error": UNREADABLE}, status=400)
+        return web.json_response({"error": _(UNREADABLE)}, status=400)
     except Exception:
         # Request boundary: one failing request must not become a plain-text page or take the server down.
         log.exception("web %s %s failed", request.method, request.path)
         if not request.path.startswith("/api/"):
             raise
-        return web.json_response({"error": FAILED}, status=500)
+        return web.json_response({"error": _(FAILED)}, status=500)

@@ -1,9 +1,12 @@
-"""The preset buttons: common jobs as ready prompts, or as commands when the service has them."""
+"""The preset buttons: common jobs as ready prompts, or as commands when the service has them; labelled
+in the browser's language (the request's, see adapters/web/app.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+
+from bot.i18n import N_, _
 
 __all__ = ["PRESETS", "Preset", "presets"]
 
@@ -16,14 +19,14 @@ class Preset:
 
 
 PRESETS: tuple[Preset, ...] = (
-    Preset("ocr", "Read the text", "Read all the text in this picture, keeping its lines and layout."),
-    Preset("table", "Table to Markdown", "Turn the table in this picture into a Markdown table."),
-    Preset("describe", "Describe", "Describe this picture in detail."),
-    Preset("code", "Screenshot to HTML", "Write the HTML and CSS that reproduce this screenshot, in one code block."),
+    Preset("ocr", N_("Read the text"), N_("Read all the text in this picture, keeping its lines and layout.")),
+    Preset("table", N_("Table to Markdown"), N_("Turn the table in this picture into a Markdown table.")),
+    Preset("describe", N_("Describe"), N_("Describe this picture in detail.")),
+    Preset("code", N_("Screenshot to HTML"), N_("Write the HTML and CSS that reproduce this screenshot, in one code block.")),
     Preset(
         "find",
-        "Locate an object",
-        "Where is the ___ in this picture? Give its bounding box as [x1, y1, x2, y2] pixel coordinates.",
+        N_("Locate an object"),
+        N_("Where is the ___ in this picture? Give its bounding box as [x1, y1, x2, y2] pixel coordinates."),
     ),
 )
 
@@ -35,6 +38,6 @@ def presets(commands: Collection[str]) -> list[dict[str, str]]:
         if preset.command in commands:
             text = f"/{preset.command} ___" if preset.command == "find" else f"/{preset.command}"
         else:
-            text = preset.prompt
-        out.append({"id": preset.command, "label": preset.label, "text": text})
+            text = _(preset.prompt)
+        out.append({"id": preset.command, "label": _(preset.label), "text": text})
     return out

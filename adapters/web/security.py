@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.i18n import _
 from bot.web_logins import LoginKind, WebLogins
 
 from .errors import ApiError
@@ -162,7 +163,7 @@ class Access:
         if retry is not None:
             raise ApiError(
                 429,
-                f"Too many wrong tokens from your address; try again in {retry} seconds.",
+                _("Too many wrong tokens from your address; try again in {seconds} seconds.").format(seconds=retry),
                 headers={"Retry-After": str(retry)},
             )
 
@@ -209,14 +210,14 @@ class Access:
             token = self._token(kind) or ""
             await self._logins.add(_hash(login_id), kind, self._mark(kind, token), ttl_s=self.login_ttl_s)
             self._set(request, response, base, login_id, http_only=True, max_age=int(self.login_ttl_s))
-        kinds = {kind for kind, _ in earned}
+        kinds = {kind for kind, _base in earned}
         return "user" in kinds, "admin" in kinds
 
     async def logout(self, request: web.Request, response: web.StreamResponse) -> None:
         """End this browser's logins for good (the cookie is worthless afterwards, even if copied)."""
-        held = [_hash(raw) for _, base in _LOGIN_COOKIES if (raw := self._cookie(request, base))]
+        held = [_hash(raw) for _kind, base in _LOGIN_COOKIES if (raw := self._cookie(request, base))]
         await self._logins.revoke(held)
-        for _, base in _LOGIN_COOKIES:
+        for _kind, base in _LOGIN_COOKIES:
             response.del_cookie(self.cookie_name(request, base), path="/", secure=self.secure(request) or None)
 
     def ensure_cookies(

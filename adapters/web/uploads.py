@@ -17,6 +17,7 @@ from typing import cast
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from bot.i18n import _
 from bot.messages import Attachment
 from bot.pictures import PictureRejected, check_picture
 
@@ -104,7 +105,10 @@ def _mb(n: int) -> str:
 
 def _too_large(limits: UploadLimits) -> ApiError:
     return ApiError(
-        413, f"That upload is too large: at most {limits.max_files} pictures of {_mb(limits.max_file_bytes)} each."
+        413,
+        _("That upload is too large: at most {count} pictures of {size} each.").format(
+            count=limits.max_files, size=_mb(limits.max_file_bytes)
+        ),
     )
 
 
@@ -138,9 +142,9 @@ class _CappedBody:
 
 
 def parse_ref(value: str) -> PictureRef:
-    session_id, _, sha = value.strip().partition("/")
+    session_id, _sep, sha = value.strip().partition("/")
     if not _SESSION.fullmatch(session_id) or not _SHA.fullmatch(sha):
-        raise ApiError(400, "That picture reference is malformed; attach the picture again.")
+        raise ApiError(400, _("That picture reference is malformed; attach the picture again."))
     return PictureRef(session_id, sha)
 
 
@@ -178,7 +182,7 @@ async def read_message_form(request: web.Request, limits: UploadLimits, checks: 
     try:
         form = await _read_multipart(request, limits)
     except (ValueError, BadHttpMessage) as exc:  # aiohttp's multipart parser refusing the framing
-        raise ApiError(400, "That upload is malformed; send the question again.") from exc
+        raise ApiError(400, _("That upload is malformed; send the question again.")) from exc
     await checks.check(list(form.files))
     return form
 
@@ -196,11 +200,11 @@ async def _read_multipart(request: web.Request, limits: UploadLimits) -> Message
         if part.name == "text":
             raw = await _read_limited(part, MAX_TEXT_CHARS * 4)
             if raw is None:
-                raise ApiError(413, f"That question is too long; keep it under {MAX_TEXT_CHARS} characters.")
+                raise ApiError(413, _("That question is too long; keep it under {limit} characters.").format(limit=MAX_TEXT_CHARS))
             text = raw.decode("utf-8", errors="replace")
         elif part.name == "ref":
             if len(refs) >= limits.max_files:
-                raise ApiError(400, f"That is too many pictures; I can look at {limits.max_files} at a time.")
+                raise ApiError(400, _("That is too many pictures; I can look at {limit} at a time.").format(limit=limits.max_files))
             raw = await _read_limited(part, 200)
             refs.append(parse_ref((raw or b"").decode("ascii", errors="replace")))
         elif part.name == "file":
@@ -209,34 +213,40 @@ async def _read_multipart(request: web.Request, limits: UploadLimits) -> Message
             await part.release()  # read to the void, through the byte ceiling
     _checked_text(text, refs, limits)
     if len(files) + len(refs) > limits.max_files:
-        raise ApiError(400, f"That is {len(files) + len(refs)} pictures; I can look at {limits.max_files} at a time.")
+        raise ApiError(
+            400, _("That is {count} pictures; I can look at {limit} at a time.").format(count=len(files) + len(refs), limit=limits.max_files)
+        )
     return MessageForm(text=text, files=tuple(files), refs=tuple(refs))
 
 
 def _checked_text(text: str, refs: list[PictureRef], limits: UploadLimits) -> MessageForm:
     if len(text) > MAX_TEXT_CHARS:
-        raise ApiError(413, f"That question is too long; keep it under {MAX_TEXT_CHARS} characters.")
+        raise ApiError(413, _("That question is too long; keep it under {limit} characters.").format(limit=MAX_TEXT_CHARS))
     check_text(text, "The question")
     if len(refs) > limits.max_files:
-        raise ApiError(400, f"That is {len(refs)} pictures; I can look at {limits.max_files} at a time.")
+        raise ApiError(400, _("That is {count} pictures; I can look at {limit} at a time.").format(count=len(refs), limit=limits.max_files))
     return MessageForm(text=text, files=(), refs=tuple(refs))
 
 
 async def _read_file(part: BodyPartReader, limits: UploadLimits, count: int) -> Attachment:
     name = check_text(part.filename or "picture", "The file name")[:200]
     if count >= limits.max_files:
-        raise ApiError(400, f"That is too many pictures; I can look at {limits.max_files} at a time.")
+        raise ApiError(400, _("That is too many pictures; I can look at {limit} at a time.").format(limit=limits.max_files))
     declared = (part.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip().lower()
     if declared == "image/svg+xml":
-        raise ApiError(415, f"'{name}' is an SVG drawing; please send a PNG, JPEG or WebP picture (a screenshot works).")
+        raise ApiError(415, _("'{name}' is an SVG drawing; please send a PNG, JPEG or WebP picture (a screenshot works).").format(name=name))
     if declared not in _ACCEPTED_TYPES:
-        raise ApiError(415, f"'{name}' is not a picture ({declared[:60]}); please send a PNG, JPEG or WebP image.")
+        raise ApiError(
+            415, _("'{name}' is not a picture ({type}); please send a PNG, JPEG or WebP image.").format(name=name, type=declared[:60])
+        )
     data = await _read_limited(part, limits.max_file_bytes)
     if data is None:
         raise ApiError(
             413,
-            f"'{name}' is over the {_mb(limits.max_file_bytes)} limit; please send a smaller picture or a screenshot.",
+            _("'{name}' is over the {limit} limit; please send a smaller picture or a screenshot.").format(
+                name=name, limit=_mb(limits.max_file_bytes)
+            ),
         )
     if not data:
-        raise ApiError(400, f"'{name}' is empty; please send the picture again.")
+        raise ApiError(400, _("'{name}' is empty; please send the picture again.").format(name=name))
     return Attachment(data=data, filename=name, mime_type=declared)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.i18n import _
 from bot.store import SessionInfo, TurnInfo
 
 __all__ = ["image_type", "session_view", "thread_of", "turn_view"]
@@ -35,7 +36,7 @@ def thread_of(session: SessionInfo) -> str:
 
 
 def session_view(session: SessionInfo, first_question: str | None = None) -> dict[str, Any]:
-    label = session.title or " ".join((first_question or "").split())[:80] or "New conversation"
+    label = session.title or " ".join((first_question or "").split())[:80] or _("New conversation")
     return {
         "id": session.id,
         "title": session.title,

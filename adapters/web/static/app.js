@@ -6,6 +6,35 @@
   const { renderMarkdown, escapeHtml } = window.vlmMarkdown;
   const $ = (id) => document.getElementById(id);
 
+  // The page's own words in the browser's language: /api/me sends them (adapters/web/page_words.py).
+  // t(english, {name: value}) fills "{name}" placeholders; unknown words stay English.
+  function t(text, values) {
+    let out = (state.me && state.me.words && state.me.words[text]) || text;
+    for (const [name, value] of Object.entries(values || {})) out = out.split(`{${name}}`).join(String(value));
+    return out;
+  }
+
+  // index.html marks its words: data-i18n (the element's own text), data-i18n-attrs="placeholder title ...".
+  const englishTexts = new WeakMap();
+  function translatePage() {
+    document.documentElement.lang = (state.me && state.me.language) || "en";
+    window.vlmMarkdown.labels.copy = t("Copy");
+    for (const el of document.querySelectorAll("[data-i18n]")) {
+      const node = Array.from(el.childNodes).find((n) => n.nodeType === Node.TEXT_NODE && n.data.trim());
+      if (!node) continue;
+      if (!englishTexts.has(node)) englishTexts.set(node, node.data.trim());
+      node.data = t(englishTexts.get(node));
+    }
+    for (const el of document.querySelectorAll("[data-i18n-attrs]")) {
+      if (!englishTexts.has(el)) {
+        const english = {};
+        for (const attr of el.dataset.i18nAttrs.split(" ")) english[attr] = el.getAttribute(attr) || "";
+        englishTexts.set(el, english);
+      }
+      for (const [attr, english] of Object.entries(englishTexts.get(el))) el.setAttribute(attr, t(english));
+    }
+  }
+
   const state = {
     me: null,
     sessions: [],
@@ -74,8 +103,9 @@
 
   async function boot() {
     state.me = await getJson("/api/me");
+    translatePage();
     if (!state.me.authenticated) {
-      showLogin("This chat needs its access token.", false);
+      showLogin(t("This chat needs its access token."), false);
       return;
     }
     $("login").hidden = true;
@@ -113,7 +143,7 @@
   });
   $("login-cancel").addEventListener("click", () => ($("login").hidden = true));
   $("operator").addEventListener("click", () =>
-    showLogin("Enter the admin token for the read-only view of every session.", true)
+    showLogin(t("Enter the admin token for the read-only view of every session."), true)
   );
   $("logout").addEventListener("click", async () => {
     await api("POST", "/api/logout");
@@ -155,7 +185,7 @@
     list.replaceChildren();
     const current = state.view && state.view.session ? state.view.session.id : null;
     if (state.mode === "mine" && state.view && !state.view.session && !state.view.readOnly) {
-      list.append(sessionItem({ label: "New conversation", status: "active" }, true, null));
+      list.append(sessionItem({ label: t("New conversation"), status: "active" }, true, null));
     }
     for (const session of state.sessions) {
       list.append(sessionItem(session, session.id === current, () => openSession(session)));
@@ -163,7 +193,7 @@
     if (!state.sessions.length && state.mode === "all") {
       const empty = document.createElement("p");
       empty.className = "muted pad";
-      empty.textContent = "No sessions match.";
+      empty.textContent = t("No sessions match.");
       list.append(empty);
     }
   }
@@ -256,7 +286,7 @@
   function render() {
     const view = state.view;
     const session = view.session;
-    $("title").textContent = session ? session.label : "New conversation";
+    $("title").textContent = session ? session.label : t("New conversation");
     $("rename-form").hidden = true;
     $("title").hidden = false;
     $("rename").disabled = !session || view.admin;
@@ -274,7 +304,7 @@
       banner.textContent = `Read-only: ${session.platform} session ${session.thread}` +
         (session.owner ? ` (owner ${session.owner})` : "") + (session.status !== "active" ? ", cleared." : ".");
     } else if (view.readOnly) {
-      banner.textContent = "This conversation was cleared; its history is kept. Click a picture to attach it to a new question, then start a new chat.";
+      banner.textContent = t("This conversation was cleared; its history is kept. Click a picture to attach it to a new question, then start a new chat.");
     }
     banner.hidden = !view.readOnly;
     $("composer").classList.toggle("disabled", view.readOnly);
@@ -319,7 +349,7 @@
       if (turn.text.length > 280 || turn.text.split("\n").length > 5) {
         // Preset prompts are long: show their start, the whole on click.
         text.classList.add("clamp");
-        text.title = "Click to show all";
+        text.title = t("Click to show all");
         text.addEventListener("click", () => text.classList.toggle("open"));
       }
       user.append(text);
@@ -328,8 +358,8 @@
       const remove = document.createElement("button");
       remove.type = "button";
       remove.className = "remove";
-      remove.title = "Remove this turn from the conversation";
-      remove.textContent = "Remove";
+      remove.title = t("Remove this turn from the conversation");
+      remove.textContent = t("Remove");
       remove.hidden = !turn.in_context;
       remove.addEventListener("click", () => removeTurn(session.id, turn.id));
       user.append(remove);
@@ -351,14 +381,14 @@
       }
     } else if (turn.status === "attached") {
       bot.dataset.state = "done";
-      body.textContent = "Got it - what would you like to know?";
+      body.textContent = t("Got it - what would you like to know?");
     } else if (turn.status === "pending") {
       bot.dataset.state = "waiting";
-      body.textContent = "Answering…";
+      body.textContent = t("Answering…");
     } else {
       bot.dataset.state = "error";
-      const why = { failed: "This answer failed.", cancelled: "Stopped: the conversation was cleared.",
-        interrupted: "The answer was interrupted." }[turn.status] || turn.status;
+      const why = { failed: t("This answer failed."), cancelled: t("Stopped: the conversation was cleared."),
+        interrupted: t("The answer was interrupted.") }[turn.status] || turn.status;
       body.innerHTML = (turn.answer ? renderMarkdown(turn.answer) : "") +
         `<p class="error">${escapeHtml(why)} Ask again, or send /retry.</p>`;
     }
@@ -386,7 +416,7 @@
   function voteButtons(sessionId, turn) {
     const row = document.createElement("div");
     row.className = "votes";
-    for (const [vote, label, title] of [["up", "👍", "Helpful"], ["down", "👎", "Not helpful"]]) {
+    for (const [vote, label, title] of [["up", "👍", t("Helpful")], ["down", "👎", t("Not helpful")]]) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "vote";
@@ -421,7 +451,7 @@
     img.loading = "lazy";
     img.className = "thumb";
     if (!state.view.admin) {
-      img.title = "Attach this picture to the next question";
+      img.title = t("Attach this picture to the next question");
       img.tabIndex = 0;
       const attach = () => attachRef(sessionId, sha, img.src);
       img.addEventListener("click", attach);
@@ -496,7 +526,7 @@
         continue;
       }
       if (state.attachments.length >= limits.max_images) {
-        toast(`I can look at ${limits.max_images} pictures at a time.`);
+        toast(t("I can look at {count} pictures at a time.", { count: limits.max_images }));
         break;
       }
       state.attachments.push({ file, url: URL.createObjectURL(file), name: file.name || "pasted.png" });
@@ -508,12 +538,12 @@
     const ref = `${sessionId}/${sha}`;
     if (state.attachments.some((a) => a.ref === ref)) return;
     if (state.attachments.length >= state.me.limits.max_images) {
-      toast(`I can look at ${state.me.limits.max_images} pictures at a time.`);
+      toast(t("I can look at {count} pictures at a time.", { count: state.me.limits.max_images }));
       return;
     }
     state.attachments.push({ ref, url, name: sha.slice(0, 8) });
     renderTray();
-    toast("Picture attached to the next question.");
+    toast(t("Picture attached to the next question."));
   }
 
   function renderTray() {
@@ -529,7 +559,7 @@
       const remove = document.createElement("button");
       remove.type = "button";
       remove.textContent = "×";
-      remove.title = "Remove this picture";
+      remove.title = t("Remove this picture");
       remove.addEventListener("click", () => {
         const [gone] = state.attachments.splice(index, 1);
         if (gone.file) URL.revokeObjectURL(gone.url);
@@ -696,8 +726,8 @@
       }
       await readEvents(response, (name, data) => onEvent(live, outcome, name, data));
     } catch (error) {
-      if (error.name === "AbortError") showError(live, "Stopped.");
-      else showError(live, `The connection to the bot was lost (${error.message}); try again.`);
+      if (error.name === "AbortError") showError(live, t("Stopped."));
+      else showError(live, t("The connection to the bot was lost ({error}); try again.", { error: error.message }));
     } finally {
       state.controller = null;
       setBusy(false);
@@ -840,7 +870,7 @@
     link.href = url;
     link.download = data.filename;
     link.className = "button download";
-    link.textContent = `Download ${data.filename}`;
+    link.textContent = t("Download {name}", { name: data.filename });
     out.push(link);
     return out;
   }
@@ -872,12 +902,12 @@
       document.execCommand("copy");
       area.remove();
     }
-    button.textContent = "Copied";
-    setTimeout(() => (button.textContent = "Copy"), 1500);
+    button.textContent = t("Copied");
+    setTimeout(() => (button.textContent = t("Copy")), 1500);
   });
 
   boot().catch((error) => {
     if (error instanceof ApiError && error.status === 401) showLogin(error.message, false);
-    else toast(`The chat could not start: ${error.message}`);
+    else toast(t("The chat could not start: {error}", { error: error.message }));
   });
 })();

@@ -81,11 +81,13 @@
       .join("");
   }
 
+  const labels = { copy: "Copy" }; // the page sets them in the browser's language (app.js)
+
   function codeBlock(code, lang) {
     const label = escapeHtml(lang || "code");
     return (
       `<div class="code"><div class="code-head"><span>${label}</span>` +
-      `<button type="button" class="copy">Copy</button></div>` +
+      `<button type="button" class="copy">${escapeHtml(labels.copy)}</button></div>` +
       `<pre><code>${highlight(code, lang)}</code></pre></div>`
     );
   }
@@ -156,5 +158,5 @@
     return out.join("");
   }
 
-  window.vlmMarkdown = { renderMarkdown, highlight, escapeHtml };
+  window.vlmMarkdown = { renderMarkdown, highlight, escapeHtml, labels };
 })();

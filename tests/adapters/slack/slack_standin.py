@@ -133,7 +133,7 @@ class SlackStandIn(AiAppsMethods):
         bot_id: str = "B0BOT",
         scopes: tuple[str, ...] = (
             "app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history",
-            "chat:write", "files:read", "files:write", "commands", "assistant:write",
+            "chat:write", "files:read", "files:write", "commands", "assistant:write", "users:read",
         ),
     ) -> None:
         self.bot_token = bot_token
@@ -142,6 +142,7 @@ class SlackStandIn(AiAppsMethods):
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.scopes = set(scopes)
+        self.locales: dict[str, str] = {}  # user id -> their Slack locale (users.info); others are "en-US"
         self.requests: list[Recorded] = []
         self.messages: list[_Message] = []
         self.ephemerals: list[Ephemeral] = []  # every chat.postEphemeral accepted, in order
@@ -301,6 +302,18 @@ class SlackStandIn(AiAppsMethods):
             "is_enterprise_install": False,
         }
         return web.json_response(body, headers={"x-oauth-scopes": ",".join(sorted(self.scopes))})
+
+    async def _m_users_info(self, params: dict[str, Any]) -> web.Response:
+        """As Slack answers: needs users:read; `locale` only with include_locale=true (sent as "1" or "true")."""
+        if "users:read" not in self.scopes:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": "users:read"})
+        user_id = params.get("user")
+        if not user_id or not str(user_id).startswith(("U", "W")):
+            return web.json_response({"ok": False, "error": "user_not_found"})
+        user: dict[str, Any] = {"id": user_id, "team_id": self.team_id, "name": f"user-{user_id.lower()}", "is_bot": False}
+        if str(params.get("include_locale", "")).lower() in ("1", "true"):
+            user["locale"] = self.locales.get(user_id, "en-US")
+        return web.json_response({"ok": True, "user": user})
 
     def _bot_post(self, channel: str, text: str, thread_ts: str | None, blocks: Any = None) -> _Message:
         message = _Message(channel, self._next_ts(), text, thread_ts or None, self.bot_user_id, self.bot_id,

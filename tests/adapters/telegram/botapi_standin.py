@@ -244,7 +244,9 @@ class BotApiStandIn:
         self.bot_id = bot_id
         self.username = username
         self.requests: list[RecordedRequest] = []
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the default list (no language_code)
+        self.commands_by_language: dict[str, list[dict[str, Any]]] = {}  # setMyCommands with a language_code
+        self.language_codes: dict[int, str] = {}  # user id -> the `language_code` their updates carry
         self.webhook: dict[str, Any] | None = None
         self.webhook_deliveries: list[tuple[int, int]] = []  # (update_id, HTTP status)
         self.messages: dict[tuple[int, int], _Message] = {}
@@ -377,7 +379,10 @@ class BotApiStandIn:
 
     # --- updates ------------------------------------------------------------------------------
     def _user(self, user_id: int, name: str = "Ann") -> dict[str, Any]:
-        return {"id": user_id, "is_bot": False, "first_name": name, "username": f"{name.lower()}{user_id}"}
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": name, "username": f"{name.lower()}{user_id}"}
+        if user_id in self.language_codes:  # an IETF tag the user's app is set to, e.g. "zh-hans"; optional
+            user["language_code"] = self.language_codes[user_id]
+        return user
 
     def message(
         self,
@@ -587,11 +592,18 @@ class BotApiStandIn:
                 raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
             if not 1 <= len(c.get("description", "")) <= 256:
                 raise _ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
-        self.commands = commands
+        language = p.get("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", language):  # "a two-letter ISO 639-1 language code"
+            raise _ApiError(400, "Bad Request: invalid language code specified")
+        if language:
+            self.commands_by_language[language] = commands
+        else:
+            self.commands = commands
         return True
 
     async def _api_getMyCommands(self, p, f):
-        return self.commands
+        language = p.get("language_code") or ""
+        return self.commands_by_language.get(language, self.commands) if language else self.commands
 
     async def _api_deleteWebhook(self, p, f):
         self.webhook = None

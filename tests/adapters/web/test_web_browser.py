@@ -375,3 +375,34 @@ async def test_model_written_html_never_runs_as_the_chat(service_factory: Any, c
                 assert reads == [old]
             finally:
                 await browser.close()
+
+
+async def test_the_page_in_chinese_in_a_real_browser(service_factory: Any, chromium: Path) -> None:
+    """A browser set to Chinese (Accept-Language zh-CN) gets the page's words and the bot's in Chinese."""
+    from playwright.async_api import async_playwright, expect
+
+    async with service_factory() as service, running_web(service) as web:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+            try:
+                expect.set_options(timeout=STEP_TIMEOUT_MS)
+                context = await browser.new_context(locale="zh-CN")
+                context.set_default_timeout(STEP_TIMEOUT_MS)
+                page = await context.new_page()
+                problems: list[str] = []
+                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+                await page.goto(web.url)
+                await expect(page.locator("#app")).to_be_visible()
+                await expect(page.locator("html")).to_have_attribute("lang", "zh")
+                await expect(page.locator("#send")).to_have_text("发送")
+                await expect(page.locator("#new-chat")).to_have_text("+ 新聊天")
+                await expect(page.locator("#text")).to_have_attribute("placeholder", re.compile("^拖入或粘贴截图"))
+                await expect(page.locator("label.attach")).to_have_attribute("title", "附加图片")
+                await expect(page.locator("#file")).to_have_count(1)  # the label's text changed, its input stayed
+                await expect(page.locator('.preset[data-preset="ocr"]')).to_have_text("读取文字")
+                await page.fill("#text", "/undo")
+                await page.press("#text", "Enter")
+                await expect(page.get_by_text("没有可撤销的内容。")).to_be_visible()
+                assert not problems, problems
+            finally:
+                await browser.close()
