@@ -46,6 +46,7 @@ def prepare_pixels(
     Raises `engine.pictures.PictureRejected` for a picture the checks refuse or that does not decode."""
     with open_picture(data, limits) as image, decode_slot():
         upright = decode_upright(image, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels, draft=draft)
+        upright.image.load()  # the decode, inside the checks (numpy would hide a decoder's error)
         # One copy out of Pillow (its RGB rows are padded to 4 bytes), writable so torch may own it.
         pixels = torch.from_numpy(np.array(upright.image)).permute(2, 0, 1)
     width, height = upright.target
