@@ -53,13 +53,16 @@ def difference(picture: np.ndarray, reference: np.ndarray) -> tuple[float, int, 
     return float(diff.mean()), int(diff.max()), 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
-def best_ms(run: Callable[[], Any], repeat: int) -> float:
-    times = []
+def best_ms(runs: dict[str, Callable[[], Any]], repeat: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Best time of each run (ms) and its last output; interleaved, so other load falls on all of them."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    outputs: dict[str, Any] = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return min(times) * 1000
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            outputs[name] = run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(values) * 1000 for name, values in times.items()}, outputs
 
 
 def decoded(data: bytes, scale: int, mode: str = "RGB") -> Image.Image:
@@ -82,7 +85,7 @@ def stages(data: bytes, target: tuple[int, int], repeat: int) -> list[tuple[str,
     values = model_input(processor, resized.contiguous())[0]
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("open, read the header and EXIF", lambda: Image.open(io.BytesIO(data)).getexif()),
-        *((f"decode at 1/{s} to RGB", lambda s=s: decoded(data, s)) for s in (1, 2, 4, 8)),
+        *((f"decode at 1/{scale} to RGB", lambda scale=scale: decoded(data, scale)) for scale in (1, 2, 4, 8)),
         ("decode at 1/2 to YCbCr (no colour conversion)", lambda: decoded(data, 2, "YCbCr")),
         ("copy out of Pillow, full (np.array)", lambda: np.array(full)),
         ("copy out of Pillow, 1/2 (np.array)", lambda: np.array(half)),
@@ -95,7 +98,8 @@ def stages(data: bytes, target: tuple[int, int], repeat: int) -> list[tuple[str,
         ("processor: rescale, normalise, patch layout", lambda: model_input(processor, resized.contiguous())),
         ("pixel values to bfloat16", lambda: values.to(torch.bfloat16)),
     ]
-    return [(name, best_ms(run, repeat)) for name, run in steps]
+    best, _ = best_ms(dict(steps), repeat)
+    return list(best.items())
 
 
 def main() -> None:
@@ -133,14 +137,7 @@ def main() -> None:
                 ),
                 "engine draft to pixel values": lambda: model_input(processor, prepare_pixels(data, draft=True, **budget).pixels),
             }
-            times: dict[str, list[float]] = {name: [] for name in paths}
-            outputs: dict[str, Any] = {}
-            for _ in range(args.repeat):  # interleaved, so other load falls on every path
-                for name, run in paths.items():
-                    t0 = time.perf_counter()
-                    outputs[name] = run()
-                    times[name].append(time.perf_counter() - t0)
-            best = {name: min(values) * 1000 for name, values in times.items()}
+            best, outputs = best_ms(paths, args.repeat)
             plain = np.asarray(outputs["plain"])
             engine = outputs["engine draft"].permute(1, 2, 0).numpy()
             assert engine.shape == plain.shape and np.asarray(outputs["pillow draft"]).shape == plain.shape
