@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,11 +13,12 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
+from engine import pixels as pixels_module
 from engine.images import prepare_image
 from engine.interface import PromptImage, PromptTurn
 from engine.local import LocalEngine, LocalEngineOptions
-from engine.pixels import PreparedPixels, model_input, prepare_pixels
-from tests.engine.pictures import jpeg, noise, photo, thin_png
+from engine.pixels import COPY_AT_MOST, PreparedPixels, model_input, prepare_pixels
+from tests.engine.pictures import encoded, jpeg, noise, photo, thin_png
 from tests.engine.support import SYSTEM, answer, ask
 
 BUDGET = {"min_pixels": 4 * 28 * 28, "max_pixels": 256 * 28 * 28}  # a 1600x1200 photo drafts at 1/2
@@ -67,6 +69,32 @@ def test_without_draft_the_engine_resize_gives_pillows_picture(data: bytes, fact
     assert not prepared.drafted and prepared.pixels.shape == (3, *reference.shape[:2])
     diff = np.abs(hwc(prepared) - reference)
     assert diff.mean() < 0.05 and diff.max() <= 2, (diff.mean(), diff.max())
+
+
+@pytest.mark.parametrize(
+    ("data", "draft", "copied"),
+    [
+        (jpeg(photo((1600, 1200), seed=8)), True, (800, 600)),  # the 1/2-scale draft
+        (jpeg(photo((1600, 1200), seed=8)), False, (504, 364)),  # a full decode: resized by Pillow first
+        (encoded("BMP", (2400, 1800)), True, (504, 364)),  # not a JPEG: no draft
+    ],
+    ids=["draft", "full", "bmp"],
+)
+def test_a_large_picture_is_resized_before_it_is_copied(
+    monkeypatch: pytest.MonkeyPatch, data: bytes, draft: bool, copied: tuple[int, int]
+) -> None:
+    """Only a picture at most COPY_AT_MOST x the target's pixels is copied out of Pillow (a 64-megapixel
+    one would take 192 MB more while decoded)."""
+    sizes = []
+
+    def array(picture: Image.Image) -> np.ndarray:
+        sizes.append(picture.size)
+        return np.array(picture)
+
+    monkeypatch.setattr(pixels_module, "np", SimpleNamespace(array=array))
+    prepared = prepare_pixels(data, factor=28, draft=draft, **BUDGET)
+    assert sizes == [copied] and prepared.pixels.shape == (3, 364, 504)
+    assert copied[0] * copied[1] <= COPY_AT_MOST * 504 * 364
 
 
 # How each EXIF orientation is stored, from the upright picture (EXIF 2.3, tag 0x0112): the inverse
