@@ -3,12 +3,12 @@
 The decode is `engine.images.decode_upright` (a large JPEG at libjpeg's draft scale). The resize
 runs on the uint8 tensor with torchvision's antialiased filters, which give Pillow's results (mean
 difference 0.004 of 255 for bicubic, 0.001 for bilinear) in a fraction of its time: 2000x1500 ->
-1148x840 bilinear in 2 ms instead of 12 ms (one thread; bench/RESULTS.md section 3c). That makes
-a drafted 4000x3000 photo 3.2-4.8x faster to prepare than a full decode. A drafted picture is
-resized bilinear, any other bicubic (`UprightPicture.resample`). A picture more than `COPY_AT_MOST`
-times the target's pixels (a large PNG, or drafting off) is resized by Pillow instead, before it is
-copied out, so a decode takes no more memory than before. The result is already the model's input
-size, so the processor only normalises it (`do_resize=False`).
+1148x840 bilinear in 2 ms instead of 12 ms (one thread; bench/RESULTS.md section 3c). With it a
+drafted 4000x3000 photo is ready 3.2-4.7x sooner than a full decode resized by Pillow. A drafted
+picture is resized bilinear, any other bicubic (`UprightPicture.resample`). A picture more than
+`COPY_AT_MOST` times the target's pixels (a large PNG, or drafting off) is resized by Pillow
+instead, before it is copied out, so a decode takes no more memory than before. The result is
+already the model's input size, so the processor only normalises it (`do_resize=False`).
 """
 
 from __future__ import annotations
@@ -73,8 +73,10 @@ def prepare_pixels(
 def model_input(image_processor: Any, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """The Qwen image processor's `pixel_values` (float32) and grid of one prepared picture.
 
-    Only rescaling, normalisation and the patch layout remain: the picture is already its input size
-    (an already-right-sized picture would be left alone anyway; `do_resize=False` says so for sure)."""
+    Only rescaling, normalisation and the patch layout remain: the picture is already its input size.
+    `do_resize=False`: the processor's own resize would leave it alone, but first refuses a picture
+    over 200:1, and a picture the checks accept (up to 200:1) can be 226:1 once its short side is one
+    visual token."""
     out = image_processor(images=[pixels], do_resize=False, input_data_format="channels_first", return_tensors="pt")
     t, h, w = (int(x) for x in out["image_grid_thw"][0].tolist())
     return out["pixel_values"], (t, h, w)
