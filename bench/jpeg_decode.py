@@ -10,7 +10,8 @@ Every path gives the same output size (1148x840 for Qwen2.5-VL's default 1280 x 
 - engine draft: what the local engine does (`engine.pixels.prepare_pixels`): libjpeg decodes at 1/2
   scale (DCT scaling, the smallest scale at or above the target), torchvision resizes the uint8
   tensor bilinear (antialiased) to the target.
-- engine full: the same without the draft (full decode, torchvision bicubic).
+- engine full: the same with drafting off (`VLMBOT_JPEG_DRAFT=false`): a full decode, which at 12 times
+  the target's pixels Pillow resizes bicubic before the copy out (`engine.pixels.COPY_AT_MOST`).
 - Pillow draft: the draft and Pillow's bilinear resize (`prepare_image(draft=True)`; the remote
   engine re-encodes this picture).
 
