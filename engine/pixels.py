@@ -4,7 +4,7 @@ The decode is `engine.images.decode_upright` (a large JPEG at libjpeg's draft sc
 runs on the uint8 tensor with torchvision's antialiased filters, which give Pillow's results (mean
 difference 0.004 of 255 for bicubic, 0.001 for bilinear) in a fraction of its time: 2000x1500 ->
 1148x840 bilinear in 2 ms instead of 12 ms (one thread; bench/RESULTS.md section 3c). With it a
-drafted 4000x3000 photo is ready 3.2-4.7x sooner than a full decode resized by Pillow. A drafted
+drafted 4000x3000 photo is ready 3.1-4.4x sooner than a full decode resized by Pillow. A drafted
 picture is resized bilinear, any other bicubic (`UprightPicture.resample`). A picture more than
 `COPY_AT_MOST` times the target's pixels (a large PNG, or drafting off) is resized by Pillow
 instead, before it is copied out, so a decode takes no more memory than before. The result is
