@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from engine.images import prepare_image
 from engine.interface import PromptTurn
 from engine.loader import LoadedModel
+from engine.pixels import prepare_pixels
 
 __all__ = ["DecodeControl", "DecodeResult", "ImageBudget", "build_inputs", "messages_for", "stop_token_ids"]
 
@@ -64,21 +64,22 @@ def build_inputs(loaded: LoadedModel, turns: Sequence[PromptTurn], budget: Image
     processor = loaded.processor
     text = processor.apply_chat_template(messages_for(turns), add_generation_prompt=True, tokenize=False)
     images = [
-        prepare_image(
+        prepare_pixels(
             image.data,
             factor=loaded.patch_factor,
             min_pixels=budget.min_pixels,
             max_pixels=budget.max_pixels,
             draft=budget.jpeg_draft,
-        ).image
+        ).pixels
         for turn in turns
         for image in turn.images
     ]
     kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
     if images:
         kwargs["images"] = images
-        # Our resize already fits the budget; the same bounds keep the processor from resizing again.
-        kwargs["size"] = {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}
+        # Already the input size (as the engine prepares them, `engine.pixels`): only normalised here.
+        kwargs["do_resize"] = False
+        kwargs["input_data_format"] = "channels_first"
     inputs = processor(**kwargs)
     out = {}
     for key, value in inputs.items():

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 
 from engine.pictures import DEFAULT_LIMITS, PictureLimits, decode_slot, open_picture
 
-__all__ = ["PreparedImage", "prepare_image", "smart_resize"]
+__all__ = ["PreparedImage", "UprightPicture", "decode_upright", "prepare_image", "smart_resize"]
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,48 @@ def prepare_image(
     draft: bool = True,
     limits: PictureLimits = DEFAULT_LIMITS,
 ) -> PreparedImage:
-    """Check, decode, apply EXIF orientation, convert to RGB and resize to the budget.
+    """Check, decode, apply EXIF orientation, convert to RGB and resize to the budget (with Pillow).
 
     Raises `engine.pictures.PictureRejected` for a picture the checks refuse or that does not
     decode. With `draft`, a JPEG much larger than the target is decoded at 1/2, 1/4 or 1/8 scale by
-    libjpeg itself (Pillow's draft mode: the smallest scale still at or above the target), which is
-    several times faster than a full decode, then resized with a bilinear filter.
+    libjpeg itself (see `decode_upright`), then resized with a bilinear filter. The local engine
+    reads pictures through `engine.pixels` instead (the same decode, a faster resize in torch).
     """
     with open_picture(data, limits) as image, decode_slot():
-        return _prepare(image, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels, draft=draft)
+        upright = decode_upright(image, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels, draft=draft)
+        picture = upright.image
+        if picture.size != upright.target:
+            picture = picture.resize(upright.target, upright.resample)
+        picture.load()  # still inside the checks: a picture already at its target size decodes only here
+        return PreparedImage(image=picture, original_size=upright.original_size, drafted=upright.drafted)
 
 
-def _prepare(image: Image.Image, *, factor: int, min_pixels: int, max_pixels: int, draft: bool) -> PreparedImage:
+@dataclass(frozen=True)
+class UprightPicture:
+    """A picture turned upright and in RGB, not yet resized: `target` is the (width, height) it is resized to."""
+
+    image: Image.Image  # lazy until loaded or resized: keep using it inside `open_picture`
+    target: tuple[int, int]
+    original_size: tuple[int, int]  # (width, height) after EXIF orientation
+    drafted: bool  # decoded by libjpeg at 1/2, 1/4 or 1/8 scale
+
+    @property
+    def resample(self) -> Image.Resampling:
+        """The filter to the target. A drafted picture is usually less than twice the target per side:
+        a triangle filter is enough there (against the full decode resized bicubic, the mean pixel
+        difference stays about 0.35 of 255, as with a bicubic resize of the draft; bench/jpeg_decode.py)
+        and it is faster. Any other picture: bicubic, as the Qwen processors resize."""
+        return Image.Resampling.BILINEAR if self.drafted else Image.Resampling.BICUBIC
+
+
+def decode_upright(image: Image.Image, *, factor: int, min_pixels: int, max_pixels: int, draft: bool) -> UprightPicture:
+    """The opened picture at its draft scale, upright and RGB, and the size the budget gives it.
+
+    With `draft`, a JPEG at least twice the target on both sides is decoded by libjpeg at the
+    smallest of 1/2, 1/4, 1/8 scale still at or above the target (DCT scaling, Pillow's draft mode),
+    several times faster than a full decode; the entropy decoding of every coefficient remains.
+    Call inside `open_picture` and `decode_slot`: the decode happens on first use of the pixels.
+    """
     width, height = image.size
     orientation = image.getexif().get(0x0112, 1)
     if orientation in (5, 6, 7, 8):
@@ -102,12 +132,4 @@ def _prepare(image: Image.Image, *, factor: int, min_pixels: int, max_pixels: in
         drafted = image.size != (width, height) and image.size != (height, width)
     if orientation != 1:  # exif_transpose copies the whole picture even when there is nothing to turn
         image = ImageOps.exif_transpose(image)
-    image = _to_rgb(image)
-    if image.size != (target_w, target_h):
-        # A drafted picture is less than twice the target on each side: a triangle filter is enough
-        # there (against the full decode resized bicubic, the mean pixel difference stays about 0.3
-        # of 255, the same as a bicubic resize of the draft; bench/jpeg_decode.py) and it is faster.
-        resample = Image.Resampling.BILINEAR if drafted else Image.Resampling.BICUBIC
-        image = image.resize((target_w, target_h), resample)
-    image.load()  # still inside the checks: a picture already at its target size decodes only here
-    return PreparedImage(image=image, original_size=(width, height), drafted=drafted)
+    return UprightPicture(_to_rgb(image), (target_w, target_h), (width, height), drafted)

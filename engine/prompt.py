@@ -19,10 +19,10 @@ import torch
 
 from engine.decode import ImageBudget, messages_for
 from engine.features import ImageFeatures, ImageKey
-from engine.images import prepare_image
 from engine.interface import PromptImage, PromptTurn
 from engine.loader import LoadedModel
 from engine.pictures import DEFAULT_LIMITS, PictureLimits
+from engine.pixels import model_input, prepare_pixels
 
 __all__ = [
     "ImageSlot",
@@ -71,23 +71,17 @@ def prepare_picture(
     """Check, decode, resize and normalise one picture: its pixel values (in the model's dtype) and grid.
 
     Raises `engine.pictures.PictureRejected`."""
-    prepared = prepare_image(
+    prepared = prepare_pixels(
         image.data,
         factor=loaded.patch_factor,
         min_pixels=budget.min_pixels,
         max_pixels=budget.max_pixels,
         draft=budget.jpeg_draft,
         limits=limits,
-    ).image
-    # Our resize already fits the budget; the same bounds keep the processor from resizing again.
-    out = loaded.processor.image_processor(
-        images=[prepared],
-        size={"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels},
-        return_tensors="pt",
     )
-    grid = tuple(int(x) for x in out["image_grid_thw"][0].tolist())
+    pixel_values, grid = model_input(loaded.processor.image_processor, prepared.pixels)
     # The model's dtype already: half the memory while the request waits, when that is bf16.
-    return out["pixel_values"].to(loaded.dtype), grid  # type: ignore[return-value]
+    return pixel_values.to(loaded.dtype), grid
 
 
 def build_prompt(

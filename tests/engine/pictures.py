@@ -66,3 +66,23 @@ def encoded(fmt: str, size: tuple[int, int] = (40, 30), mode: str = "RGB") -> by
     out = io.BytesIO()
     Image.new(mode, size, (200, 30, 30) if mode == "RGB" else 100).save(out, format=fmt)
     return out.getvalue()
+
+
+
+def photo(size: tuple[int, int], seed: int = 0, grain: float = 0.15) -> Image.Image:
+    """A photo-like picture: smooth colour fields, a sharp-edged label and sensor-like grain (what phones send)."""
+    rng = random.Random(seed)
+    small = Image.frombytes("RGB", (16, 12), bytes(rng.randrange(256) for _ in range(16 * 12 * 3)))
+    image = small.resize(size, Image.Resampling.BICUBIC)
+    image.paste((250, 250, 250), (size[0] // 8, size[1] // 8, size[0] // 3, size[1] // 3))
+    return Image.blend(image, Image.effect_noise(size, 24).convert("RGB"), grain)
+
+
+def jpeg(image: Image.Image, orientation: int = 1) -> bytes:
+    """`image` as a quality-90 JPEG, with an EXIF orientation tag unless it is 1."""
+    out = io.BytesIO()
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    image.save(out, format="JPEG", quality=90, exif=exif)
+    return out.getvalue()

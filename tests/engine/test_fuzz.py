@@ -13,11 +13,13 @@ import math
 from datetime import timedelta
 from typing import Any
 
+import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from engine.images import PreparedImage, prepare_image, smart_resize
 from engine.pictures import ALLOWED_FORMATS, PictureInfo, PictureLimits, PictureRejected, check_picture
+from engine.pixels import prepare_pixels
 from engine.server_api import MAX_TEMPERATURE, ApiError, ChatCall, parse_chat_request
 from tests.engine.pictures import EPS, SVG, bomb_header, encoded, noise, thin_png, truncated_jpeg
 
@@ -172,6 +174,9 @@ def test_picture_check_accepts_or_refuses(data: bytes) -> None:
     assert isinstance(prepared, PreparedImage) and prepared.image.mode == "RGB"
     width, height = prepared.image.size
     assert width % 28 == 0 and height % 28 == 0 and width * height <= 64 * 28 * 28
+    # The local engine's path: the same checks passed, the same size.
+    pixels = prepare_pixels(data, factor=28, min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28, limits=LIMITS).pixels
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, height, width)
 
 
 @FUZZ

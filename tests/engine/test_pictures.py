@@ -12,6 +12,7 @@ from PIL import Image, ImageFile
 
 from engine.images import prepare_image, smart_resize
 from engine.pictures import DECODE_SLOTS, PictureLimits, PictureProblem, PictureRejected, check_picture
+from engine.pixels import prepare_pixels
 from tests.engine.pictures import EPS, SVG, bomb_header, encoded, huge_png, noise, thin_png, truncated_jpeg
 
 LIMITS = PictureLimits(max_bytes=1_000_000, max_pixels=40_000_000)
@@ -56,6 +57,8 @@ def test_bad_pictures_are_refused_with_their_reason(data: bytes, problem: Pictur
     # The same check guards every decode the engine does.
     with pytest.raises(PictureRejected):
         prepare_image(data, factor=28, min_pixels=3136, max_pixels=50176, limits=LIMITS)
+    with pytest.raises(PictureRejected):  # the local engine's path
+        prepare_pixels(data, factor=28, min_pixels=3136, max_pixels=50176, limits=LIMITS)
 
 
 def test_pixel_refusal_names_the_size() -> None:
@@ -99,6 +102,8 @@ def test_thin_pictures_still_fit_the_budget(size: tuple[int, int]) -> None:
     prepared = prepare_image(thin_png(width, height), factor=28, min_pixels=3136, max_pixels=64 * 28 * 28)
     w, h = prepared.image.size
     assert w * h <= 64 * 28 * 28 and (w >= h) == (width >= height)
+    pixels = prepare_pixels(thin_png(width, height), factor=28, min_pixels=3136, max_pixels=64 * 28 * 28).pixels
+    assert pixels.shape == (3, h, w)
 
 
 def test_full_decodes_are_capped_process_wide(monkeypatch: pytest.MonkeyPatch) -> None:
