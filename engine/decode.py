@@ -17,6 +17,7 @@ import torch
 from engine.images import prepare_image
 from engine.interface import PromptTurn
 from engine.loader import LoadedModel
+from engine.videos import VideoBudget
 
 __all__ = ["DecodeControl", "DecodeResult", "ImageBudget", "build_inputs", "messages_for", "stop_token_ids"]
 
@@ -26,9 +27,11 @@ class ImageBudget:
     min_pixels: int
     max_pixels: int
     jpeg_draft: bool = True
+    video: VideoBudget = VideoBudget()  # how videos are sampled and how many tokens one may cost
 
     def halved(self) -> ImageBudget:
-        return ImageBudget(min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2, self.jpeg_draft)
+        video = VideoBudget(self.video.limits, max(1, self.video.max_tokens // 2))
+        return ImageBudget(min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2, self.jpeg_draft, video)
 
 
 @dataclass
@@ -53,7 +56,8 @@ class DecodeResult:
 def messages_for(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
     messages = []
     for turn in turns:
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in turn.images]
+        content: list[dict[str, Any]] = [{"type": "video"} for _ in turn.videos]
+        content += [{"type": "image"} for _ in turn.images]
         content.append({"type": "text", "text": turn.text})
         messages.append({"role": turn.role, "content": content})
     return messages
@@ -61,6 +65,7 @@ def messages_for(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
 
 def build_inputs(loaded: LoadedModel, turns: Sequence[PromptTurn], budget: ImageBudget) -> dict[str, Any]:
     """Chat template + processor output (with `mm_token_type_ids`), moved to the model's device."""
+    from engine.video_prompt import reference_video  # it needs this module's budget type
     processor = loaded.processor
     text = processor.apply_chat_template(messages_for(turns), add_generation_prompt=True, tokenize=False)
     images = [
@@ -79,6 +84,11 @@ def build_inputs(loaded: LoadedModel, turns: Sequence[PromptTurn], budget: Image
         kwargs["images"] = images
         # Our resize already fits the budget; the same bounds keep the processor from resizing again.
         kwargs["size"] = {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}
+    clips = [reference_video(loaded, video, budget.max_pixels, budget.video) for turn in turns for video in turn.videos]
+    if clips:
+        kwargs["videos"] = [frames for frames, _ in clips]
+        kwargs["video_metadata"] = [metadata for _, metadata in clips]
+        kwargs.update(do_sample_frames=False, do_resize=False, cap_pixels_per_frame=False)
     inputs = processor(**kwargs)
     out = {}
     for key, value in inputs.items():
