@@ -1,7 +1,7 @@
 """The terminal chat: lines from standard input, answers streamed to standard output.
 
-`/image PATH` attaches a picture to the next question (repeat it for several); any other line is a
-question or a command. `/good` and `/bad` rate the last answer (the console's thumbs up and down; a
+`/image PATH` attaches a picture or a video (MP4, MOV, WebM, GIF) to the next question (repeat it
+for several); any other line is a question or a command. `/good` and `/bad` rate the last answer (the console's thumbs up and down; a
 second vote replaces the first, and `/export` lists it). Reading stdin is scriptable:
 `printf '/image a.png\\nWhat is this?\\n/bad\\n' | vlmbot chat`.
 """
@@ -69,7 +69,7 @@ class ConsoleAdapter:
 
     async def start(self) -> None:
         self._say(
-            f"vlmbot console chat (thread '{self._thread}'). /image PATH attaches a picture; "
+            f"vlmbot console chat (thread '{self._thread}'). /image PATH attaches a picture or video; "
             "/good or /bad rates the last answer; /help lists commands."
         )
         if self._greeting:

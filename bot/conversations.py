@@ -38,6 +38,7 @@ from bot.prompt import (
     pending_turns,
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from bot.videos import check_video, is_video
 from bot.votes import Vote, VoteResult
 from bot.wording import (
     ACK_PICTURES,
@@ -63,6 +64,7 @@ from engine.interface import (
     Queued,
     TextPiece,
 )
+from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
 __all__ = ["ConversationLimits", "Conversations"]
 
@@ -86,6 +88,7 @@ class ConversationLimits:
     # picture) back to the original.
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
+    video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
@@ -157,10 +160,11 @@ class Conversations:
             if entry.thread == (platform, thread_key):
                 self._cancelled_turns.add(entry.turn_id)
 
-    def check_attachment_size(self, size: int | None) -> str | None:
-        if size is not None and size > self.limits.max_image_bytes:
+    def check_attachment_size(self, size: int | None, *, video: bool = False) -> str | None:
+        limit = self.limits.video.max_bytes if video else self.limits.max_image_bytes
+        if size is not None and size > limit:
             self.metrics.refused("picture")
-            return too_big(size, self.limits.max_image_bytes)
+            return too_big(size, limit)
         return None
 
     def refused(self, reason: RefusalReason) -> None:
@@ -192,6 +196,9 @@ class Conversations:
         checked: list[CheckedPicture] = []
         for attachment in attachments:
             try:
+                if is_video(attachment.data):  # a screen recording or an animated GIF (bot.videos)
+                    checked.append(await check_video(attachment.data, self.limits.video, name=attachment.filename))
+                    continue
                 checked.append(
                     await asyncio.to_thread(
                         check_picture,

@@ -21,6 +21,7 @@ from bot.retention import prune_daily
 from bot.store import Store, open_store
 from engine.interface import Engine
 from engine.quantization import QuantizationError
+from engine.videos import VideoBudget, VideoLimits
 
 __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
 
@@ -99,8 +100,22 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             max_image_pixels=settings.max_image_source_pixels,
             prepare_workers=settings.prepare_workers,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            video=video_budget(settings),
         )
     ), demo
+
+
+def video_limits(settings: Settings) -> VideoLimits:
+    return VideoLimits(
+        max_bytes=settings.max_video_bytes,
+        max_seconds=settings.max_video_seconds,
+        max_frames=settings.video_max_frames,
+    )
+
+
+def video_budget(settings: Settings) -> VideoBudget:
+    """How videos are read: the limits, and at most half the context's tokens for one video's frames."""
+    return VideoBudget(video_limits(settings), min(settings.video_max_tokens, max(16, settings.context_tokens // 2)))
 
 
 def conversation_limits(settings: Settings) -> ConversationLimits:
@@ -113,6 +128,7 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
         context_tokens=settings.context_tokens,
+        video=video_limits(settings),
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "queued",
     "refusal",
     "too_big",
+    "video_refused",
 ]
 
 # --- the conversation ---------------------------------------------------------------------------
@@ -59,7 +60,27 @@ CODE_FILE_CAPTION = "The code from the answer as a file."
 FILES_NEED_A_THREAD = "I can send files only into a thread: mention me with the command in a thread instead."
 
 # --- what comes in ------------------------------------------------------------------------------
-NOT_PICTURES = "I can only read pictures (PNG, JPEG, WebP, GIF...), so I skipped {names}. Send a photo or a screenshot and ask about it."
+NOT_PICTURES = (
+    "I can only read pictures (PNG, JPEG, WebP, GIF...) and short videos (MP4, MOV, WebM), so I skipped {names}. "
+    "Send a photo, a screenshot or a screen recording and ask about it."
+)
+# A video that cannot be watched; {label} is its name in quotes or "The video", {limit} the setting.
+VIDEO_EMPTY = "{label} is empty or has no frames; please send the recording again."
+VIDEO_TOO_BIG = "{label} is over the {limit} limit for videos; please send a shorter clip."
+VIDEO_TOO_LONG = "{label} is longer than {limit} seconds; please trim it to the part that matters and send it again."
+VIDEO_TOO_MANY_PIXELS = "{label} is too large a video to read; please record it at a lower resolution."
+VIDEO_NO_PICTURE = "{label} has sound but no picture; please send a screen recording or a screenshot."
+VIDEO_DAMAGED = "{label} is not a video I can read or is damaged; please send an MP4, MOV, WebM or GIF."
+VIDEO_TOO_SLOW = "{label} took too long to read; please send a shorter or smaller clip."
+_VIDEO_REFUSED = {
+    "empty": VIDEO_EMPTY,
+    "too_big": VIDEO_TOO_BIG,
+    "too_long": VIDEO_TOO_LONG,
+    "too_many_pixels": VIDEO_TOO_MANY_PIXELS,
+    "no_video": VIDEO_NO_PICTURE,
+    "damaged": VIDEO_DAMAGED,
+    "too_slow": VIDEO_TOO_SLOW,
+}
 DOWNLOAD_FAILED = "I couldn't download {name}; please send it again."
 FILES_READ_MISSING = (
     "I can't open files on this Slack workspace: the app is missing the files:read permission. "
@@ -82,6 +103,11 @@ def refusal(user_id: str) -> str:
 
 def not_pictures(names: list[str]) -> str:
     return NOT_PICTURES.format(names=", ".join(names))
+
+
+def video_refused(problem: str, label: str, limit: str = "") -> str:
+    """One line for a video that cannot be watched (`problem`: a key of `_VIDEO_REFUSED`)."""
+    return _VIDEO_REFUSED[problem].format(label=label, limit=limit)
 
 
 def download_failed(name: str) -> str:

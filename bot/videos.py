@@ -1,0 +1,71 @@
+"""Checking screen recordings and GIFs users send, off the event loop, and wording each refusal.
+
+The checks are the engine's own (`engine.videos.sample_video`: the allowed containers, size,
+length, a video stream, a bounded decode of the frames the model will see), so a video the bot
+accepts is one the engine reads. The decode runs in a worker thread and stops itself at the limits'
+`timeout_s`: a hostile file costs one thread for a bounded time and never blocks other answers.
+A checked video is kept like a picture (by hash); `bot.prompt` tells the two apart by their bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import assert_never
+
+from bot.pictures import CheckedPicture, PictureRejected
+from bot.wording import video_refused
+from engine.videos import VideoLimits, VideoProblem, VideoRejected, is_video, probe_video, sample_video
+
+__all__ = ["check_video", "duration_label", "is_video", "video_seconds"]
+
+_MIME = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
+
+
+def _wording(refused: VideoRejected, label: str, limits: VideoLimits) -> str:
+    match refused.problem:
+        case VideoProblem.EMPTY:
+            return video_refused("empty", label)
+        case VideoProblem.TOO_MANY_BYTES:
+            return video_refused("too_big", label, limit=f"{limits.max_bytes / 1024**2:.0f} MB")
+        case VideoProblem.TOO_LONG:
+            return video_refused("too_long", label, limit=f"{limits.max_seconds:.0f}")
+        case VideoProblem.TOO_MANY_PIXELS:
+            return video_refused("too_many_pixels", label)
+        case VideoProblem.NO_VIDEO:
+            return video_refused("no_video", label)
+        case VideoProblem.DAMAGED:
+            return video_refused("damaged", label)
+        case VideoProblem.TOO_SLOW:
+            return video_refused("too_slow", label)
+        case _:
+            assert_never(refused.problem)
+
+
+async def check_video(data: bytes, limits: VideoLimits, *, name: str | None = None) -> CheckedPicture:
+    """Decode the frames the model will see (in a worker thread) to prove the video is usable.
+
+    Raises `bot.pictures.PictureRejected` with one line for the user, like a refused picture."""
+    try:
+        sampled = await asyncio.to_thread(sample_video, data, limits)
+    except VideoRejected as refused:
+        raise PictureRejected(_wording(refused, f"'{name}'" if name else "The video", limits)) from None
+    info = sampled.info
+    return CheckedPicture(hashlib.sha256(data).hexdigest(), data, _MIME[info.container], info.width, info.height)
+
+
+def video_seconds(data: bytes) -> float | None:
+    """The clip's length from its container (nothing decoded); None when the header does not say."""
+    try:
+        seconds = probe_video(data, VideoLimits(max_bytes=len(data) + 1, max_seconds=float("inf"))).duration_s
+    except VideoRejected:
+        return None
+    return seconds or None
+
+
+def duration_label(seconds: float | None) -> str:
+    """"0:07", "1:05"; "unknown length" when the container does not say."""
+    if seconds is None:
+        return "unknown length"
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
