@@ -19,9 +19,9 @@ from bot.instructions import Instructions
 from bot.pictures import PictureFiles
 from bot.retention import prune_daily
 from bot.store import Store, open_store
+from bot.videos import video_budget, video_limits
 from engine.interface import Engine
 from engine.quantization import QuantizationError
-from engine.videos import VideoBudget, VideoLimits
 
 __all__ = ["DEMO_WARNING", "Service", "build_engine", "ensure_demo_model", "running_service"]
 
@@ -72,6 +72,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
                 max_pixels=settings.max_pixels,
                 queue_size=settings.queue_size,
                 concurrency=settings.batch_size,
+                video=video_budget(settings),
+                video_url=settings.engine_video_url,
             )
         ), False
     from engine.local import LocalEngine, LocalEngineOptions
@@ -104,18 +106,6 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
         )
     ), demo
 
-
-def video_limits(settings: Settings) -> VideoLimits:
-    return VideoLimits(
-        max_bytes=settings.max_video_bytes,
-        max_seconds=settings.max_video_seconds,
-        max_frames=settings.video_max_frames,
-    )
-
-
-def video_budget(settings: Settings) -> VideoBudget:
-    """How videos are read: the limits, and at most half the context's tokens for one video's frames."""
-    return VideoBudget(video_limits(settings), min(settings.video_max_tokens, max(16, settings.context_tokens // 2)))
 
 
 def conversation_limits(settings: Settings) -> ConversationLimits:
