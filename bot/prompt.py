@@ -6,6 +6,7 @@ for a remote server), on the whole prompt as it will be sent: the newest exchang
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -147,8 +148,8 @@ async def build_prompt(
         for sha in hashes:
             if sha not in cache:
                 data = await load_image(sha)
-                if is_video(data):
-                    cache[sha] = (PromptVideo(sha256=sha, data=data), video_seconds(data))
+                if is_video(data):  # the container's header only; still, off the event loop
+                    cache[sha] = (PromptVideo(sha256=sha, data=data), await asyncio.to_thread(video_seconds, data))
                 else:
                     cache[sha] = PromptImage(sha256=sha, data=data)
             found = cache[sha]

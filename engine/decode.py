@@ -53,10 +53,19 @@ class DecodeResult:
     first_token_at: float | None
 
 
-def messages_for(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
+# What Qwen's templates render for a video part; given as text to a template without video parts
+# (checkpoints written before videos were read: the demo and bench models of earlier versions).
+VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
+
+
+def messages_for(turns: Sequence[PromptTurn], template: str | None = None) -> list[dict[str, Any]]:
+    """Chat-template messages; `template` (the processor's) decides how a video part is written."""
+    video: dict[str, Any] = {"type": "video"}
+    if template is not None and "video" not in template:
+        video = {"type": "text", "text": VIDEO_PLACEHOLDER}
     messages = []
     for turn in turns:
-        content: list[dict[str, Any]] = [{"type": "video"} for _ in turn.videos]
+        content: list[dict[str, Any]] = [dict(video) for _ in turn.videos]
         content += [{"type": "image"} for _ in turn.images]
         content.append({"type": "text", "text": turn.text})
         messages.append({"role": turn.role, "content": content})
@@ -67,7 +76,9 @@ def build_inputs(loaded: LoadedModel, turns: Sequence[PromptTurn], budget: Image
     """Chat template + processor output (with `mm_token_type_ids`), moved to the model's device."""
     from engine.video_prompt import reference_video  # it needs this module's budget type
     processor = loaded.processor
-    text = processor.apply_chat_template(messages_for(turns), add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        messages_for(turns, processor.chat_template), add_generation_prompt=True, tokenize=False
+    )
     images = [
         prepare_image(
             image.data,

@@ -119,7 +119,9 @@ def build_prompt(
 ) -> Prompt:
     """The prompt's ids and picture slots; a picture whose grid (a video whose plan) is not known is prepared here."""
     processor = loaded.processor
-    text = processor.apply_chat_template(messages_for(turns), add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        messages_for(turns, processor.chat_template), add_generation_prompt=True, tokenize=False
+    )
     image_token, video_token = processor.image_token, processor.video_token
     merge = int(processor.image_processor.merge_size) ** 2
     pictures = [image for turn in turns for image in turn.images]

@@ -3,6 +3,7 @@ the prefix cache and feature cache giving the same first-token logits as a full 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -99,3 +100,21 @@ async def test_a_video_that_cannot_be_read_is_rejected(engine: LocalEngine, data
         await answer(engine, ask("bad", "s", [SYSTEM, PromptTurn("user", "What happens?", videos=(prompt_video(data),))]))
     assert caught.value.code == code
     assert "video" in caught.value.user_message.lower()
+
+
+async def test_a_checkpoint_whose_template_has_no_video_parts_still_reads_videos(tiny_qwen25_dir: Path, tmp_path: Path) -> None:
+    """Demo and bench checkpoints written before videos were read have a template without video parts."""
+    old = tmp_path / "old-template"
+    shutil.copytree(tiny_qwen25_dir, old)
+    template = old / "chat_template.jinja"
+    lines = template.read_text().replace("{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>", "")
+    assert "video" not in lines
+    template.write_text(lines)
+    eng = LocalEngine(LocalEngineOptions(model_path=old, max_pixels=SMALL, video=VIDEO))
+    await eng.start()
+    eng.generate_hook = Recorder()
+    try:
+        await turn(eng, "o1", "s", [SYSTEM, PromptTurn("user", "What happens?", videos=(prompt_video(clip(2.0)),))])
+        assert recorder(eng).prefill["o1"]["video_grid_thw"] is not None
+    finally:
+        await eng.close()
