@@ -13,13 +13,27 @@ import asyncio
 import hashlib
 from typing import assert_never
 
+from bot.config import Settings
 from bot.pictures import CheckedPicture, PictureRejected
 from bot.wording import video_refused
-from engine.videos import VideoLimits, VideoProblem, VideoRejected, is_video, probe_video, sample_video
+from engine.videos import VideoBudget, VideoLimits, VideoProblem, VideoRejected, is_video, probe_video, sample_video
 
-__all__ = ["check_video", "duration_label", "is_video", "video_seconds"]
+__all__ = ["check_video", "duration_label", "is_video", "video_budget", "video_limits", "video_seconds"]
 
 _MIME = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
+
+
+def video_limits(settings: Settings) -> VideoLimits:
+    return VideoLimits(
+        max_bytes=settings.max_video_bytes,
+        max_seconds=settings.max_video_seconds,
+        max_frames=settings.video_max_frames,
+    )
+
+
+def video_budget(settings: Settings) -> VideoBudget:
+    """How the engine reads videos: the limits, and at most half the context's tokens for one video's frames."""
+    return VideoBudget(video_limits(settings), min(settings.video_max_tokens, max(16, settings.context_tokens // 2)))
 
 
 def _wording(refused: VideoRejected, label: str, limits: VideoLimits) -> str:
