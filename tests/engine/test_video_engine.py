@@ -118,3 +118,16 @@ async def test_a_checkpoint_whose_template_has_no_video_parts_still_reads_videos
         assert recorder(eng).prefill["o1"]["video_grid_thw"] is not None
     finally:
         await eng.close()
+
+
+async def test_a_clip_read_in_small_chunks_gives_the_same_logits(tiny_model_dir: Path) -> None:
+    """Chunks that end inside a frame pair's tokens are fed the slice of its features they cover."""
+    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, video=VIDEO, prefill_chunk_tokens=7))
+    await eng.start()
+    eng.generate_hook = Recorder()
+    try:
+        picture = noisy_picture((64, 96), 5)
+        await turn(eng, "c1", "s", [SYSTEM, PromptTurn("user", "Compare them.", (picture,), (prompt_video(clip(3.0)),))])
+        assert eng.cache_stats().prefill_chunks > 5
+    finally:
+        await eng.close()
