@@ -1,7 +1,7 @@
 """The terminal chat: lines from standard input, answers streamed to standard output.
 
-`/image PATH` attaches a picture to the next question (repeat it for several); any other line is a
-question or a command. `/good` and `/bad` rate the last answer (the console's thumbs up and down; a
+`/image PATH` attaches a picture or a video (MP4, MOV, WebM, GIF) to the next question (repeat it
+for several); any other line is a question or a command. `/good` and `/bad` rate the last answer (the console's thumbs up and down; a
 second vote replaces the first, and `/export` lists it). Reading stdin is scriptable:
 `printf '/image a.png\\nWhat is this?\\n/bad\\n' | vlmbot chat`.
 """
@@ -76,7 +76,7 @@ class ConsoleAdapter:
         self._language = await self._inbox.language_of(self._sender)
         self._say(
             N_(
-                "vlmbot console chat (thread '{thread}'). /image PATH attaches a picture; "
+                "vlmbot console chat (thread '{thread}'). /image PATH attaches a picture or video; "
                 "/good or /bad rates the last answer; /help lists commands."
             ),
             thread=self._thread,

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         "Architecture of the remote model when its server does not say (this project's server does): "
         "qwen2_5_vl, qwen3_vl, or auto = judged by the model's name.",
     )
+    engine_video_url: bool = _env(
+        "VLMBOT_ENGINE_VIDEO_URL",
+        False,
+        "Send videos to the remote server as `video_url` parts (vLLM and `vlmbot engine serve` accept them); "
+        "off: as sampled frames, one picture each.",
+    )
     engine_api_keys: IdList = _env(
         "VLMBOT_SERVER_API_KEYS",
         (),
@@ -213,6 +219,24 @@ class Settings(BaseSettings):
     )
     max_images_per_turn: int = _env(
         "VLMBOT_MAX_IMAGES_PER_TURN", 8, "Pictures in one question."
+    )
+    max_video_seconds: float = _env(
+        "VLMBOT_MAX_VIDEO_SECONDS", 60.0, "Longest screen recording or GIF accepted, in seconds.", gt=0
+    )
+    max_video_bytes: int = _env(
+        "VLMBOT_MAX_VIDEO_BYTES", 50 * 1024**2, "Largest video file accepted.", gt=0
+    )
+    video_max_frames: int = _env(
+        "VLMBOT_VIDEO_MAX_FRAMES",
+        32,
+        "Frames sampled from one video at most (about 2 per second, fewer for long clips).",
+        ge=2,
+    )
+    video_max_tokens: int = _env(
+        "VLMBOT_VIDEO_MAX_TOKENS",
+        2560,
+        "Visual tokens one video may cost (at most half of VLMBOT_CONTEXT_TOKENS): the frames are sized to fit.",
+        ge=16,
     )
 
     # --- service ---------------------------------------------------------------------------

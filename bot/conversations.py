@@ -39,6 +39,7 @@ from bot.prompt import (
     pending_turns,
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from bot.videos import check_video, is_video
 from bot.votes import Vote, VoteResult
 from bot.wording import (
     ACK_PICTURES,
@@ -69,6 +70,7 @@ from engine.interface import (
     Started,
     TextPiece,
 )
+from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
 __all__ = ["ConversationLimits", "Conversations"]
 
@@ -92,6 +94,7 @@ class ConversationLimits:
     # picture) back to the original.
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
+    video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
@@ -163,10 +166,11 @@ class Conversations:
             if entry.thread == (platform, thread_key):
                 self._cancelled_turns.add(entry.turn_id)
 
-    def check_attachment_size(self, size: int | None) -> str | None:
-        if size is not None and size > self.limits.max_image_bytes:
+    def check_attachment_size(self, size: int | None, *, video: bool = False) -> str | None:
+        limit = self.limits.video.max_bytes if video else self.limits.max_image_bytes
+        if size is not None and size > limit:
             self.metrics.refused("picture")
-            return too_big(size, self.limits.max_image_bytes)
+            return too_big(size, limit)
         return None
 
     def refused(self, reason: RefusalReason) -> None:
@@ -200,6 +204,9 @@ class Conversations:
         checked: list[CheckedPicture] = []
         for attachment in attachments:
             try:
+                if is_video(attachment.data):  # a screen recording or an animated GIF (bot.videos)
+                    checked.append(await check_video(attachment.data, self.limits.video, name=attachment.filename))
+                    continue
                 checked.append(
                     await asyncio.to_thread(
                         check_picture,

@@ -249,8 +249,8 @@ class Inbox:
         self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport, language: Language
     ) -> IncomingMessage | None:
         """The message with its pictures fetched; None when the user was told why it cannot be asked."""
-        pictures = [f for f in delivery.files if f.is_picture]
-        others = [f.name for f in delivery.files if not f.is_picture]
+        pictures = [f for f in delivery.files if f.is_picture or f.is_video]
+        others = [f.name for f in delivery.files if not (f.is_picture or f.is_video)]
         if others:
             await self._say(transport, not_pictures([_(name) for name in others]), TextKind.INFO)  # "the sticker": marked N_
             if not pictures and not delivery.attachments:
@@ -259,7 +259,7 @@ class Inbox:
             raise RuntimeError(f"{delivery.platform}: files to fetch but no fetcher")
         for file in pictures:  # every size is checked before anything is downloaded
             assert fetcher is not None
-            problem = fetcher.check(file) or self.conversations.check_attachment_size(file.size)
+            problem = fetcher.check(file) or self.conversations.check_attachment_size(file.size, video=file.is_video)
             if problem:
                 await self._say(transport, problem, TextKind.ERROR)
                 return None
@@ -271,7 +271,7 @@ class Inbox:
             except FetchFailed as exc:
                 await self._say(transport, exc.user_message, TextKind.ERROR)
                 return None
-            if problem := self.conversations.check_attachment_size(len(data)):
+            if problem := self.conversations.check_attachment_size(len(data), video=file.is_video):
                 await self._say(transport, problem, TextKind.ERROR)
                 return None
             attachments.append(Attachment(data, file.name or None, file.mime_type))

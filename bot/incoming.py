@@ -49,6 +49,11 @@ class IncomingFile:
     def is_picture(self) -> bool:
         return (self.mime_type or "").startswith("image/")
 
+    @property
+    def is_video(self) -> bool:
+        """A screen recording or clip (MP4, MOV, WebM...); the core checks what it really is once fetched."""
+        return (self.mime_type or "").startswith("video/")
+
 
 @dataclass(frozen=True)
 class Delivery:

@@ -6,12 +6,14 @@ for a remote server), on the whole prompt as it will be sent: the newest exchang
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.i18n import _
 from bot.store import TurnInfo
-from engine.interface import PromptImage, PromptTurn
+from bot.videos import duration_label, is_video, video_seconds
+from engine.interface import PromptImage, PromptTurn, PromptVideo
 
 __all__ = [
     "SYSTEM_PROMPT",
@@ -19,6 +21,7 @@ __all__ = [
     "PromptTooLong",
     "build_prompt",
     "label_pictures",
+    "label_videos",
     "pending_pictures",
     "pending_turns",
     "system_prompt",
@@ -96,6 +99,18 @@ def label_pictures(text: str, count: int) -> str:
     return f"(The {count} pictures above are, in order: {names}.)\n{text}"
 
 
+def label_videos(text: str, durations: Sequence[float | None]) -> str:
+    """Tell the model how long each video of the message is, so its answer can point at moments ("at 0:04").
+
+    The engines put a message's videos before its pictures."""
+    if not durations:
+        return text
+    if len(durations) == 1:
+        return f"(The video above is {duration_label(durations[0])} long; say when things happen, as in \"at 0:02\".)\n{text}"
+    names = ", ".join(f"Video {n} ({duration_label(d)})" for n, d in enumerate(durations, 1))
+    return f"(The {len(durations)} videos above are, in order: {names}; say when things happen, as in \"at 0:02\".)\n{text}"
+
+
 def pending_turns(history: Sequence[TurnInfo]) -> Sequence[TurnInfo]:
     """The turns since the last answered one: their pictures join the next question."""
     for index in range(len(history) - 1, -1, -1):
@@ -126,27 +141,34 @@ async def build_prompt(
     if exchanges and exchanges[-1].answer is None:
         carried = exchanges.pop().hashes
     question_hashes = carried + question.image_hashes
-    cache: dict[str, PromptImage] = {}
+    cache: dict[str, PromptImage | tuple[PromptVideo, float | None]] = {}
 
-    async def images(hashes: Sequence[str]) -> tuple[PromptImage, ...]:
-        out = []
+    async def user_turn(text: str, hashes: Sequence[str]) -> PromptTurn:
+        """A user message with its pictures and videos (told apart by their bytes), each labelled."""
+        images, videos, durations = [], [], []
         for sha in hashes:
             if sha not in cache:
-                cache[sha] = PromptImage(sha256=sha, data=await load_image(sha))
-            out.append(cache[sha])
-        return tuple(out)
+                data = await load_image(sha)
+                if is_video(data):  # the container's header only; still, off the event loop
+                    cache[sha] = (PromptVideo(sha256=sha, data=data), await asyncio.to_thread(video_seconds, data))
+                else:
+                    cache[sha] = PromptImage(sha256=sha, data=data)
+            found = cache[sha]
+            if isinstance(found, PromptImage):
+                images.append(found)
+            else:
+                videos.append(found[0])
+                durations.append(found[1])
+        labelled = label_videos(label_pictures(text, len(images)), durations)
+        return PromptTurn("user", labelled, tuple(images), tuple(videos))
 
-    question_turn = PromptTurn(
-        "user", label_pictures(question.user_text, len(question_hashes)), await images(question_hashes)
-    )
+    question_turn = await user_turn(question.user_text, question_hashes)
     pairs: list[tuple[PromptTurn, PromptTurn]] = []  # newest first, loaded as the search needs them
 
     async def prompt_with(kept: int) -> tuple[PromptTurn, ...]:
         while len(pairs) < kept:
             exchange = exchanges[len(exchanges) - 1 - len(pairs)]
-            user = PromptTurn(
-                "user", label_pictures(exchange.user_text, len(exchange.hashes)), await images(exchange.hashes)
-            )
+            user = await user_turn(exchange.user_text, exchange.hashes)
             pairs.append((user, PromptTurn("assistant", exchange.answer or "")))
         older = [turn for pair in reversed(pairs[:kept]) for turn in pair]
         return (PromptTurn("system", system), *older, question_turn)

@@ -20,6 +20,7 @@ from bot.instructions import Instructions
 from bot.pictures import PictureFiles
 from bot.retention import prune_daily
 from bot.store import Store, open_store
+from bot.videos import video_budget, video_limits
 from engine.interface import Engine
 from engine.quantization import QuantizationError
 
@@ -72,6 +73,8 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
                 max_pixels=settings.max_pixels,
                 queue_size=settings.queue_size,
                 concurrency=settings.batch_size,
+                video=video_budget(settings),
+                video_url=settings.engine_video_url,
             )
         ), False
     from engine.local import LocalEngine, LocalEngineOptions
@@ -100,8 +103,10 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             max_image_pixels=settings.max_image_source_pixels,
             prepare_workers=settings.prepare_workers,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            video=video_budget(settings),
         )
     ), demo
+
 
 
 def conversation_limits(settings: Settings) -> ConversationLimits:
@@ -114,6 +119,7 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
         context_tokens=settings.context_tokens,
+        video=video_limits(settings),
     )
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "refusal",
     "status_text",
     "too_big",
+    "video_refused",
 ]
 
 # --- the conversation ---------------------------------------------------------------------------
@@ -72,7 +73,18 @@ CODE_FILE_CAPTION = N_("The code from the answer as a file.")
 FILES_NEED_A_THREAD = N_("I can send files only into a thread: mention me with the command in a thread instead.")
 
 # --- what comes in ------------------------------------------------------------------------------
-NOT_PICTURES = N_("I can only read pictures (PNG, JPEG, WebP, GIF...), so I skipped {names}. Send a photo or a screenshot and ask about it.")
+NOT_PICTURES = N_(
+    "I can only read pictures (PNG, JPEG, WebP, GIF...) and short videos (MP4, MOV, WebM), so I skipped {names}. "
+    "Send a photo, a screenshot or a screen recording and ask about it."
+)
+# A video that cannot be watched; {label} is `video_label`, {limit} the setting.
+VIDEO_EMPTY = N_("{label} is empty or has no frames; please send the recording again.")
+VIDEO_TOO_BIG = N_("{label} is over the {limit} limit for videos; please send a shorter clip.")
+VIDEO_TOO_LONG = N_("{label} is longer than {limit} seconds; please trim it to the part that matters and send it again.")
+VIDEO_TOO_MANY_PIXELS = N_("{label} is too large a video to read; please record it at a lower resolution.")
+VIDEO_NO_PICTURE = N_("{label} has sound but no picture; please send a screen recording or a screenshot.")
+VIDEO_DAMAGED = N_("{label} is not a video I can read or is damaged; please send an MP4, MOV, WebM or GIF.")
+VIDEO_TOO_SLOW = N_("{label} took too long to read; please send a shorter or smaller clip.")
 DOWNLOAD_FAILED = N_("I couldn't download {name}; please send it again.")
 FILES_READ_MISSING = N_(
     "I can't open files on this Slack workspace: the app is missing the files:read permission. "
@@ -127,6 +139,12 @@ def refusal(user_id: str) -> str:
 
 def not_pictures(names: list[str]) -> str:
     return _(NOT_PICTURES).format(names=", ".join(names))
+
+
+def video_refused(text: str, name: str | None, limit: str = "") -> str:
+    """One line for a video that cannot be watched (`text`: one of the VIDEO_ texts)."""
+    label = _("'{name}'").format(name=name) if name else _("The video")
+    return _(text).format(label=label, limit=limit)
 
 
 def download_failed(name: str) -> str:

@@ -74,6 +74,7 @@ from engine.sampling import (
     usable,
 )
 from engine.stopping import StopText
+from engine.videos import VideoRejected
 
 __all__ = ["INTERNAL_MESSAGE", "MIN_TEMPERATURE", "OOM_MESSAGE", "BatchRunner", "Work", "error_for"]
 
@@ -365,7 +366,7 @@ class BatchRunner:
         for i, slot in enumerate(prompt.images):
             first, last = max(start, slot.start), min(end, slot.start + slot.length)
             if first < last:
-                pieces.append(reading.features[i].part(first - slot.start, last - slot.start))
+                pieces.append((slot.video, reading.features[i].part(first - slot.start, last - slot.start)))
         assert prompt.positions is not None
         began = time.perf_counter()
         out = self.loaded.model(
@@ -477,7 +478,7 @@ class BatchRunner:
             self._failed(work, exc)
 
     def _failed(self, work: Work, exc: Exception) -> None:
-        if isinstance(exc, PictureRejected):  # only reachable when the worker prepared a picture itself
+        if isinstance(exc, PictureRejected | VideoRejected):  # only when the worker prepared a picture itself
             work.done(EngineError(exc.message, detail=exc.detail), None)
             return
         log.exception("request %s failed while reading the prompt", work.request.request_id, exc_info=exc)
@@ -500,9 +501,16 @@ class BatchRunner:
                 break
         return max(0, min(common, len(prompt.ids) - 1))  # at least one token is read, for its logits
 
-    def _encoder_outputs(self, features: list[ImageFeatures]) -> dict[str, Any] | None:
-        if not features:
-            return None
+    def _encoder_outputs(self, pieces: list[tuple[bool, ImageFeatures]]) -> dict[str, Any] | None:
+        """The chunk's visual features as the model takes them: pictures as "image", videos as "video"."""
+        outputs = {}
+        for name, video in (("image", False), ("video", True)):
+            features = [f for is_video, f in pieces if is_video is video]
+            if features:
+                outputs[name] = self._encoder_output(features)
+        return outputs or None
+
+    def _encoder_output(self, features: list[ImageFeatures]) -> Any:
         embeds = tuple(f.embeds for f in features)
         if self._deepstack:
             from transformers.models.qwen3_vl.modeling_qwen3_vl import (
@@ -511,8 +519,8 @@ class BatchRunner:
 
             layers = len(features[0].deepstack)
             deep = [tuple(f.deepstack[j] for f in features) for j in range(layers)]
-            return {"image": BaseModelOutputWithDeepstackFeatures(pooler_output=embeds, deepstack_features=deep)}
-        return {"image": BaseModelOutputWithPooling(pooler_output=embeds)}
+            return BaseModelOutputWithDeepstackFeatures(pooler_output=embeds, deepstack_features=deep)
+        return BaseModelOutputWithPooling(pooler_output=embeds)
 
     # --- batch membership ---------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ from PIL import Image
 
 from engine.decode import ImageBudget
 from engine.images import smart_resize
-from engine.interface import PromptImage, PromptTurn
+from engine.interface import PromptImage, PromptTurn, PromptVideo
 from engine.loader import LoadedModel
-from engine.prompt import build_prompt, image_key
+from engine.prompt import build_prompt, image_key, video_key
+from engine.video_prompt import VideoPlan, probe_plan, slot_key
 
 __all__ = ["PromptCounter"]
 
@@ -38,6 +39,7 @@ class PromptCounter:
         self._factor = loaded.patch_factor
         self._lock = threading.Lock()
         self._grids: dict[str, tuple[int, int, int]] = {}  # sha256 -> grid under this budget
+        self._plans: dict[str, VideoPlan] = {}  # sha256 -> a video's plan under this budget
 
     def _grid(self, image: PromptImage) -> tuple[int, int, int]:
         grid = self._grids.get(image.sha256)
@@ -55,11 +57,27 @@ class PromptCounter:
             self._grids[image.sha256] = grid
         return grid
 
+    def _plan(self, video: PromptVideo) -> VideoPlan:
+        """A video's plan from its container's header (decoded only when the header has no duration)."""
+        plan = self._plans.get(video.sha256)
+        if plan is None:
+            plan = probe_plan(self._loaded, video, self._budget.max_pixels, self._budget.video)
+            if len(self._plans) >= _GRID_MEMO:
+                self._plans.clear()
+            self._plans[video.sha256] = plan
+        return plan
+
     def count(self, turns: Sequence[PromptTurn]) -> int:
+        """Raises `engine.videos.VideoRejected` for a video that cannot be read."""
         with self._lock:
             grids = {
                 image_key(self._loaded, image, self._budget): self._grid(image)
                 for turn in turns
                 for image in turn.images
             }
-            return len(build_prompt(self._loaded, turns, self._budget, grids.get).ids)
+            plans = {}
+            for video in (video for turn in turns for video in turn.videos):
+                key, plan = video_key(self._loaded, video, self._budget), self._plan(video)
+                plans[key] = plan
+                grids.update({slot_key(key, i): grid for i, grid in enumerate(plan.grids)})
+            return len(build_prompt(self._loaded, turns, self._budget, grids.get, known_video=plans.get).ids)

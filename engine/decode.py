@@ -17,6 +17,7 @@ import torch
 from engine.interface import PromptTurn
 from engine.loader import LoadedModel
 from engine.pixels import prepare_pixels
+from engine.videos import VideoBudget
 
 __all__ = ["DecodeControl", "DecodeResult", "ImageBudget", "build_inputs", "messages_for", "stop_token_ids"]
 
@@ -26,9 +27,11 @@ class ImageBudget:
     min_pixels: int
     max_pixels: int
     jpeg_draft: bool = True
+    video: VideoBudget = VideoBudget()  # how videos are sampled and how many tokens one may cost
 
     def halved(self) -> ImageBudget:
-        return ImageBudget(min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2, self.jpeg_draft)
+        video = VideoBudget(self.video.limits, max(1, self.video.max_tokens // 2))
+        return ImageBudget(min(self.min_pixels, self.max_pixels // 2), self.max_pixels // 2, self.jpeg_draft, video)
 
 
 @dataclass
@@ -50,10 +53,20 @@ class DecodeResult:
     first_token_at: float | None
 
 
-def messages_for(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
+# What Qwen's templates render for a video part; given as text to a template without video parts
+# (checkpoints written before videos were read: the demo and bench models of earlier versions).
+VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
+
+
+def messages_for(turns: Sequence[PromptTurn], template: str | None = None) -> list[dict[str, Any]]:
+    """Chat-template messages; `template` (the processor's) decides how a video part is written."""
+    video: dict[str, Any] = {"type": "video"}
+    if template is not None and "video" not in template:
+        video = {"type": "text", "text": VIDEO_PLACEHOLDER}
     messages = []
     for turn in turns:
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in turn.images]
+        content: list[dict[str, Any]] = [dict(video) for _ in turn.videos]
+        content += [{"type": "image"} for _ in turn.images]
         content.append({"type": "text", "text": turn.text})
         messages.append({"role": turn.role, "content": content})
     return messages
@@ -61,8 +74,11 @@ def messages_for(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
 
 def build_inputs(loaded: LoadedModel, turns: Sequence[PromptTurn], budget: ImageBudget) -> dict[str, Any]:
     """Chat template + processor output (with `mm_token_type_ids`), moved to the model's device."""
+    from engine.video_prompt import reference_video  # it needs this module's budget type
     processor = loaded.processor
-    text = processor.apply_chat_template(messages_for(turns), add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        messages_for(turns, processor.chat_template), add_generation_prompt=True, tokenize=False
+    )
     images = [
         prepare_pixels(
             image.data,
@@ -78,8 +94,16 @@ def build_inputs(loaded: LoadedModel, turns: Sequence[PromptTurn], budget: Image
     if images:
         kwargs["images"] = images
         # Already the input size (as the engine prepares them, `engine.pixels`): only normalised here.
-        kwargs["do_resize"] = False
-        kwargs["input_data_format"] = "channels_first"
+        kwargs["images_kwargs"] = {"do_resize": False, "input_data_format": "channels_first"}
+    clips = [reference_video(loaded, video, budget.max_pixels, budget.video) for turn in turns for video in turn.videos]
+    if clips:
+        kwargs["videos"] = [frames for frames, _ in clips]
+        kwargs["videos_kwargs"] = {
+            "video_metadata": [metadata for _, metadata in clips],
+            "do_sample_frames": False,
+            "do_resize": False,
+            "cap_pixels_per_frame": False,
+        }
     inputs = processor(**kwargs)
     out = {}
     for key, value in inputs.items():

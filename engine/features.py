@@ -33,6 +33,7 @@ class ImageKey:
     max_pixels: int
     jpeg_draft: bool = True  # a drafted decode gives slightly different pixels
     tenant: str = ""
+    part: str = ""  # "" for a picture; a video's sampling and which of its frame pairs (`engine.video_prompt`)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ __all__ = [
     "ModelArch",
     "PromptImage",
     "PromptTurn",
+    "PromptVideo",
     "Queued",
     "Started",
     "StreamEvent",
@@ -50,12 +51,23 @@ class PromptImage:
 
 
 @dataclass(frozen=True)
+class PromptVideo:
+    """A screen recording or animated GIF in the prompt: its content hash (cache key) and its original bytes.
+
+    The engine samples its frames itself (`engine.videos`), so every engine sees the same clip."""
+
+    sha256: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class PromptTurn:
-    """One message of the conversation as the model will see it, images before text."""
+    """One message of the conversation as the model will see it: videos, then images, then text."""
 
     role: Role
     text: str
     images: tuple[PromptImage, ...] = ()
+    videos: tuple[PromptVideo, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,10 @@ from engine.interface import (
 from engine.kvstore import KVStore, KVStoreStats
 from engine.loader import LoadedModel, load_model
 from engine.pictures import PictureLimits
-from engine.prepare import Preparer, context_limit
+from engine.prepare import Preparer, context_limit, rejected_video
 from engine.prompt import Prompt
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
+from engine.videos import VideoBudget, VideoRejected
 
 __all__ = ["DEFAULT_KV_CACHE_BYTES", "CacheStats", "LocalEngine", "LocalEngineOptions"]
 
@@ -81,6 +82,7 @@ class LocalEngineOptions:
     prepare_workers: int = 2  # threads preparing pictures and prompts; also caps concurrent decodes
     prefill_chunk_tokens: int = 2048  # most prompt tokens read per turn of the loop (fewer while answers run)
     context_tokens: int | None = None  # prompt + answer limit; None: the model's own context length
+    video: VideoBudget = VideoBudget()  # videos: most bytes and seconds, frames sampled, visual tokens of one
 
 
 @dataclass(frozen=True)
@@ -294,7 +296,10 @@ class LocalEngine:
         """Exact: the same token ids the decoding loop builds (`engine.counting.PromptCounter`)."""
         if self._counter is None:
             raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
-        return await asyncio.to_thread(self._counter.count, turns)
+        try:
+            return await asyncio.to_thread(self._counter.count, turns)
+        except VideoRejected as exc:
+            raise rejected_video(exc) from None
 
     def cache_stats(self) -> CacheStats:
         """Sizes and hit counts of the KV store and the feature cache (not part of `Engine`)."""
@@ -313,7 +318,8 @@ class LocalEngine:
     # --- internals ----------------------------------------------------------------------------
 
     def _budget(self) -> ImageBudget:
-        return ImageBudget(self._options.min_pixels, self._options.max_pixels, self._options.jpeg_draft)
+        options = self._options
+        return ImageBudget(options.min_pixels, options.max_pixels, options.jpeg_draft, options.video)
 
     async def _prepare(self, job: _Job) -> Prompt | None:
         """The request's prompt, prepared off the worker within the request's deadline; None if cancelled meanwhile."""

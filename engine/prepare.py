@@ -9,7 +9,8 @@ once, and a request joins the queue only when it is ready. A picture is refused 
 
 A picture is not decoded again when its features are already known: held from the feature cache
 (taken now, so an eviction while the request waits changes nothing), or inside the session's cached
-conversation (its grid is in the KV entry). Only if that entry is gone by the time the request
+conversation (its grid is in the KV entry). A video is decoded and sampled here too (`engine.video_prompt`),
+unless its plan is remembered and every frame pair's features are at hand the same way. Only if that entry is gone by the time the request
 starts does the worker prepare the picture itself (`BatchRunner.counters["worker_prepared_images"]`).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,18 +29,26 @@ from engine.interface import EngineRejected, GenerationRequest, PromptImage
 from engine.loader import LoadedModel
 from engine.pictures import PictureLimits, PictureProblem, PictureRejected
 from engine.prompt import Grid, Prompt
+from engine.video_prompt import VideoPlan, slot_key
+from engine.videos import VideoProblem, VideoRejected
 
 __all__ = ["Preparer", "context_limit"]
 
 log = logging.getLogger(__name__)
 
 _TOO_LARGE = {PictureProblem.TOO_MANY_BYTES, PictureProblem.TOO_MANY_PIXELS}
+_PLANS = 1024  # videos whose plan (grids, times) is remembered
 
 
 def context_limit(loaded: LoadedModel) -> int | None:
     """The model's context length in tokens, from its configuration."""
     value = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def rejected_video(exc: VideoRejected) -> EngineRejected:
+    code = "video_too_large" if exc.problem in (VideoProblem.TOO_LONG, VideoProblem.TOO_MANY_BYTES) else "invalid_video"
+    return EngineRejected(exc.message, code=code, detail=exc.detail or exc.message)
 
 
 def rejected_picture(exc: PictureRejected, index: int, count: int) -> EngineRejected:
@@ -63,6 +73,7 @@ class Preparer:
         self._limits = limits
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vlmbot-prepare")
         self.context_tokens = context_tokens
+        self._plans: OrderedDict[ImageKey, VideoPlan] = OrderedDict()  # videos seen: their frames' grids and times
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -93,14 +104,44 @@ class Preparer:
                 todo[key] = (index, image)
         pixels = await self._pictures(loop, todo, len(sources))
         grids.update({key: grid for key, (_, grid) in pixels.items()})
-        prompt = await loop.run_in_executor(self._pool, self._build, request, grids)
+        self._held_video_features(request, grids, held, features)
+        try:
+            prompt = await loop.run_in_executor(self._pool, self._build, request, grids, dict(self._plans))
+        except VideoRejected as exc:
+            raise rejected_video(exc) from None
+        for key, plan in prompt.videos.items():
+            self._remember(key, plan)
         for index, slot in enumerate(prompt.images):
             if slot.key in pixels:
                 prompt.pixels[index] = pixels[slot.key][0]
-            elif slot.key in held:
+            elif slot.key in held and index not in prompt.pixels:
                 prompt.features[index] = held[slot.key]
         self._check_length(request, prompt)
         return prompt
+
+    def _held_video_features(
+        self, request: GenerationRequest, grids: dict[ImageKey, Grid], held: dict[ImageKey, ImageFeatures], features: FeatureCache | None
+    ) -> None:
+        """A video whose every frame pair's features are cached (or in the session's KV) is not decoded again."""
+        for video in (video for turn in request.turns for video in turn.videos):
+            base = prompts.video_key(self._loaded, video, self._budget, request.tenant)
+            plan = self._plans.get(base)
+            if plan is None or features is None:
+                continue
+            for index, grid in enumerate(plan.grids):
+                key = slot_key(base, index)
+                if key in grids:
+                    continue
+                found = features.get(key)
+                if found is None:
+                    break
+                held[key], grids[key] = found, grid
+
+    def _remember(self, key: ImageKey, plan: VideoPlan) -> None:
+        self._plans[key] = plan
+        self._plans.move_to_end(key)
+        while len(self._plans) > _PLANS:
+            self._plans.popitem(last=False)
 
     async def _pictures(
         self, loop: asyncio.AbstractEventLoop, todo: dict[ImageKey, tuple[int, PromptImage]], count: int
@@ -129,10 +170,11 @@ class Preparer:
             for future in futures:  # a caller that went away, or a refusal: the rest need not run
                 future.cancel()
 
-    def _build(self, request: GenerationRequest, grids: dict[ImageKey, Grid]) -> Prompt:
+    def _build(self, request: GenerationRequest, grids: dict[ImageKey, Grid], plans: dict[ImageKey, VideoPlan]) -> Prompt:
         """Tokenize (every grid is known by now, so nothing is decoded here) and compute positions."""
         prompt = prompts.build_prompt(
-            self._loaded, request.turns, self._budget, grids.get, limits=self._limits, tenant=request.tenant
+            self._loaded, request.turns, self._budget, grids.get, limits=self._limits, tenant=request.tenant,
+            known_video=plans.get,
         )
         prompt.positions = prompts.rope_positions(self._loaded, prompt)
         return prompt

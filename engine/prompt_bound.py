@@ -30,11 +30,15 @@ def picture_token_bound(max_pixels: int) -> int:
     return max(1, max_pixels // (28 * 28))
 
 
-def prompt_token_bound(turns: Sequence[PromptTurn], tokens_per_picture: int) -> int:
-    """At least as many tokens as a Qwen tokenizer and chat template make of `turns` (see the module doc)."""
+def prompt_token_bound(turns: Sequence[PromptTurn], tokens_per_picture: int, tokens_per_video: int = 0) -> int:
+    """At least as many tokens as a Qwen tokenizer and chat template make of `turns` (see the module doc).
+
+    A video counts as `tokens_per_video`: its visual tokens and its frames' framing, as the caller
+    sends it (a server that samples a `video_url` itself may spend more: see `engine.remote_video`)."""
     total = len(_GENERATION_PROMPT)
     for turn in turns:
-        framing = f"<|im_start|>{turn.role}\n" + _PICTURE * len(turn.images) + "<|im_end|>\n"
+        framing = f"<|im_start|>{turn.role}\n" + _PICTURE * (len(turn.images) + len(turn.videos)) + "<|im_end|>\n"
         text = unicodedata.normalize("NFC", turn.text).encode("utf-8")
         total += len(framing.encode()) + len(text) + tokens_per_picture * len(turn.images)
+        total += tokens_per_video * len(turn.videos)
     return total

@@ -54,6 +54,7 @@ from engine.interface import (
     GenerationStats,
     PromptImage,
     PromptTurn,
+    PromptVideo,
     Queued,
     Started,
     StreamEvent,
@@ -61,7 +62,9 @@ from engine.interface import (
 )
 from engine.pictures import PictureRejected
 from engine.prompt_bound import picture_token_bound, prompt_token_bound
+from engine.remote_video import VIDEO_FRAMING_BYTES, video_parts
 from engine.scheduler import FairQueue, QueuedJob, QueueFull, publish_positions
+from engine.videos import VideoBudget, VideoRejected
 
 __all__ = ["RemoteEngine", "RemoteEngineOptions", "check_health"]
 
@@ -93,6 +96,8 @@ class RemoteEngineOptions:
     connect_timeout_s: float = 10.0
     jpeg_quality: int = 90
     image_cache_entries: int = 128  # encoded pictures kept: a follow-up re-sends the history's pictures
+    video: VideoBudget = VideoBudget()  # how videos are sampled when sent as frames, and their token bound
+    video_url: bool = False  # send videos as `video_url` parts (vLLM, `vlmbot engine serve`); else as frames
 
 
 @dataclass(eq=False)
@@ -167,6 +172,7 @@ class RemoteEngine:
         self._ok = False
         self._detail = "not started"
         self._images: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._videos: OrderedDict[tuple[str, int], list[dict[str, Any]]] = OrderedDict()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -289,7 +295,9 @@ class RemoteEngine:
 
     async def count_prompt_tokens(self, turns: Sequence[PromptTurn]) -> int:
         """An upper bound, since the server's tokenizer is not here: `engine.prompt_bound`."""
-        return prompt_token_bound(turns, picture_token_bound(self._options.max_pixels))
+        video = self._options.video
+        per_video = video.max_tokens + video.limits.max_frames * VIDEO_FRAMING_BYTES
+        return prompt_token_bound(turns, picture_token_bound(self._options.max_pixels), per_video)
 
     # --- queue --------------------------------------------------------------------------------
 
@@ -506,6 +514,8 @@ class RemoteEngine:
             messages = [await self._message(turn, factor) for turn in request.turns]
         except PictureRejected as exc:  # the bot checks pictures first: only a bypass gets here
             raise EngineRejected(exc.message, code="invalid_image", detail=exc.detail) from None
+        except VideoRejected as exc:
+            raise EngineRejected(exc.message, code="invalid_video", detail=exc.detail) from None
         limits = request.limits
         max_tokens = limits.max_new_tokens
         if self._max_tokens is not None and max_tokens > self._max_tokens:
@@ -534,9 +544,10 @@ class RemoteEngine:
         return body
 
     async def _message(self, turn: PromptTurn, factor: int) -> dict[str, Any]:
-        if not turn.images:
+        if not turn.images and not turn.videos:
             return {"role": turn.role, "content": turn.text}
-        parts: list[dict[str, Any]] = [
+        parts: list[dict[str, Any]] = [part for video in turn.videos for part in await self._video(video, factor)]
+        parts += [
             {"type": "image_url", "image_url": {"url": await self._data_uri(image, factor)}} for image in turn.images
         ]
         parts.append({"type": "text", "text": turn.text})
@@ -553,6 +564,21 @@ class RemoteEngine:
         while len(self._images) > self._options.image_cache_entries:
             self._images.popitem(last=False)
         return uri
+
+    async def _video(self, video: PromptVideo, factor: int) -> list[dict[str, Any]]:
+        """The video's parts (`engine.remote_video`), kept like encoded pictures for the follow-ups."""
+        key = (video.sha256, factor)
+        cached = self._videos.get(key)
+        if cached is None:
+            options = self._options
+            cached = await asyncio.to_thread(
+                video_parts, video, as_url=options.video_url, factor=factor, max_pixels=options.max_pixels, budget=options.video
+            )
+            self._videos[key] = cached
+            while len(self._videos) > max(1, options.image_cache_entries // 16):
+                self._videos.popitem(last=False)
+        self._videos.move_to_end(key)
+        return cached
 
     def _encode(self, data: bytes, factor: int) -> str:
         prepared = prepare_image(

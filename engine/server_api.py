@@ -1,9 +1,10 @@
 """The OpenAI chat-completions wire format: parsing requests into engine values, building replies.
 
-Only what a vision chat needs: text and `image_url` parts (data URIs with base64; the server never
-fetches URLs), streaming, `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop`,
-`seed`, the presence and frequency penalties, vLLM's `min_tokens` and `ignore_eos`, `user`. A field
-the server cannot honour (tools, structured output, logprobs, logit_bias, several choices, audio) is
+Only what a vision chat needs: text, `image_url` and `video_url` parts (data URIs with base64; the
+server never fetches URLs; a video counts against the request's pictures), streaming,
+`max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop`, `seed`, the presence and
+frequency penalties, vLLM's `min_tokens` and `ignore_eos`, `user`. A field the server cannot
+honour (tools, structured output, logprobs, logit_bias, several choices, audio) is
 refused with a 400 naming it, never silently ignored; the README's table lists every field.
 Everything that is wrong with a request becomes an `ApiError` with the status and body OpenAI
 clients expect, and nothing else escapes `parse_chat_request`, whatever the bytes (a fuzz test
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from engine.interface import GenerationLimits, PromptImage, PromptTurn
+from engine.interface import GenerationLimits, PromptImage, PromptTurn, PromptVideo
 from engine.pictures import (
     DEFAULT_LIMITS,
     PictureLimits,
@@ -32,6 +33,7 @@ from engine.pictures import (
     PictureRejected,
     open_picture,
 )
+from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits, VideoProblem, VideoRejected, probe_video
 
 __all__ = [
     "MAX_PENALTY",
@@ -47,6 +49,7 @@ __all__ = [
     "parse_data_uri",
 ]
 
+_VIDEO_URI = re.compile(r"^data:(video/[A-Za-z0-9.+-]+|image/gif)(;[^;,]*)*?;base64,(?P<data>.*)$", re.DOTALL)
 _DATA_URI = re.compile(r"^data:(?P<mime>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_TEMPERATURE = 2.0  # OpenAI's range is [0, 2]
@@ -280,9 +283,33 @@ def parse_data_uri(url: Any, param: str, limits: PictureLimits = DEFAULT_LIMITS)
     return PromptImage(hashlib.sha256(data).hexdigest(), data)
 
 
+def parse_video_uri(url: Any, param: str, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> PromptVideo:
+    """The clip in a `data:video/...;base64,...` URI (or a GIF's `data:image/gif`), its container checked
+    (nothing is decoded here: the engine decodes it when it prepares the request)."""
+    match = _VIDEO_URI.match(url) if isinstance(url, str) else None
+    if match is None:
+        raise ApiError(
+            400,
+            "Only data URIs (data:video/mp4;base64,...) are accepted as video_url; this server does not fetch URLs.",
+            param=param,
+            code="invalid_video_url",
+        )
+    try:
+        data = base64.b64decode(match.group("data"), validate=True)
+    except ValueError:
+        raise ApiError(400, "Malformed data URI: the data is not valid base64.", param=param, code="invalid_video_url") from None
+    try:
+        probe_video(data, limits)
+    except VideoRejected as exc:
+        too_large = exc.problem in (VideoProblem.TOO_MANY_BYTES, VideoProblem.TOO_LONG)
+        raise ApiError(400, exc.message, param=param, code="video_too_large" if too_large else "invalid_video") from None
+    return PromptVideo(hashlib.sha256(data).hexdigest(), data)
+
+
 def _content(
-    content: Any, param: str, limits: PictureLimits, image_params: list[str]
+    content: Any, param: str, limits: PictureLimits, image_params: list[str], videos: list[PromptVideo] | None = None
 ) -> tuple[str, tuple[PromptImage, ...]]:
+    """The text and pictures of a message; its videos (`video_url` parts) go to `videos`."""
     if isinstance(content, str):
         return _text(content, param), ()
     if content is None:
@@ -301,9 +328,15 @@ def _content(
             url = spec.get("url") if isinstance(spec, dict) else spec
             images.append(parse_data_uri(url, f"{where}.image_url.url", limits))
             image_params.append(f"{where}.image_url.url")
+        elif kind == "video_url" and videos is not None:
+            spec = part.get("video_url")
+            url = spec.get("url") if isinstance(spec, dict) else spec
+            videos.append(parse_video_uri(url, f"{where}.video_url.url"))
         else:
             shown = kind if isinstance(kind, str) and len(kind) <= 40 else type(kind).__name__
-            raise ApiError(400, f"Unsupported content part type {shown!r}; use text or image_url.", param=f"{where}.type")
+            raise ApiError(
+                400, f"Unsupported content part type {shown!r}; use text, image_url or video_url.", param=f"{where}.type"
+            )
     return "\n".join(texts), tuple(images)
 
 
@@ -385,8 +418,9 @@ def parse_chat_request(
         role = message.get("role") if isinstance(message, dict) else None
         if not isinstance(role, str) or role not in _ROLES:
             raise ApiError(400, "Each message needs a role of system, developer, user or assistant.", param=f"{param}.role")
-        text, images = _content(message.get("content"), f"{param}.content", picture_limits, image_params)
-        turns.append(PromptTurn(_ROLES[role], text, images))  # type: ignore[arg-type]
+        videos: list[PromptVideo] = []
+        text, images = _content(message.get("content"), f"{param}.content", picture_limits, image_params, videos)
+        turns.append(PromptTurn(_ROLES[role], text, images, tuple(videos)))  # type: ignore[arg-type]
     return ChatCall(
         model=model,
         turns=tuple(turns),
@@ -414,7 +448,7 @@ def _count_images(messages: list[Any]) -> int:
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            count += sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
+            count += sum(1 for part in content if isinstance(part, dict) and part.get("type") in ("image_url", "video_url"))
     return count
 
 

@@ -16,7 +16,7 @@ from .webhook import MalformedUpdate
 
 __all__ = ["Inbound", "Press", "parse_callback", "parse_update", "thread_key", "update_from_json"]
 
-UNSUPPORTED_KINDS = ("sticker", "voice", "video", "video_note", "audio", "animation", "contact", "location", "poll")
+UNSUPPORTED_KINDS = ("sticker", "voice", "audio", "contact", "location", "poll")
 # How "I skipped {names}" names them (translated by the inbox when it says so).
 _KIND_NAMES = {
     "sticker": N_("the sticker"), "voice": N_("the voice"), "video": N_("the video"), "video_note": N_("the video note"),
@@ -81,6 +81,12 @@ def _files(message: Message) -> tuple[IncomingFile, ...]:
     if message.photo:
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         return (IncomingFile("", "image/jpeg", largest.file_size, largest.file_id),)
+    # Videos, GIFs (Telegram sends them as MP4 animations, also described as a document) and round
+    # video notes: the core checks what they really are once fetched.
+    if clip := message.video or message.animation:
+        return (IncomingFile(clip.file_name or "", clip.mime_type or "video/mp4", clip.file_size, clip.file_id),)
+    if note := message.video_note:
+        return (IncomingFile("", "video/mp4", note.file_size, note.file_id),)
     if doc := message.document:
         return (IncomingFile(doc.file_name or _KIND_NAMES["document"], doc.mime_type, doc.file_size, doc.file_id),)
     for kind in UNSUPPORTED_KINDS:

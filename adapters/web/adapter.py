@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.adapter import ConfigurationError
 from bot.config import Settings
 from bot.inbox import Inbox
+from bot.videos import video_limits
 from bot.web_logins import WebLogins
 
 from .api import PLATFORM
@@ -81,6 +82,7 @@ class WebAdapter:
             max_files=settings.max_images_per_turn,
             max_source_pixels=settings.max_image_source_pixels,
             max_decodes=settings.web_picture_decodes,
+            video=video_limits(settings),
         )
         self._checks = checks or PictureChecks(self._limits)
         self._keepalive_s = keepalive_s

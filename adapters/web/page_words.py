@@ -37,7 +37,7 @@ PAGE_WORDS = (
     N_("Rename"),
     N_("Export JSON"),
     N_("Clear"),
-    N_("Attach pictures"),
+    N_("Attach pictures or screen recordings"),
     N_("Attach"),
     N_("Drop or paste screenshots, then ask about them. Enter sends, Shift+Enter starts a new line."),
     N_("Send"),

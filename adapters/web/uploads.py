@@ -20,6 +20,8 @@ from aiohttp.http_exceptions import BadHttpMessage
 from bot.i18n import _
 from bot.messages import Attachment
 from bot.pictures import PictureRejected, check_picture
+from bot.videos import check_video, is_video
+from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
 from .bodies import check_text, parse_json_object, string_field, string_list
 from .errors import ApiError
@@ -32,7 +34,7 @@ _SESSION = re.compile(r"^[0-9a-f-]{36}$")
 # Raster formats only: an SVG is a document that runs script, never a picture here.
 _ACCEPTED_TYPES = (
     "image/png", "image/jpeg", "image/jpg", "image/pjpeg", "image/webp", "image/gif", "image/bmp", "image/x-ms-bmp",
-    "image/tiff", "application/octet-stream",
+    "image/tiff", "application/octet-stream", "video/mp4", "video/webm", "video/quicktime",
 )
 _CHUNK = 64 * 1024
 _SLACK = 1024 * 1024  # the text, references and multipart framing around the pictures
@@ -44,6 +46,9 @@ class UploadLimits:
     max_files: int
     max_source_pixels: int
     max_decodes: int = 2
+    # Screen recordings: their length and sampling. On the web a video file is held to `max_file_bytes`
+    # like a picture, so the request's ceiling stays what it was.
+    video: VideoLimits = DEFAULT_VIDEO_LIMITS
 
     @property
     def ceiling(self) -> int:
@@ -85,6 +90,9 @@ class PictureChecks:
                 self.waiting -= 1
             self.decoding += 1
             try:
+                if is_video(attachment.data):  # decoded in a worker thread, stopped at its time limit
+                    await check_video(attachment.data, limits.video, name=attachment.filename)
+                    continue
                 await asyncio.to_thread(
                     check_picture,
                     attachment.data,

@@ -67,7 +67,7 @@ class Core:
     def stop_thread(self, platform: str, thread_key: str) -> None:
         self.stopped.append((platform, thread_key))
 
-    def check_attachment_size(self, size: int | None) -> str | None:
+    def check_attachment_size(self, size: int | None, *, video: bool = False) -> str | None:
         return f"{size} bytes is over the limit." if size is not None and size > 1000 else None
 
     def refused(self, reason: str) -> None:

@@ -95,6 +95,8 @@
   // Pictures the page shows: raster formats only. An SVG (or HTML) blob opened in a tab would run its
   // scripts with this page's origin, so anything else is offered as bytes to download, never rendered.
   const PICTURE_TYPES = new Set(["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff"]);
+  // Screen recordings the bot watches (GIFs are pictures above; the server tells the two apart).
+  const VIDEO_TYPES = new Set(["video/mp4", "video/webm", "video/quicktime"]);
   const DOWNLOAD_TYPE = "application/octet-stream";
 
   const when = (iso) => new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
@@ -517,11 +519,12 @@
         toast(`'${file.name}' is an SVG drawing; send a PNG, JPEG or WebP picture (a screenshot works).`);
         continue;
       }
-      if (!PICTURE_TYPES.has(file.type)) {
-        toast(`'${file.name}' is not a picture; send a PNG, JPEG or WebP image.`);
+      const video = VIDEO_TYPES.has(file.type);
+      if (!PICTURE_TYPES.has(file.type) && !video) {
+        toast(`'${file.name}' is not a picture or a video; send a PNG, JPEG or WebP image, or an MP4 or WebM recording.`);
         continue;
       }
-      if (file.size > limits.max_image_bytes) {
+      if (file.size > limits.max_image_bytes) {  // the server holds videos to the pictures' limit
         toast(`'${file.name}' is over the ${Math.round(limits.max_image_bytes / 1048576)} MB limit.`);
         continue;
       }
@@ -529,7 +532,7 @@
         toast(t("I can look at {count} pictures at a time.", { count: limits.max_images }));
         break;
       }
-      state.attachments.push({ file, url: URL.createObjectURL(file), name: file.name || "pasted.png" });
+      state.attachments.push({ file, url: URL.createObjectURL(file), name: file.name || "pasted.png", video });
     }
     renderTray();
   }
@@ -552,9 +555,10 @@
     state.attachments.forEach((attachment, index) => {
       const item = document.createElement("div");
       item.className = "tray-item";
-      const img = document.createElement("img");
+      const img = document.createElement(attachment.video ? "video" : "img");
       img.src = attachment.url;
-      img.alt = attachment.name;
+      if (attachment.video) img.muted = true;
+      else img.alt = attachment.name;
       item.append(img);
       const remove = document.createElement("button");
       remove.type = "button";
@@ -598,7 +602,7 @@
   });
   window.addEventListener("paste", (event) => {
     const files = Array.from(event.clipboardData ? event.clipboardData.files : []).filter((f) =>
-      f.type.startsWith("image/")
+      f.type.startsWith("image/") || VIDEO_TYPES.has(f.type)
     );
     if (files.length) {
       event.preventDefault();

@@ -164,7 +164,7 @@ class Scripted:
         self._claimed.add(delivery_id)
         return True
 
-    def check_attachment_size(self, size: int | None) -> str | None:
+    def check_attachment_size(self, size: int | None, *, video: bool = False) -> str | None:
         return None
 
     def refused(self, reason: str) -> None:

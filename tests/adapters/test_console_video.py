@@ -1,0 +1,56 @@
+"""Screen recordings and GIFs through the console adapter, on the tiny Qwen2.5-VL model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.videos import REFUSAL_TEXTS
+from bot.wording import video_refused
+from engine.videos import VideoProblem
+from tests.adapters.test_console import Chat, session_turns
+from tests.engine.videos import clip, sound_only
+
+
+def video_in_last_prompt(chat: Chat) -> tuple[int, float]:
+    """(frame pairs, seconds between pairs) of the video the engine was last given."""
+    call = chat.calls[-1]
+    grids = call["video_grid_thw"]
+    assert grids is not None, "the engine got no video input"
+    return int(grids[:, 0].sum()), float(call["second_per_grid_ts"][0])
+
+
+@pytest.mark.parametrize("container", ["mp4", "gif"])
+async def test_a_clip_gets_an_answer_with_its_timing(service_factory, tmp_path: Path, container: str) -> None:
+    path = tmp_path / f"recording.{container}"
+    path.write_bytes(clip(seconds=3.0, container=container))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {path}", "What happens when I click the button?")
+        assert "bot> " in out and "error" not in out.lower()
+        assert video_in_last_prompt(chat) == (3, 1.0)  # 6 frames, 2 per second, read in pairs
+        assert "(The video above is 0:03 long; say when things happen" in chat.last_prompt_text()
+        await chat.send("And at 0:02?")
+        assert video_in_last_prompt(chat) == (3, 1.0)  # the follow-up still sees the clip
+        turns = await session_turns(service)
+        assert [t.status for t in turns] == ["done", "done"] and len(turns[0].image_hashes) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (lambda: clip(seconds=70.0, rate=1), "too_long"),
+        (sound_only, "no_video"),
+        (lambda: b"\x00\x00\x00\x18ftypisom" + b"\x17" * 300, "damaged"),
+    ],
+    ids=["over-long", "sound-only", "corrupt"],
+)
+async def test_bad_videos_get_one_clear_line(service_factory, tmp_path: Path, data, problem: str) -> None:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data())
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {path}", "What is this?")
+        assert video_refused(REFUSAL_TEXTS[VideoProblem(problem)], "clip.mp4", "60") in out
+        assert not chat.calls  # the engine never saw it

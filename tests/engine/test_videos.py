@@ -1,0 +1,55 @@
+"""The one video check and frame sampling (`engine.videos`): what is sampled, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.videos import VideoLimits, VideoProblem, VideoRejected, frame_count, is_video, probe_video, sample_video
+from tests.engine.videos import clip, sound_only
+
+
+@pytest.mark.parametrize("container", ["mp4", "webm", "gif"])
+def test_frames_are_sampled_evenly_about_two_per_second(container: str) -> None:
+    sampled = sample_video(clip(seconds=2.0, container=container))
+    assert sampled.times == (0.25, 0.75, 1.25, 1.75) and sampled.info.duration_s == 2.0
+    assert len({frame.shape for frame in sampled.frames}) == 1 and sampled.frames[0].shape == (64, 96, 3)
+    assert sampled.info.container == container and is_video(clip(seconds=2.0, container=container))
+
+
+def test_long_clips_get_fewer_frames_per_second_and_an_even_count() -> None:
+    limits = VideoLimits(max_frames=32)
+    assert [frame_count(s, limits) for s in (0.4, 1.0, 2.6, 10.0, 60.0)] == [2, 2, 6, 20, 32]
+    assert frame_count(60.0, VideoLimits(max_frames=9)) == 8
+
+
+def test_frames_are_scaled_down_as_soon_as_they_are_picked() -> None:
+    sampled = sample_video(clip(seconds=1.0, size=(640, 480)), VideoLimits(keep_pixels=160 * 120))
+    assert sampled.frames[0].shape == (120, 160, 3)
+    assert probe_video(clip(seconds=1.0, size=(640, 480))).width == 640  # the probe reads the header only
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "problem"),
+    [
+        (b"", VideoLimits(), VideoProblem.EMPTY),
+        (clip(seconds=3.0), VideoLimits(max_seconds=2), VideoProblem.TOO_LONG),
+        (clip(seconds=1.0), VideoLimits(max_bytes=100), VideoProblem.TOO_MANY_BYTES),
+        (clip(seconds=1.0, size=(96, 64)), VideoLimits(max_pixels=95 * 64), VideoProblem.TOO_MANY_PIXELS),
+        (sound_only(), VideoLimits(), VideoProblem.NO_VIDEO),
+        (clip(seconds=2.0)[:300], VideoLimits(), VideoProblem.DAMAGED),
+        (clip(seconds=2.0), VideoLimits(timeout_s=0.0), VideoProblem.TOO_SLOW),
+        # A playlist would make FFmpeg open further URLs: it is never handed to a demuxer at all.
+        (b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://127.0.0.1:9/x.ts\n#EXT-X-ENDLIST\n", VideoLimits(), VideoProblem.DAMAGED),
+        (b"file:///etc/passwd", VideoLimits(), VideoProblem.DAMAGED),
+    ],
+    ids=["empty", "too-long", "too-many-bytes", "too-many-pixels", "sound-only", "truncated", "too-slow", "hls", "file-url"],
+)
+def test_bad_videos_are_refused_with_their_reason(data: bytes, limits: VideoLimits, problem: VideoProblem) -> None:
+    with pytest.raises(VideoRejected) as caught:
+        sample_video(data, limits)
+    assert caught.value.problem is problem and caught.value.message and "\n" not in caught.value.message
+
+
+def test_a_single_frame_gif_is_a_picture_not_a_video() -> None:
+    assert not is_video(clip(seconds=0.1, container="gif"))
+    assert not is_video(b"\x89PNG\r\n\x1a\n")

@@ -1,0 +1,62 @@
+"""Short clips made with PyAV for the tests: solid colours and moving bars, as MP4, WebM and GIF."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import av
+import numpy as np
+from PIL import Image
+
+from engine.interface import PromptVideo
+
+COLOURS = [(220, 40, 40), (40, 200, 60), (40, 80, 220), (230, 200, 40), (200, 60, 200), (60, 200, 200)]
+
+
+def frame(index: int, size: tuple[int, int]) -> np.ndarray:
+    """A frame whose patches differ: a colour per second and a bar that moves (solid frames would give
+    every visual token the same features)."""
+    width, height = size
+    rng = np.random.default_rng(index)
+    pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    pixels += np.array(COLOURS[index % len(COLOURS)], dtype=np.uint8) // 2
+    bar = (index * 7) % max(1, width - 8)
+    pixels[:, bar : bar + 8] = 255
+    return pixels
+
+
+def clip(seconds: float = 2.0, rate: int = 10, size: tuple[int, int] = (96, 64), container: str = "mp4") -> bytes:
+    """An MP4 (MPEG-4 part 2), WebM (VP8) or GIF of `seconds` seconds."""
+    frames = [frame(i, size) for i in range(round(seconds * rate))]
+    if container == "gif":
+        pictures = [Image.fromarray(f) for f in frames]
+        out = io.BytesIO()
+        pictures[0].save(out, format="GIF", save_all=True, append_images=pictures[1:], duration=1000 // rate, loop=0)
+        return out.getvalue()
+    codec = {"mp4": "mpeg4", "webm": "libvpx"}[container]
+    out = io.BytesIO()
+    with av.open(out, "w", format=container) as muxer:
+        stream = muxer.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for pixels in frames:
+            muxer.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        muxer.mux(stream.encode())
+    return out.getvalue()
+
+
+def sound_only(seconds: float = 1.0) -> bytes:
+    """An MP4 with an AAC track and no video."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as muxer:
+        stream = muxer.add_stream("aac", rate=16000)
+        for _ in range(round(seconds * 16000 / 1024)):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            chunk.sample_rate = 16000
+            muxer.mux(stream.encode(chunk))
+        muxer.mux(stream.encode())
+    return out.getvalue()
+
+
+def prompt_video(data: bytes) -> PromptVideo:
+    return PromptVideo(hashlib.sha256(data).hexdigest(), data)
