@@ -24,7 +24,7 @@ from bot.access import AccessPolicy, policy_for
 from bot.commands import parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
-from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher
+from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher, IncomingFile
 from bot.lanes import LaneKey, Lanes, Ticket
 from bot.messages import Attachment, IncomingMessage
 from bot.render import Renderer, RenderOptions
@@ -217,36 +217,49 @@ class Inbox:
         self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport
     ) -> IncomingMessage | None:
         """The message with its pictures fetched; None when the user was told why it cannot be asked."""
-        pictures = [f for f in delivery.files if f.is_picture]
-        others = [f.name for f in delivery.files if not f.is_picture]
+        pictures = [f for f in delivery.files if f.readable]
+        others = [f.name for f in delivery.files if not f.readable]
         if others:
             await self._say(transport, not_pictures(others), TextKind.INFO)
             if not pictures and not delivery.attachments:
                 return None
         if pictures and fetcher is None:
             raise RuntimeError(f"{delivery.platform}: files to fetch but no fetcher")
+        skipped: list[str] = []  # a PDF too large is left out with its line; the rest of the message goes on
         for file in pictures:  # every size is checked before anything is downloaded
             assert fetcher is not None
-            problem = fetcher.check(file) or self.conversations.check_attachment_size(file.size)
+            problem = fetcher.check(file) or self._size_problem(file, file.size)
             if problem:
                 await self._say(transport, problem, TextKind.ERROR)
-                return None
+                if not file.is_pdf:
+                    return None
+                skipped.append(file.ref)
         attachments = list(delivery.attachments)
         for file in pictures:
             assert fetcher is not None
+            if file.ref in skipped:
+                continue
             try:
                 data = await fetcher.fetch(file)
             except FetchFailed as exc:
                 await self._say(transport, exc.user_message, TextKind.ERROR)
                 return None
-            if problem := self.conversations.check_attachment_size(len(data)):
+            if problem := self._size_problem(file, len(data)):
                 await self._say(transport, problem, TextKind.ERROR)
-                return None
+                if not file.is_pdf:
+                    return None
+                skipped.append(file.ref)
+                continue
             attachments.append(Attachment(data, file.name or None, file.mime_type))
+        if skipped and not attachments:
+            return None
         sender = delivery.sender
         return IncomingMessage(
             delivery.platform, delivery.thread_key, sender.user_id, delivery.text, tuple(attachments), sender.name
         )
+
+    def _size_problem(self, file: IncomingFile, size: int | None) -> str | None:
+        return self.conversations.check_attachment_size(size, pdf_name=file.name if file.is_pdf else None)
 
     async def _say(self, transport: Transport, text: str, kind: TextKind) -> None:
         await self._renderer.say(transport, text, kind)

@@ -45,6 +45,15 @@ class IncomingFile:
     def is_picture(self) -> bool:
         return (self.mime_type or "").startswith("image/")
 
+    @property
+    def is_pdf(self) -> bool:
+        return (self.mime_type or "").lower() == "application/pdf" or self.name.lower().endswith(".pdf")
+
+    @property
+    def readable(self) -> bool:
+        """A file the core fetches: a picture, or a PDF whose pages it reads as pictures."""
+        return self.is_picture or self.is_pdf
+
 
 @dataclass(frozen=True)
 class Delivery:

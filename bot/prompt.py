@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.picture_sources import PictureSource, picture_names
 from bot.store import TurnInfo
 from engine.interface import PromptImage, PromptTurn
 
@@ -67,32 +68,43 @@ class _Exchange:
     user_text: str
     hashes: tuple[str, ...]
     answer: str | None
+    sources: tuple[PictureSource, ...] = ()
+
+    def label(self, text: str) -> str:
+        return label_pictures(text, len(self.hashes), picture_names(self.hashes, self.sources))
 
 
 def _exchanges(history: Sequence[TurnInfo]) -> list[_Exchange]:
     """Group stored turns into user/assistant exchanges; unanswered pictures join the next question."""
     exchanges: list[_Exchange] = []
     carried: list[str] = []
+    sources: list[PictureSource] = []
     for turn in history:
         if turn.status in _ANSWERED and turn.answer is not None:
-            exchanges.append(_Exchange(turn.user_text, tuple(carried) + turn.image_hashes, turn.answer))
-            carried = []
+            exchanges.append(
+                _Exchange(turn.user_text, tuple(carried) + turn.image_hashes, turn.answer, (*sources, *turn.image_sources))
+            )
+            carried, sources = [], []
         else:
             carried.extend(turn.image_hashes)
+            sources.extend(turn.image_sources)
     if carried:
-        exchanges.append(_Exchange("", tuple(carried), None))
+        exchanges.append(_Exchange("", tuple(carried), None, tuple(sources)))
     return exchanges
 
 
-def label_pictures(text: str, count: int) -> str:
-    """Name the pictures of one message "Picture 1", "Picture 2", ... so a question can refer to them.
+def label_pictures(text: str, count: int, names: Sequence[str] = ()) -> str:
+    """Name the pictures of one message "Picture 1", "Picture 2", ... so a question can refer to them;
+    `names` when some are a PDF's pages or a screenshot's tiles (`bot.picture_sources.picture_names`).
 
     The engines put a message's pictures before its text, in order, so the label line says so.
     """
-    if count < 2:
+    names = list(names) or [f"Picture {n}" for n in range(1, count + 1)]
+    if count < 2 and names[:1] in ([], ["Picture 1"]):
         return text
-    names = ", ".join(f"Picture {n}" for n in range(1, count + 1))
-    return f"(The {count} pictures above are, in order: {names}.)\n{text}"
+    if count == 1:
+        return f"(The picture above is {names[0]}.)\n{text}"
+    return f"(The {count} pictures above are, in order: {', '.join(names)}.)\n{text}"
 
 
 def pending_turns(history: Sequence[TurnInfo]) -> Sequence[TurnInfo]:
@@ -121,10 +133,10 @@ async def build_prompt(
     """History (oldest first, the question excluded) plus the question: the most recent exchanges whose
     whole prompt, as `count` measures it, stays within `context_tokens`. Raises `PromptTooLong`."""
     exchanges = _exchanges(history)
-    carried: tuple[str, ...] = ()
+    carried = _Exchange("", (), None)
     if exchanges and exchanges[-1].answer is None:
-        carried = exchanges.pop().hashes
-    question_hashes = carried + question.image_hashes
+        carried = exchanges.pop()
+    asked = _Exchange(question.user_text, carried.hashes + question.image_hashes, None, (*carried.sources, *question.image_sources))
     cache: dict[str, PromptImage] = {}
 
     async def images(hashes: Sequence[str]) -> tuple[PromptImage, ...]:
@@ -135,17 +147,13 @@ async def build_prompt(
             out.append(cache[sha])
         return tuple(out)
 
-    question_turn = PromptTurn(
-        "user", label_pictures(question.user_text, len(question_hashes)), await images(question_hashes)
-    )
+    question_turn = PromptTurn("user", asked.label(question.user_text), await images(asked.hashes))
     pairs: list[tuple[PromptTurn, PromptTurn]] = []  # newest first, loaded as the search needs them
 
     async def prompt_with(kept: int) -> tuple[PromptTurn, ...]:
         while len(pairs) < kept:
             exchange = exchanges[len(exchanges) - 1 - len(pairs)]
-            user = PromptTurn(
-                "user", label_pictures(exchange.user_text, len(exchange.hashes)), await images(exchange.hashes)
-            )
+            user = PromptTurn("user", exchange.label(exchange.user_text), await images(exchange.hashes))
             pairs.append((user, PromptTurn("assistant", exchange.answer or "")))
         older = [turn for pair in reversed(pairs[:kept]) for turn in pair]
         return (PromptTurn("system", system), *older, question_turn)

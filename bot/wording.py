@@ -24,6 +24,13 @@ __all__ = [
     "NOT_A_VOTE",
     "NOT_PICTURES",
     "NO_PICTURE",
+    "PDF_ABSURD_PAGES",
+    "PDF_DAMAGED",
+    "PDF_EMPTY",
+    "PDF_NO_PAGES",
+    "PDF_PASSWORD",
+    "PDF_TOO_LARGE",
+    "PDF_TOO_SLOW",
     "PRESENT_FAILED",
     "SHUTTING_DOWN",
     "STOPPED",
@@ -32,8 +39,12 @@ __all__ = [
     "download_failed",
     "not_pictures",
     "over_download_limit",
+    "pdf_over_limit",
+    "pdf_pages_left_out",
+    "pdf_pages_read",
     "queued",
     "refusal",
+    "screenshot_too_long",
     "too_big",
 ]
 
@@ -59,7 +70,7 @@ CODE_FILE_CAPTION = "The code from the answer as a file."
 FILES_NEED_A_THREAD = "I can send files only into a thread: mention me with the command in a thread instead."
 
 # --- what comes in ------------------------------------------------------------------------------
-NOT_PICTURES = "I can only read pictures (PNG, JPEG, WebP, GIF...), so I skipped {names}. Send a photo or a screenshot and ask about it."
+NOT_PICTURES = "I can only read pictures (PNG, JPEG, WebP, GIF...) and PDFs, so I skipped {names}. Send a photo or a screenshot and ask about it."
 DOWNLOAD_FAILED = "I couldn't download {name}; please send it again."
 FILES_READ_MISSING = (
     "I can't open files on this Slack workspace: the app is missing the files:read permission. "
@@ -96,3 +107,34 @@ def over_download_limit(size: int, limit: int, platform: str) -> str:
 
 def too_big(size: int, limit: int) -> str:
     return f"That file is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:.0f} MB limit; please send a smaller picture."
+
+
+# --- PDFs and long screenshots (each `{name}` is the file's name) -----------------------------------
+PDF_EMPTY = "{name} is empty; please send the PDF again."
+PDF_NO_PAGES = "{name} has no pages to read; please check the file and send it again."
+PDF_PASSWORD = "{name} is protected by a password; please send a copy without one, or screenshots of the pages."
+PDF_DAMAGED = "{name} looks damaged, so I couldn't open it; please export it again or send screenshots of the pages."
+PDF_TOO_SLOW = "{name} took too long to open, so I skipped it; please send the pages you need as screenshots."
+PDF_TOO_LARGE = "{name} is too large to open; please send only the pages you need, or screenshots of them."
+PDF_ABSURD_PAGES = "The pages of {name} have sizes I can't render; please send screenshots of them instead."
+
+
+def pdf_over_limit(name: str, size: int, limit: int) -> str:
+    return (f"{name} is {size / 1024**2:.1f} MB, over the {limit / 1024**2:.0f} MB limit; "
+            "please send only the pages you need.")
+
+
+def pdf_pages_read(name: str, pages: str, total: int, max_pages: int) -> str:
+    """`pages` as "pages 1-8"; said when a PDF has more pages than were read."""
+    return (f"{name} has {total} pages; I read {pages}. Name others in your question "
+            f"(e.g. \"pages 3-5\"; up to {max_pages} at a time) to read them.")
+
+
+def pdf_pages_left_out(name: str, pages: str) -> str:
+    return f"I left out {pages} of {name}: their page size can't be rendered."
+
+
+def screenshot_too_long(name: str, percent: int, tall: bool) -> str:
+    part = "top" if tall else "left-hand"
+    return (f"{name} is too long to read whole; I read the {part} {percent}% of it. "
+            "Send the rest as another screenshot to ask about it.")

@@ -18,7 +18,9 @@ from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from bot.messages import Attachment
+from bot.pdf_pages import is_pdf
 from bot.pictures import PictureRejected, check_picture
+from bot.tiles import STRIP_ASPECT
 
 from .bodies import check_text, parse_json_object, string_field, string_list
 from .errors import ApiError
@@ -31,7 +33,7 @@ _SESSION = re.compile(r"^[0-9a-f-]{36}$")
 # Raster formats only: an SVG is a document that runs script, never a picture here.
 _ACCEPTED_TYPES = (
     "image/png", "image/jpeg", "image/jpg", "image/pjpeg", "image/webp", "image/gif", "image/bmp", "image/x-ms-bmp",
-    "image/tiff", "application/octet-stream",
+    "image/tiff", "application/octet-stream", "application/pdf",  # a PDF's pages are read in the core
 )
 _CHUNK = 64 * 1024
 _SLACK = 1024 * 1024  # the text, references and multipart framing around the pictures
@@ -77,6 +79,8 @@ class PictureChecks:
     async def check(self, files: list[Attachment]) -> None:
         limits = self._limits
         for attachment in files:
+            if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
+                continue  # rendered in a child process by the core (bot.pdf_pages), which words its problems
             self.waiting += 1
             try:
                 await self._slots.acquire()
@@ -90,6 +94,7 @@ class PictureChecks:
                     max_bytes=limits.max_file_bytes,
                     max_pixels=limits.max_source_pixels,
                     name=attachment.filename,
+                    max_aspect=STRIP_ASPECT,  # thin strips are padded and long screenshots tiled (bot.tiles)
                 )
             except PictureRejected as exc:
                 raise ApiError(400, exc.user_message) from None

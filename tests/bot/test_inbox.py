@@ -67,7 +67,7 @@ class Core:
     def stop_thread(self, platform: str, thread_key: str) -> None:
         self.stopped.append((platform, thread_key))
 
-    def check_attachment_size(self, size: int | None) -> str | None:
+    def check_attachment_size(self, size: int | None, *, pdf_name: str | None = None) -> str | None:
         return f"{size} bytes is over the limit." if size is not None and size > 1000 else None
 
     def refused(self, reason: str) -> None:
@@ -253,11 +253,11 @@ async def test_files_are_checked_before_any_download(core: Core, inbox: Inbox) -
 async def test_a_failed_download_and_files_that_are_not_pictures_are_told(core: Core, inbox: Inbox) -> None:
     fetcher = Fetcher({"ok": b"fine"}, fail="bad")
     t = Recording()
-    await inbox.submit(delivery("read it", files=(IncomingFile("r.pdf", "application/pdf", 10, "pdf"),)), t, fetcher).wait()
+    await inbox.submit(delivery("read it", files=(IncomingFile("r.zip", "application/zip", 10, "zip"),)), t, fetcher).wait()
     await inbox.submit(delivery("and this", files=(IncomingFile("x.png", "image/png", 10, "bad"),)), t, fetcher).wait()
-    both = (IncomingFile("r.pdf", "application/pdf", 10, "pdf"), IncomingFile("a.png", "image/png", 10, "ok"))
+    both = (IncomingFile("r.zip", "application/zip", 10, "zip"), IncomingFile("a.png", "image/png", 10, "ok"))
     await inbox.submit(delivery("this one", files=both), t, fetcher).wait()
-    assert t.texts() == [not_pictures(["r.pdf"]), "I couldn't download x.png.", not_pictures(["r.pdf"]), "answer to this one"]
+    assert t.texts() == [not_pictures(["r.zip"]), "I couldn't download x.png.", not_pictures(["r.zip"]), "answer to this one"]
     assert [m.text for m in core.handled] == ["this one"] and core.handled[0].attachments[0].data == b"fine"
 
 

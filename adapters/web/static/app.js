@@ -487,8 +487,8 @@
         toast(`'${file.name}' is an SVG drawing; send a PNG, JPEG or WebP picture (a screenshot works).`);
         continue;
       }
-      if (!PICTURE_TYPES.has(file.type)) {
-        toast(`'${file.name}' is not a picture; send a PNG, JPEG or WebP image.`);
+      if (!PICTURE_TYPES.has(file.type) && file.type !== "application/pdf") {
+        toast(`'${file.name}' is not a picture or a PDF; send a PNG, JPEG or WebP image.`);
         continue;
       }
       if (file.size > limits.max_image_bytes) {
