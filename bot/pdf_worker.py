@@ -29,8 +29,13 @@ _MIN_SIDE_PT = 1.0
 
 
 def render_scale(width_pt: float, height_pt: float, max_pixels: int) -> float:
-    """Points -> pixels so the rendered page has at most `max_pixels` pixels (and 288 dpi at most)."""
-    return min(MAX_SCALE, math.sqrt(max_pixels / (width_pt * height_pt)))
+    """Points -> pixels so the rendered page has at most `max_pixels` pixels (and 288 dpi at most).
+
+    PDFium rounds the bitmap's sides up, so the scale shrinks until the rounded sides fit too."""
+    scale = min(MAX_SCALE, math.sqrt(max_pixels / (width_pt * height_pt)))
+    while scale > 0 and math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > max_pixels:
+        scale *= 0.998
+    return scale
 
 
 def _frame(out: BinaryIO, header: dict[str, object], body: bytes = b"") -> None:

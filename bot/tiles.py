@@ -58,7 +58,7 @@ def plan_tiles(width: int, height: int, *, max_pixels: int, max_tiles: int, max_
     scale = min(1.0, math.sqrt(max_pixels / (short * short * _MIN_TILE_RATIO)))
     tile_short = max(1, round(short * scale))
     # A tile as long as the budget allows, but no longer than a padded strip may be within the budget.
-    tile_long = min(max_pixels // tile_short, int(math.sqrt(max_pixels * PAD_ASPECT)), round(long * scale))
+    tile_long = min(max_pixels // tile_short, _longest_padded(max_pixels), round(long * scale))
     step = max(1, tile_long - round(tile_long * OVERLAP))
     scaled_long = round(long * scale)
     needed = 1 + max(0, math.ceil((scaled_long - tile_long) / step))
@@ -68,6 +68,14 @@ def plan_tiles(width: int, height: int, *, max_pixels: int, max_tiles: int, max_
         a, b = round(start / scale), min(long, round((start + tile_long) / scale))
         boxes.append((0, a, short, b) if tall else (a, 0, b, short))
     return TilePlan(tuple(boxes), scale, needed, tall, long)
+
+
+def _longest_padded(max_pixels: int) -> int:
+    """The longest side a strip may have so that, padded to PAD_ASPECT, it stays within the budget."""
+    side = int(math.sqrt(max_pixels * PAD_ASPECT))
+    while side * math.ceil(side / PAD_ASPECT) > max_pixels:
+        side -= 1
+    return side
 
 
 def _flatten(image: Image.Image) -> Image.Image:
