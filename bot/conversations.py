@@ -586,7 +586,8 @@ class Conversations:
             await self.store.drop_from_context(last.id)
             if last.command is None:
                 turn = await self.store.add_turn(
-                    session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes
+                    session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes,
+                    image_sources=last.image_sources,
                 )
                 async for reply in self._answer(session, turn):
                     yield reply

@@ -15,6 +15,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = ["PDF_MAGIC", "PdfPage", "PdfProblem", "PdfRenderer", "PdfUnreadable", "RenderedPdf", "is_pdf"]
 
@@ -126,7 +127,7 @@ def _parse(output: bytes, code: int | None) -> RenderedPdf:
     """The child's frames (see `bot.pdf_worker`); a child that died without a verdict read a damaged file."""
     position = 0
 
-    def frame() -> dict[str, object] | None:
+    def frame() -> dict[str, Any] | None:
         nonlocal position
         end = output.find(b"\n", position)
         if end < 0:
@@ -142,22 +143,22 @@ def _parse(output: bytes, code: int | None) -> RenderedPdf:
         if "error" in head:
             error = str(head["error"])
             raise PdfUnreadable(PdfProblem.TOO_LARGE if error == "memory" else PdfProblem(error))
-        total, read = int(head["pages"]), list(head["read"])  # type: ignore[call-overload, arg-type]
+        total, read = int(head["pages"]), list(head["read"])
         pages: list[PdfPage] = []
         absurd: list[int] = []
         while (entry := frame()) is not None:
             if "error" in entry:  # MemoryError on a page
                 raise PdfUnreadable(PdfProblem.TOO_LARGE, str(entry["error"]))
-            number = int(entry["page"])  # type: ignore[call-overload]
+            number = int(entry["page"])
             if "absurd" in entry:
                 absurd.append(number)
                 continue
-            length = int(entry["bytes"])  # type: ignore[call-overload]
+            length = int(entry["bytes"])
             body = output[position : position + length]
             if len(body) != length:
                 break
             position += length
-            pages.append(PdfPage(number, body, int(entry["width"]), int(entry["height"])))  # type: ignore[call-overload]
+            pages.append(PdfPage(number, body, int(entry["width"]), int(entry["height"])))
     except (ValueError, KeyError, TypeError) as exc:
         raise PdfUnreadable(PdfProblem.DAMAGED, f"unreadable renderer output: {exc}") from None
     if len(pages) + len(absurd) < len(read):  # it stopped part-way (out of memory on a page, a crash)

@@ -19,7 +19,7 @@ import json
 import math
 import resource
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = ["MAX_SCALE", "MEMORY_BYTES", "render_scale"]
 
@@ -43,7 +43,7 @@ def _frame(out: BinaryIO, header: dict[str, object], body: bytes = b"") -> None:
     out.flush()
 
 
-def _render(data: bytes, request: dict[str, object], out: BinaryIO) -> None:
+def _render(data: bytes, request: dict[str, Any], out: BinaryIO) -> None:
     import pypdfium2 as pdfium  # imported here: only this process ever loads PDFium
     import pypdfium2.raw as raw
 
@@ -62,15 +62,12 @@ def _render(data: bytes, request: dict[str, object], out: BinaryIO) -> None:
     if total == 0:
         _frame(out, {"error": "no_pages"})
         return
-    wanted = request["wanted"]
-    numbers = [n for n in wanted if 1 <= n <= total] if wanted else []  # type: ignore[attr-defined]
-    max_pages = int(request["max_pages"])  # type: ignore[call-overload]
+    max_pages, max_pixels, max_aspect = int(request["max_pages"]), int(request["max_pixels"]), float(request["max_aspect"])
+    numbers = [int(n) for n in request["wanted"] or () if 1 <= int(n) <= total]
     numbers = (numbers or list(range(1, min(total, max_pages) + 1)))[:max_pages]  # none wanted or none exists
     _frame(out, {"pages": total, "read": numbers})
-    max_pixels = int(request["max_pixels"])  # type: ignore[call-overload]
-    max_aspect = float(request["max_aspect"])  # type: ignore[arg-type]
     for number in numbers:
-        page = document[int(number) - 1]
+        page = document[number - 1]
         width, height = page.get_size()
         if min(width, height) < _MIN_SIDE_PT or max(width, height) / min(width, height) > max_aspect:
             _frame(out, {"page": number, "absurd": [round(width, 1), round(height, 1)]})

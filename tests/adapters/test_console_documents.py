@@ -43,9 +43,12 @@ async def test_a_pdf_is_asked_about_as_its_pages_in_order(service_factory, tmp_p
         assert "bot> " in out and "pages" not in out.split("bot> ")[0]  # all 3 pages read: nothing to say
         assert dominant_channels(chat.calls[-1]) == [0, 1, 2]  # red, green, blue: pages 1, 2, 3
         assert "(The 3 pictures above are, in order: Page 1, Page 2, Page 3.)" in chat.last_prompt_text()
+        await chat.send("/retry")  # asked again with its pages named the same way
+        assert chat.last_prompt_text().count("(The 3 pictures above are, in order: Page 1, Page 2, Page 3.)") == 1
         await chat.send("/export")
         [export] = list((tmp_path / "exports").glob("*.json"))
         turns = json.loads(export.read_bytes())["turns"]
+        assert [t["sources"] for t in turns][0] == turns[1]["sources"]  # the retried turn keeps them too
         [source] = turns[0]["sources"]
         assert source["kind"] == "pdf" and source["name"] == "invoice.pdf" and source["total"] == 3
         assert [p["page"] for p in source["parts"]] == [1, 2, 3]
