@@ -200,13 +200,13 @@ class Conversations:
 
     # --- questions ----------------------------------------------------------------------------
 
-    async def _check_all(self, attachments: Sequence[Attachment], text: str = "") -> Prepared | str:
+    async def _check_all(self, attachments: Sequence[Attachment], text: str = "", *, tiles: bool = True) -> Prepared | str:
         """The message's files as the pictures the model sees (`bot.picture_inputs`), or why it is refused."""
         if len(attachments) > self.limits.max_images_per_turn:
             self.metrics.refused("picture")
             return f"That is {len(attachments)} pictures; I can look at {self.limits.max_images_per_turn} at a time."
         try:
-            prepared = await self._inputs.prepare(attachments, text)
+            prepared = await self._inputs.prepare(attachments, text, tiles=tiles)
         except PictureRejected as exc:
             self.metrics.refused("picture")
             return exc.user_message
@@ -440,7 +440,8 @@ class Conversations:
     async def _preset(self, message: IncomingMessage, preset: Preset, argument: str) -> AsyncIterator[Reply]:
         """A preset question on the picture sent with the command, else the session's last picture;
         asked through the same queue and session as any question."""
-        prepared = await self._check_all(message.attachments, argument)
+        # /find marks the picture as sent: a long screenshot stays whole there (the others read tiles)
+        prepared = await self._check_all(message.attachments, argument, tiles=preset.name != "find")
         if isinstance(prepared, str):
             yield Text(prepared, kind="error")
             return

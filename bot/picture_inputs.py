@@ -72,8 +72,11 @@ class PictureInputs:
         self._limits = limits
         self._renderer = renderer
 
-    async def prepare(self, attachments: Sequence[Attachment], text: str) -> Prepared:
-        """Raises PictureRejected for a picture that cannot be read (the whole message is refused)."""
+    async def prepare(self, attachments: Sequence[Attachment], text: str, *, tiles: bool = True) -> Prepared:
+        """Raises PictureRejected for a picture that cannot be read (the whole message is refused).
+
+        `tiles=False` keeps every picture whole, as the engine's limits allow (for /find, whose boxes
+        are drawn on the picture as sent)."""
         pictures: list[CheckedPicture] = []
         sources: list[PictureSource] = []
         notes: list[str] = []
@@ -82,7 +85,7 @@ class PictureInputs:
             if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
                 outcome = await self._pdf(attachment, text)
             else:
-                outcome = await self._picture(attachment)
+                outcome = await self._picture(attachment) if tiles else await self._whole(attachment)
             pictures.extend(outcome.pictures)
             sources.extend(outcome.sources)
             notes.extend(outcome.notes)
@@ -131,6 +134,9 @@ class PictureInputs:
         return tuple(notes)
 
     # --- pictures -----------------------------------------------------------------------------
+
+    async def _whole(self, attachment: Attachment) -> Prepared:
+        return Prepared((await asyncio.to_thread(self._check, attachment.data, attachment.filename),), ())
 
     async def _picture(self, attachment: Attachment) -> Prepared:
         checked = await asyncio.to_thread(self._check, attachment.data, attachment.filename, STRIP_ASPECT)
