@@ -52,7 +52,6 @@ from bot.wording import (
     PRESENT_FAILED,
     SHUTTING_DOWN,
     STOPPED,
-    pdf_over_limit,
     too_big,
 )
 from engine.arch import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ModelArch
@@ -170,11 +169,9 @@ class Conversations:
             if entry.thread == (platform, thread_key):
                 self._cancelled_turns.add(entry.turn_id)
 
-    def check_attachment_size(self, size: int | None, *, pdf_name: str | None = None) -> str | None:
+    def check_attachment_size(self, size: int | None) -> str | None:
         if size is not None and size > self.limits.max_image_bytes:
             self.metrics.refused("picture")
-            if pdf_name is not None:
-                return pdf_over_limit(f"'{pdf_name}'", size, self.limits.max_image_bytes)
             return too_big(size, self.limits.max_image_bytes)
         return None
 

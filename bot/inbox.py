@@ -29,7 +29,7 @@ from bot.lanes import LaneKey, Lanes, Ticket
 from bot.messages import Attachment, IncomingMessage
 from bot.render import Renderer, RenderOptions
 from bot.transport import TextKind, Transport, TransportError
-from bot.wording import FAILED, not_pictures, refusal
+from bot.wording import FAILED, not_pictures, pdf_over_limit, refusal
 
 __all__ = ["Inbox"]
 
@@ -259,7 +259,10 @@ class Inbox:
         )
 
     def _size_problem(self, file: IncomingFile, size: int | None) -> str | None:
-        return self.conversations.check_attachment_size(size, pdf_name=file.name if file.is_pdf else None)
+        problem = self.conversations.check_attachment_size(size)
+        if problem and file.is_pdf and size is not None:  # the same limit, worded for a PDF
+            return pdf_over_limit(f"'{file.name}'", size, self._settings.max_image_bytes)
+        return problem
 
     async def _say(self, transport: Transport, text: str, kind: TextKind) -> None:
         await self._renderer.say(transport, text, kind)

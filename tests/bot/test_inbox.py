@@ -17,7 +17,7 @@ from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, FetchFailed, IncomingFile, Sender
 from bot.messages import Answer, IncomingMessage, Reply, Text
 from bot.transport import TextKind
-from bot.wording import FAILED, not_pictures, refusal
+from bot.wording import FAILED, not_pictures, pdf_over_limit, refusal
 from tests.bot.recording import Recording
 
 
@@ -67,7 +67,7 @@ class Core:
     def stop_thread(self, platform: str, thread_key: str) -> None:
         self.stopped.append((platform, thread_key))
 
-    def check_attachment_size(self, size: int | None, *, pdf_name: str | None = None) -> str | None:
+    def check_attachment_size(self, size: int | None) -> str | None:
         return f"{size} bytes is over the limit." if size is not None and size > 1000 else None
 
     def refused(self, reason: str) -> None:
@@ -248,6 +248,21 @@ async def test_files_are_checked_before_any_download(core: Core, inbox: Inbox) -
     assert fetcher.fetched == [] and core.handled == []
     assert t.texts() == ["Over the platform's limit.", "2000 bytes is over the limit."]
     assert {m.kind for m in t.messages.values()} == {TextKind.ERROR}
+
+
+async def test_a_pdf_over_the_limit_is_left_out_and_the_rest_goes_on(core: Core, tmp_path: Path) -> None:
+    inbox = Inbox(core, settings(tmp_path, max_image_bytes=1000))  # type: ignore[arg-type]
+    fetcher = Fetcher({"ok": b"fine", "pdf": b"%PDF-" + b"x" * 3000})
+    t = Recording()
+    files = (IncomingFile("big.pdf", "application/pdf", 3000, "pdf"), IncomingFile("a.png", "image/png", 10, "ok"))
+    await inbox.submit(delivery("what?", files=files), t, fetcher).wait()
+    unknown = IncomingFile("size-unknown.pdf", "application/pdf", None, "pdf")  # found too large once fetched
+    await inbox.submit(delivery("and this?", files=(unknown,)), t, fetcher).wait()
+    assert fetcher.fetched == ["ok", "pdf"] and [m.text for m in core.handled] == ["what?"]
+    assert [len(m.attachments) for m in core.handled] == [1]
+    assert t.texts() == [
+        pdf_over_limit("'big.pdf'", 3000, 1000), "answer to what?", pdf_over_limit("'size-unknown.pdf'", 3005, 1000)
+    ]
 
 
 async def test_a_failed_download_and_files_that_are_not_pictures_are_told(core: Core, inbox: Inbox) -> None:
