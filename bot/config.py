@@ -238,6 +238,25 @@ class Settings(BaseSettings):
         "Visual tokens one video may cost (at most half of VLMBOT_CONTEXT_TOKENS): the frames are sized to fit.",
         ge=16,
     )
+    max_pdf_pages: int = _env(
+        "VLMBOT_MAX_PDF_PAGES",
+        8,
+        "Pages of a PDF read as pictures (the first ones, or those the question names: \"pages 3-5\").",
+        ge=1,
+    )
+    max_tiles: int = _env(
+        "VLMBOT_MAX_TILES",
+        10,
+        "Tiles a long screenshot is cut into at most (10 read a 1080x8000 one whole at full size); "
+        "the rest of a longer one is left out and the reply says so.",
+        ge=1,
+    )
+    pdf_timeout_s: float = _env(
+        "VLMBOT_PDF_TIMEOUT",
+        30.0,
+        "Seconds a PDF's pages may take to render; a slower PDF is skipped with a reply.",
+        gt=0,
+    )
 
     # --- service ---------------------------------------------------------------------------
     shutdown_grace_s: float = _env(

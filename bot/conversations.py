@@ -29,7 +29,9 @@ from bot.messages import (
     Text,
 )
 from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
-from bot.pictures import CheckedPicture, PictureFiles, PictureRejected, check_picture
+from bot.pdf_pages import PdfRenderer
+from bot.picture_inputs import InputLimits, PictureInputs, Prepared
+from bot.pictures import CheckedPicture, PictureFiles, PictureRejected
 from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
 from bot.prompt import (
     SYSTEM_PROMPT,
@@ -39,7 +41,6 @@ from bot.prompt import (
     pending_turns,
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
-from bot.videos import check_video, is_video
 from bot.votes import Vote, VoteResult
 from bot.wording import (
     ACK_PICTURES,
@@ -95,6 +96,9 @@ class ConversationLimits:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
+    max_pdf_pages: int = 8
+    max_tiles: int = 10
+    pdf_timeout_s: float = 30.0
 
     def pixel_budget(self, *, halved: bool = False) -> tuple[int, int]:
         """(min, max) pixels; `halved` as the engine does when it retries after running out of memory."""
@@ -135,6 +139,13 @@ class Conversations:
         self._cancelled_turns: set[int] = set()
         self._feedback = Feedback(store)
         self.metrics = BotMetrics(in_progress=lambda: len(self._inflight))
+        self._inputs = PictureInputs(
+            InputLimits(
+                limits.max_image_bytes, limits.max_image_source_pixels, limits.max_pixels, limits.max_pdf_pages,
+                limits.max_tiles, limits.video,
+            ),
+            PdfRenderer(max_pixels=limits.max_pixels, timeout_s=limits.pdf_timeout_s),
+        )
 
     # --- for adapters -------------------------------------------------------------------------
 
@@ -195,53 +206,55 @@ class Conversations:
 
     # --- questions ----------------------------------------------------------------------------
 
-    async def _check_all(self, attachments: Sequence[Attachment]) -> list[CheckedPicture] | str:
+    async def _check_all(self, attachments: Sequence[Attachment], text: str = "", *, tiles: bool = True) -> Prepared | str:
+        """The message's files as the pictures the model sees (`bot.picture_inputs`), or why it is refused."""
         if len(attachments) > self.limits.max_images_per_turn:
             self.metrics.refused("picture")
             return _("That is {count} pictures; I can look at {limit} at a time.").format(
                 count=len(attachments), limit=self.limits.max_images_per_turn
             )
-        checked: list[CheckedPicture] = []
-        for attachment in attachments:
-            try:
-                if is_video(attachment.data):  # a screen recording or an animated GIF (bot.videos)
-                    checked.append(await check_video(attachment.data, self.limits.video, name=attachment.filename))
-                    continue
-                checked.append(
-                    await asyncio.to_thread(
-                        check_picture,
-                        attachment.data,
-                        max_bytes=self.limits.max_image_bytes,
-                        max_pixels=self.limits.max_image_source_pixels,
-                        name=attachment.filename,
-                    )
-                )
-            except PictureRejected as exc:
-                self.metrics.refused("picture")
-                return exc.user_message
-        return checked
+        try:
+            prepared = await self._inputs.prepare(attachments, text, tiles=tiles)
+        except PictureRejected as exc:
+            self.metrics.refused("picture")
+            return exc.user_message
+        for _problem in prepared.problems:
+            self.metrics.refused("picture")
+        return prepared
 
     async def _question(self, message: IncomingMessage) -> AsyncIterator[Reply]:
-        checked = await self._check_all(message.attachments)
-        if isinstance(checked, str):
-            yield Text(checked, kind="error")
+        prepared = await self._check_all(message.attachments, message.text)
+        if isinstance(prepared, str):
+            yield Text(prepared, kind="error")
             return
+        for line in prepared.problems:  # a file left out (a PDF that cannot be read): the rest goes on
+            yield Text(line, kind="error")
+        if message.attachments and not prepared.pictures:
+            return  # nothing of what was sent can be read: the question was about it
+        for line in prepared.notes:
+            yield Notice(line)
         text = message.text.strip()
+        checked = prepared.pictures
         if not text and not checked:
             yield Text(_("Send a picture or ask a question; /help lists what I can do."))
             return
         await self._keep(checked)
         session = await self.store.active_session(message.platform, message.thread_key, message.user_id)
-        hashes = [picture.sha256 for picture in checked]
+        hashes = prepared.hashes
         if not text:
-            await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+            await self.store.add_turn(
+                session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached",
+                image_sources=prepared.sources,
+            )
             yield Text(_(ACK_PICTURES))
             return
         async with self._turn_lock(session) as refusal:
             if refusal is not None:
                 yield Text(refusal, kind="error")
                 return
-            turn = await self.store.add_turn(session.id, user_id=message.user_id, text=text, image_hashes=hashes)
+            turn = await self.store.add_turn(
+                session.id, user_id=message.user_id, text=text, image_hashes=hashes, image_sources=prepared.sources
+            )
             async for reply in self._answer(session, turn):
                 yield reply
 
@@ -443,10 +456,14 @@ class Conversations:
     async def _preset(self, message: IncomingMessage, preset: Preset, argument: str) -> AsyncIterator[Reply]:
         """A preset question on the picture sent with the command, else the session's last picture;
         asked through the same queue and session as any question."""
-        checked = await self._check_all(message.attachments)
-        if isinstance(checked, str):
-            yield Text(checked, kind="error")
+        # /find marks the picture as sent: a long screenshot stays whole there (the others read tiles)
+        prepared = await self._check_all(message.attachments, argument, tiles=preset.name != "find")
+        if isinstance(prepared, str):
+            yield Text(prepared, kind="error")
             return
+        for line in prepared.problems:
+            yield Text(line, kind="error")
+        checked = prepared.pictures
         await self._keep(checked)
         session = await self._current(message)
         if preset.needs_argument and not argument.strip():
@@ -589,7 +606,8 @@ class Conversations:
             await self.store.drop_from_context(last.id)
             if last.command is None:
                 turn = await self.store.add_turn(
-                    session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes
+                    session.id, user_id=message.user_id, text=last.user_text, image_hashes=last.image_hashes,
+                    image_sources=last.image_sources,
                 )
                 async for reply in self._answer(session, turn):
                     yield reply
@@ -632,6 +650,8 @@ class Conversations:
                     "id": t.id,
                     "timestamp": t.created_at.isoformat(),
                     "image_hashes": list(t.image_hashes),
+                    # the PDFs and long screenshots behind image_hashes: each file's hash and its pages' or tiles'
+                    "sources": [source.to_json() for source in t.image_sources],
                     "user_input": t.command or t.user_text,
                     "prompt": t.user_text if t.command else None,
                     "model_output": t.answer,

@@ -27,13 +27,13 @@ from bot.commands import parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.i18n import _, speaking
-from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher, LanguageLookup, Sender
+from bot.incoming import Addressing, Delivery, FetchFailed, FileFetcher, IncomingFile, LanguageLookup, Sender
 from bot.lanes import LaneKey, Lanes, Ticket
 from bot.language import Language, choose
 from bot.messages import Attachment, IncomingMessage
 from bot.render import Renderer, RenderOptions
 from bot.transport import TextKind, Transport, TransportError
-from bot.wording import FAILED, not_pictures, refusal
+from bot.wording import FAILED, file_label, not_pictures, pdf_over_limit, refusal
 
 __all__ = ["Inbox"]
 
@@ -249,32 +249,42 @@ class Inbox:
         self, delivery: Delivery, fetcher: FileFetcher | None, transport: Transport, language: Language
     ) -> IncomingMessage | None:
         """The message with its pictures fetched; None when the user was told why it cannot be asked."""
-        pictures = [f for f in delivery.files if f.is_picture or f.is_video]
-        others = [f.name for f in delivery.files if not (f.is_picture or f.is_video)]
+        pictures = [f for f in delivery.files if f.readable]
+        others = [f.name for f in delivery.files if not f.readable]
         if others:
             await self._say(transport, not_pictures([_(name) for name in others]), TextKind.INFO)  # "the sticker": marked N_
             if not pictures and not delivery.attachments:
                 return None
         if pictures and fetcher is None:
             raise RuntimeError(f"{delivery.platform}: files to fetch but no fetcher")
+        skipped: list[str] = []  # a PDF too large is left out with its line; the rest of the message goes on
         for file in pictures:  # every size is checked before anything is downloaded
             assert fetcher is not None
-            problem = fetcher.check(file) or self.conversations.check_attachment_size(file.size, video=file.is_video)
+            problem = fetcher.check(file) or self._size_problem(file, file.size)
             if problem:
                 await self._say(transport, problem, TextKind.ERROR)
-                return None
+                if not file.is_pdf:
+                    return None
+                skipped.append(file.ref)
         attachments = list(delivery.attachments)
         for file in pictures:
             assert fetcher is not None
+            if file.ref in skipped:
+                continue
             try:
                 data = await fetcher.fetch(file)
             except FetchFailed as exc:
                 await self._say(transport, exc.user_message, TextKind.ERROR)
                 return None
-            if problem := self.conversations.check_attachment_size(len(data), video=file.is_video):
+            if problem := self._size_problem(file, len(data)):
                 await self._say(transport, problem, TextKind.ERROR)
-                return None
+                if not file.is_pdf:
+                    return None
+                skipped.append(file.ref)
+                continue
             attachments.append(Attachment(data, file.name or None, file.mime_type))
+        if skipped and not attachments:
+            return None
         sender = delivery.sender
         return IncomingMessage(
             delivery.platform,
@@ -285,6 +295,12 @@ class Inbox:
             sender.name,
             language=language,
         )
+
+    def _size_problem(self, file: IncomingFile, size: int | None) -> str | None:
+        problem = self.conversations.check_attachment_size(size, video=file.is_video)
+        if problem and file.is_pdf and size is not None:  # the same limit, worded for a PDF
+            return pdf_over_limit(file_label(file.name, pdf=True), size, self._settings.max_image_bytes)
+        return problem
 
     async def _say(self, transport: Transport, text: str, kind: TextKind) -> None:
         await self._renderer.say(transport, text, kind)

@@ -54,6 +54,15 @@ class IncomingFile:
         """A screen recording or clip (MP4, MOV, WebM...); the core checks what it really is once fetched."""
         return (self.mime_type or "").startswith("video/")
 
+    @property
+    def is_pdf(self) -> bool:
+        return (self.mime_type or "").lower() == "application/pdf" or self.name.lower().endswith(".pdf")
+
+    @property
+    def readable(self) -> bool:
+        """A file the core fetches: a picture, a video, or a PDF whose pages it reads as pictures."""
+        return self.is_picture or self.is_video or self.is_pdf
+
 
 @dataclass(frozen=True)
 class Delivery:

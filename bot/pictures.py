@@ -67,10 +67,14 @@ def _wording(refused: _Refused, label: str, max_bytes: int) -> str:
             assert_never(refused.problem)
 
 
-def check_picture(data: bytes, *, max_bytes: int, max_pixels: int, name: str | None = None) -> CheckedPicture:
-    """Decode the picture fully once (in a worker thread, it can be slow) to prove it is usable."""
+def check_picture(
+    data: bytes, *, max_bytes: int, max_pixels: int, name: str | None = None, max_aspect: float = 200.0
+) -> CheckedPicture:
+    """Decode the picture fully once (in a worker thread, it can be slow) to prove it is usable.
+
+    `max_aspect` above the engine's 200 for pictures the bot pads or tiles first (`bot.tiles`)."""
     try:
-        info = _check(data, PictureLimits(max_bytes=max_bytes, max_pixels=max_pixels))
+        info = _check(data, PictureLimits(max_bytes=max_bytes, max_pixels=max_pixels, max_aspect=max_aspect))
     except _Refused as refused:
         raise PictureRejected(_wording(refused, f"'{name}'" if name else _("The file"), max_bytes)) from None
     return CheckedPicture(

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.i18n import _
+from bot.picture_sources import PictureSource, picture_names
 from bot.store import TurnInfo
 from bot.videos import duration_label, is_video, video_seconds
 from engine.interface import PromptImage, PromptTurn, PromptVideo
@@ -71,32 +72,40 @@ class _Exchange:
     user_text: str
     hashes: tuple[str, ...]
     answer: str | None
+    sources: tuple[PictureSource, ...] = ()
 
 
 def _exchanges(history: Sequence[TurnInfo]) -> list[_Exchange]:
     """Group stored turns into user/assistant exchanges; unanswered pictures join the next question."""
     exchanges: list[_Exchange] = []
     carried: list[str] = []
+    sources: list[PictureSource] = []
     for turn in history:
         if turn.status in _ANSWERED and turn.answer is not None:
-            exchanges.append(_Exchange(turn.user_text, tuple(carried) + turn.image_hashes, turn.answer))
-            carried = []
+            exchanges.append(
+                _Exchange(turn.user_text, tuple(carried) + turn.image_hashes, turn.answer, (*sources, *turn.image_sources))
+            )
+            carried, sources = [], []
         else:
             carried.extend(turn.image_hashes)
+            sources.extend(turn.image_sources)
     if carried:
-        exchanges.append(_Exchange("", tuple(carried), None))
+        exchanges.append(_Exchange("", tuple(carried), None, tuple(sources)))
     return exchanges
 
 
-def label_pictures(text: str, count: int) -> str:
-    """Name the pictures of one message "Picture 1", "Picture 2", ... so a question can refer to them.
+def label_pictures(text: str, count: int, names: Sequence[str] = ()) -> str:
+    """Name the pictures of one message "Picture 1", "Picture 2", ... so a question can refer to them;
+    `names` when some are a PDF's pages or a screenshot's tiles (`bot.picture_sources.picture_names`).
 
     The engines put a message's pictures before its text, in order, so the label line says so.
     """
-    if count < 2:
+    names = list(names) or [f"Picture {n}" for n in range(1, count + 1)]
+    if count < 2 and names[:1] in ([], ["Picture 1"]):
         return text
-    names = ", ".join(f"Picture {n}" for n in range(1, count + 1))
-    return f"(The {count} pictures above are, in order: {names}.)\n{text}"
+    if count == 1:
+        return f"(The picture above is {names[0]}.)\n{text}"
+    return f"(The {count} pictures above are, in order: {', '.join(names)}.)\n{text}"
 
 
 def label_videos(text: str, durations: Sequence[float | None]) -> str:
@@ -137,14 +146,15 @@ async def build_prompt(
     """History (oldest first, the question excluded) plus the question: the most recent exchanges whose
     whole prompt, as `count` measures it, stays within `context_tokens`. Raises `PromptTooLong`."""
     exchanges = _exchanges(history)
-    carried: tuple[str, ...] = ()
+    carried = _Exchange("", (), None)
     if exchanges and exchanges[-1].answer is None:
-        carried = exchanges.pop().hashes
-    question_hashes = carried + question.image_hashes
+        carried = exchanges.pop()
+    asked = _Exchange(question.user_text, carried.hashes + question.image_hashes, None, (*carried.sources, *question.image_sources))
     cache: dict[str, PromptImage | tuple[PromptVideo, float | None]] = {}
 
-    async def user_turn(text: str, hashes: Sequence[str]) -> PromptTurn:
-        """A user message with its pictures and videos (told apart by their bytes), each labelled."""
+    async def user_turn(text: str, hashes: Sequence[str], sources: Sequence[PictureSource]) -> PromptTurn:
+        """A user message with its pictures and videos (told apart by their bytes), each labelled;
+        pictures made from a PDF or a long screenshot are named by `sources`."""
         images, videos, durations = [], [], []
         for sha in hashes:
             if sha not in cache:
@@ -159,16 +169,17 @@ async def build_prompt(
             else:
                 videos.append(found[0])
                 durations.append(found[1])
-        labelled = label_videos(label_pictures(text, len(images)), durations)
+        names = picture_names([image.sha256 for image in images], sources)
+        labelled = label_videos(label_pictures(text, len(images), names), durations)
         return PromptTurn("user", labelled, tuple(images), tuple(videos))
 
-    question_turn = await user_turn(question.user_text, question_hashes)
+    question_turn = await user_turn(question.user_text, asked.hashes, asked.sources)
     pairs: list[tuple[PromptTurn, PromptTurn]] = []  # newest first, loaded as the search needs them
 
     async def prompt_with(kept: int) -> tuple[PromptTurn, ...]:
         while len(pairs) < kept:
             exchange = exchanges[len(exchanges) - 1 - len(pairs)]
-            user = await user_turn(exchange.user_text, exchange.hashes)
+            user = await user_turn(exchange.user_text, exchange.hashes, exchange.sources)
             pairs.append((user, PromptTurn("assistant", exchange.answer or "")))
         older = [turn for pair in reversed(pairs[:kept]) for turn in pair]
         return (PromptTurn("system", system), *older, question_turn)

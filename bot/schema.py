@@ -68,6 +68,8 @@ class TurnRow(Base):
     # The preset command the user sent ("/find serial number") when `user_text` is its expanded prompt.
     command: Mapped[str | None] = mapped_column(String(255), nullable=True)
     image_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The PDFs and long screenshots some of `image_hashes` were made from (bot.picture_sources), or NULL.
+    image_sources: Mapped[list[dict] | None] = mapped_column(JSON, nullable=True)
     answer: Mapped[str | None] = mapped_column(Text, nullable=True)
     # pending | done | failed | cancelled | interrupted | attached (pictures kept for the next question)
     status: Mapped[str] = mapped_column(String(16))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from bot.migrate import upgrade_database
+from bot.picture_sources import PictureSource
 from bot.schema import Delivery, FeedbackRow, ImageRow, SessionRow, TurnRow
 from bot.votes import Vote, VoteOutcome
 
@@ -63,6 +64,7 @@ class TurnInfo:
     model: str | None
     created_at: datetime
     finished_at: datetime | None
+    image_sources: tuple[PictureSource, ...] = ()  # the PDFs and long screenshots `image_hashes` came from
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def _turn(row: TurnRow) -> TurnInfo:
         model=row.model,
         created_at=_aware(row.created_at),
         finished_at=_aware(row.finished_at),
+        image_sources=tuple(PictureSource.from_json(entry) for entry in row.image_sources or ()),
     )
 
 
@@ -240,6 +243,7 @@ class Store:
         image_hashes: Sequence[str],
         status: str = "pending",
         command: str | None = None,
+        image_sources: Sequence[PictureSource] = (),
     ) -> TurnInfo:
         now = _now()
         async with self._sessions() as db:
@@ -250,6 +254,7 @@ class Store:
                 command=command,
                 instance=self._instance,
                 image_hashes=list(image_hashes),
+                image_sources=[source.to_json() for source in image_sources] or None,
                 status=status,
                 in_context=True,
                 created_at=now,

@@ -32,6 +32,13 @@ __all__ = [
     "NOT_A_VOTE",
     "NOT_PICTURES",
     "NO_PICTURE",
+    "PDF_ABSURD_PAGES",
+    "PDF_DAMAGED",
+    "PDF_EMPTY",
+    "PDF_NO_PAGES",
+    "PDF_PASSWORD",
+    "PDF_TOO_LARGE",
+    "PDF_TOO_SLOW",
     "PRESENT_FAILED",
     "SHUTTING_DOWN",
     "STOPPED",
@@ -41,11 +48,18 @@ __all__ = [
     "forget_done",
     "forget_preview",
     "engine_sentence",
+    "file_label",
     "not_pictures",
     "over_download_limit",
+    "page_list",
+    "pdf_over_limit",
+    "pdf_pages_left_out",
+    "pdf_pages_read",
+    "pdf_problem",
     "queued",
     "reading",
     "refusal",
+    "screenshot_too_long",
     "status_text",
     "too_big",
     "video_refused",
@@ -74,8 +88,8 @@ FILES_NEED_A_THREAD = N_("I can send files only into a thread: mention me with t
 
 # --- what comes in ------------------------------------------------------------------------------
 NOT_PICTURES = N_(
-    "I can only read pictures (PNG, JPEG, WebP, GIF...) and short videos (MP4, MOV, WebM), so I skipped {names}. "
-    "Send a photo, a screenshot or a screen recording and ask about it."
+    "I can only read pictures (PNG, JPEG, WebP, GIF...), PDFs and short videos (MP4, MOV, WebM), so I skipped "
+    "{names}. Send a photo, a screenshot, a PDF or a screen recording and ask about it."
 )
 # A video that cannot be watched; {label} is `video_label`, {limit} the setting.
 VIDEO_EMPTY = N_("{label} is empty or has no frames; please send the recording again.")
@@ -219,3 +233,62 @@ def status_text(position: int | None, health: EngineHealth) -> str:
         waiting=health.queue_depth,
         running=health.running,
     )
+
+
+# --- PDFs and long screenshots (each `{name}` is `file_label`) -------------------------------------
+PDF_EMPTY = N_("{name} is empty; please send the PDF again.")
+PDF_NO_PAGES = N_("{name} has no pages to read; please check the file and send it again.")
+PDF_PASSWORD = N_("{name} is protected by a password; please send a copy without one, or screenshots of the pages.")
+PDF_DAMAGED = N_("{name} looks damaged, so I couldn't open it; please export it again or send screenshots of the pages.")
+PDF_TOO_SLOW = N_("{name} took too long to open, so I skipped it; please send the pages you need as screenshots.")
+PDF_TOO_LARGE = N_("{name} is too large to open; please send only the pages you need, or screenshots of them.")
+PDF_ABSURD_PAGES = N_("The pages of {name} have sizes I can't render; please send screenshots of them instead.")
+
+
+def file_label(name: str | None, *, pdf: bool) -> str:
+    """A file as a reply names it: its name in quotes, else "The PDF" or "The screenshot"."""
+    if name:
+        return _("'{name}'").format(name=name)
+    return _("The PDF") if pdf else _("The screenshot")
+
+
+def pdf_problem(text: str, name: str) -> str:
+    """One of the PDF_ texts, in the user's language, about the file `name` (`file_label`)."""
+    return _(text).format(name=name)
+
+
+def pdf_over_limit(name: str, size: int, limit: int) -> str:
+    return _("{name} is {size:.1f} MB, over the {limit:.0f} MB limit; please send only the pages you need.").format(
+        name=name, size=size / 1024**2, limit=limit / 1024**2
+    )
+
+
+def page_list(spans: list[str]) -> str:
+    """["1-3", "5"] -> "pages 1-3 and 5"; ["4"] -> "page 4"."""
+    if len(spans) == 1 and "-" not in spans[0]:
+        return _("page {number}").format(number=spans[0])
+    if len(spans) == 1:
+        return _("pages {spans}").format(spans=spans[0])
+    return _("pages {spans} and {last}").format(spans=", ".join(spans[:-1]), last=spans[-1])
+
+
+def pdf_pages_read(name: str, pages: str, total: int, max_pages: int) -> str:
+    """`pages` from `page_list`; said when a PDF has more pages than were read."""
+    return _(
+        "{name} has {total} pages; I read {pages}. Name others in your question "
+        "(e.g. \"pages 3-5\"; up to {max_pages} at a time) to read them."
+    ).format(name=name, total=total, pages=pages, max_pages=max_pages)
+
+
+def pdf_pages_left_out(name: str, pages: str) -> str:
+    return _("I left out {pages} of {name}: their page size can't be rendered.").format(pages=pages, name=name)
+
+
+def screenshot_too_long(name: str, percent: int, tall: bool) -> str:
+    if tall:
+        text = _("{name} is too long to read whole; I read its top part ({percent}%). Send the rest as another screenshot to ask about it.")
+    else:
+        text = _(
+            "{name} is too long to read whole; I read its left-hand part ({percent}%). Send the rest as another screenshot to ask about it."
+        )
+    return text.format(name=name, percent=percent)

@@ -19,7 +19,9 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from bot.i18n import _
 from bot.messages import Attachment
+from bot.pdf_pages import is_pdf
 from bot.pictures import PictureRejected, check_picture
+from bot.tiles import STRIP_ASPECT
 from bot.videos import check_video, is_video
 from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
@@ -35,6 +37,7 @@ _SESSION = re.compile(r"^[0-9a-f-]{36}$")
 _ACCEPTED_TYPES = (
     "image/png", "image/jpeg", "image/jpg", "image/pjpeg", "image/webp", "image/gif", "image/bmp", "image/x-ms-bmp",
     "image/tiff", "application/octet-stream", "video/mp4", "video/webm", "video/quicktime",
+    "application/pdf",  # a PDF's pages are read in the core
 )
 _CHUNK = 64 * 1024
 _SLACK = 1024 * 1024  # the text, references and multipart framing around the pictures
@@ -83,6 +86,8 @@ class PictureChecks:
     async def check(self, files: list[Attachment]) -> None:
         limits = self._limits
         for attachment in files:
+            if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
+                continue  # rendered in a child process by the core (bot.pdf_pages), which words its problems
             self.waiting += 1
             try:
                 await self._slots.acquire()
@@ -99,6 +104,7 @@ class PictureChecks:
                     max_bytes=limits.max_file_bytes,
                     max_pixels=limits.max_source_pixels,
                     name=attachment.filename,
+                    max_aspect=STRIP_ASPECT,  # thin strips are padded and long screenshots tiled (bot.tiles)
                 )
             except PictureRejected as exc:
                 raise ApiError(400, exc.user_message) from None

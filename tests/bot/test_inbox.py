@@ -17,7 +17,7 @@ from bot.inbox import Inbox
 from bot.incoming import Addressing, Delivery, FetchFailed, IncomingFile, Sender
 from bot.messages import Answer, IncomingMessage, Reply, Text
 from bot.transport import TextKind
-from bot.wording import FAILED, not_pictures, refusal
+from bot.wording import FAILED, not_pictures, pdf_over_limit, refusal
 from tests.bot.recording import Recording
 
 
@@ -250,14 +250,29 @@ async def test_files_are_checked_before_any_download(core: Core, inbox: Inbox) -
     assert {m.kind for m in t.messages.values()} == {TextKind.ERROR}
 
 
+async def test_a_pdf_over_the_limit_is_left_out_and_the_rest_goes_on(core: Core, tmp_path: Path) -> None:
+    inbox = Inbox(core, settings(tmp_path, max_image_bytes=1000))  # type: ignore[arg-type]
+    fetcher = Fetcher({"ok": b"fine", "pdf": b"%PDF-" + b"x" * 3000})
+    t = Recording()
+    files = (IncomingFile("big.pdf", "application/pdf", 3000, "pdf"), IncomingFile("a.png", "image/png", 10, "ok"))
+    await inbox.submit(delivery("what?", files=files), t, fetcher).wait()
+    unknown = IncomingFile("size-unknown.pdf", "application/pdf", None, "pdf")  # found too large once fetched
+    await inbox.submit(delivery("and this?", files=(unknown,)), t, fetcher).wait()
+    assert fetcher.fetched == ["ok", "pdf"] and [m.text for m in core.handled] == ["what?"]
+    assert [len(m.attachments) for m in core.handled] == [1]
+    assert t.texts() == [
+        pdf_over_limit("'big.pdf'", 3000, 1000), "answer to what?", pdf_over_limit("'size-unknown.pdf'", 3005, 1000)
+    ]
+
+
 async def test_a_failed_download_and_files_that_are_not_pictures_are_told(core: Core, inbox: Inbox) -> None:
     fetcher = Fetcher({"ok": b"fine"}, fail="bad")
     t = Recording()
-    await inbox.submit(delivery("read it", files=(IncomingFile("r.pdf", "application/pdf", 10, "pdf"),)), t, fetcher).wait()
+    await inbox.submit(delivery("read it", files=(IncomingFile("r.zip", "application/zip", 10, "zip"),)), t, fetcher).wait()
     await inbox.submit(delivery("and this", files=(IncomingFile("x.png", "image/png", 10, "bad"),)), t, fetcher).wait()
-    both = (IncomingFile("r.pdf", "application/pdf", 10, "pdf"), IncomingFile("a.png", "image/png", 10, "ok"))
+    both = (IncomingFile("r.zip", "application/zip", 10, "zip"), IncomingFile("a.png", "image/png", 10, "ok"))
     await inbox.submit(delivery("this one", files=both), t, fetcher).wait()
-    assert t.texts() == [not_pictures(["r.pdf"]), "I couldn't download x.png.", not_pictures(["r.pdf"]), "answer to this one"]
+    assert t.texts() == [not_pictures(["r.zip"]), "I couldn't download x.png.", not_pictures(["r.zip"]), "answer to this one"]
     assert [m.text for m in core.handled] == ["this one"] and core.handled[0].attachments[0].data == b"fine"
 
 

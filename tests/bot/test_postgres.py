@@ -119,6 +119,23 @@ async def test_deliveries_are_claimed_once_across_replicas(database_url: str) ->
         assert await first.claim_delivery("telegram", "Ev1")
 
 
+async def test_picture_sources_are_kept_with_their_turn(database_url: str) -> None:
+    from bot.picture_sources import PictureSource, SourceKind
+
+    pdf = PictureSource(SourceKind.PDF, "f" * 64, "bill.pdf", ("a" * 64, "b" * 64), (3, 4), 12)
+    tiles = PictureSource(SourceKind.TILES, "e" * 64, None, ("c" * 64,), (1,), 3)
+    async with open_store(database_url) as store:
+        session = await store.active_session("web", "t", "alice")
+        turn = await store.add_turn(
+            session.id, user_id="alice", text="pages 3-4", image_hashes=["a" * 64, "b" * 64, "c" * 64],
+            image_sources=[pdf, tiles],
+        )
+        plain = await store.add_turn(session.id, user_id="alice", text="and?", image_hashes=[])
+        assert turn.image_sources == (pdf, tiles)
+        assert [t.image_sources for t in await store.turns(session.id)] == [(pdf, tiles), ()]
+        assert (await store.get_turn(plain.id)).image_sources == ()
+
+
 async def test_sessions_turns_and_times(database_url: str) -> None:
     async with open_store(database_url) as store:
         session = await store.active_session("console", "main", "alice")

@@ -516,23 +516,24 @@
     const limits = state.me.limits;
     for (const file of files) {
       if (file.type === "image/svg+xml") {
-        toast(`'${file.name}' is an SVG drawing; send a PNG, JPEG or WebP picture (a screenshot works).`);
+        toast(t("'{name}' is an SVG drawing; send a PNG, JPEG or WebP picture (a screenshot works).", { name: file.name }));
         continue;
       }
       const video = VIDEO_TYPES.has(file.type);
-      if (!PICTURE_TYPES.has(file.type) && !video) {
-        toast(`'${file.name}' is not a picture or a video; send a PNG, JPEG or WebP image, or an MP4 or WebM recording.`);
+      const pdf = file.type === "application/pdf";
+      if (!PICTURE_TYPES.has(file.type) && !video && !pdf) {
+        toast(t("'{name}' is not a picture, a PDF or a video; send a PNG, JPEG or WebP image, a PDF, or an MP4 or WebM recording.", { name: file.name }));
         continue;
       }
       if (file.size > limits.max_image_bytes) {  // the server holds videos to the pictures' limit
-        toast(`'${file.name}' is over the ${Math.round(limits.max_image_bytes / 1048576)} MB limit.`);
+        toast(t("'{name}' is over the {limit} MB limit.", { name: file.name, limit: Math.round(limits.max_image_bytes / 1048576) }));
         continue;
       }
       if (state.attachments.length >= limits.max_images) {
         toast(t("I can look at {count} pictures at a time.", { count: limits.max_images }));
         break;
       }
-      state.attachments.push({ file, url: URL.createObjectURL(file), name: file.name || "pasted.png", video });
+      state.attachments.push({ file, url: URL.createObjectURL(file), name: file.name || "pasted.png", video, pdf });
     }
     renderTray();
   }
@@ -555,11 +556,18 @@
     state.attachments.forEach((attachment, index) => {
       const item = document.createElement("div");
       item.className = "tray-item";
-      const img = document.createElement(attachment.video ? "video" : "img");
-      img.src = attachment.url;
-      if (attachment.video) img.muted = true;
-      else img.alt = attachment.name;
-      item.append(img);
+      if (attachment.pdf) {  // no preview: the file's name on a page icon
+        const doc = document.createElement("span");
+        doc.className = "tray-doc";
+        doc.textContent = `📄 ${attachment.name}`;
+        item.append(doc);
+      } else {
+        const img = document.createElement(attachment.video ? "video" : "img");
+        img.src = attachment.url;
+        if (attachment.video) img.muted = true;
+        else img.alt = attachment.name;
+        item.append(img);
+      }
       const remove = document.createElement("button");
       remove.type = "button";
       remove.textContent = "×";
@@ -602,7 +610,7 @@
   });
   window.addEventListener("paste", (event) => {
     const files = Array.from(event.clipboardData ? event.clipboardData.files : []).filter((f) =>
-      f.type.startsWith("image/") || VIDEO_TYPES.has(f.type)
+      f.type.startsWith("image/") || VIDEO_TYPES.has(f.type) || f.type === "application/pdf"
     );
     if (files.length) {
       event.preventDefault();

@@ -188,12 +188,13 @@ async def test_missing_files_read_is_told_to_user_and_operator(
 async def test_a_non_image_file_gets_a_clear_reply_and_is_not_downloaded(make_bot) -> None:
     async with make_bot() as bot:
         slack = bot.slack
-        pdf = slack.host_file(b"%PDF-1.4 ...", "report.pdf", "application/pdf")
-        event = mention(slack, "", files=[pdf])
+        docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        document = slack.host_file(b"PK\x03\x04 ...", "report.docx", docx)
+        event = mention(slack, "", files=[document])
         await bot.deliver(event)
         await bot.settle()
         (reply,) = thread_texts(slack, event["ts"])
-        assert "only read pictures" in reply and "report.pdf" in reply
+        assert "only read pictures" in reply and "report.docx" in reply
         assert slack.calls("/files") == []
         assert await bot.turns(f"{CHANNEL}/{event['ts']}") == []
 

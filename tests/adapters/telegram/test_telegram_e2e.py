@@ -249,14 +249,15 @@ async def test_too_big_files_are_refused_before_download(standin, service_factor
 async def test_unsupported_content_gets_a_hint(standin, service_factory):
     async with service_factory() as service:
         async with running_adapter(standin, service) as (adapter, rec):
-            pdf = standin.add_file(b"%PDF-1.4")
-            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, document=(pdf, "a.pdf", "application/pdf")))
+            archive = standin.add_file(b"PK\x03\x04")
+            await standin.inject(standin.message(
+                chat_id=CHAT, user_id=ALLOWED_USER, document=(archive, "a.zip", "application/zip")))
             await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, extra={"sticker": {
                 "file_id": "st", "file_unique_id": "st", "width": 1, "height": 1, "is_animated": False,
                 "is_video": False, "type": "regular"}}))
             await settle(standin, adapter)
     assert rec.handled == [] and standin.calls("getFile") == []
-    assert shown_text(standin, CHAT) == [not_pictures(["a.pdf"]), not_pictures(["the sticker"])]
+    assert shown_text(standin, CHAT) == [not_pictures(["a.zip"]), not_pictures(["the sticker"])]
 
 
 async def test_disallowed_user_gets_one_line_and_nothing_is_kept(standin, service_factory):

@@ -1,0 +1,197 @@
+"""What a message's files become in the prompt: pictures as sent, a PDF's pages, a long screenshot's
+tiles, a screen recording's frames (checked here, sampled by the engine).
+
+Every file is checked like any picture (`bot.pictures`); a PDF is rendered page by page
+(`bot.pdf_pages`) at the engine's pixel budget, the pages the question names ("pages 3-5") or the
+first ones; a long screenshot is cut into tiles and a thin strip padded (`bot.tiles`). A picture that
+fails its check refuses the whole message, as before; a PDF that cannot be read is left out with one
+line saying why, and the rest of the message goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import assert_never
+
+from PIL import Image
+
+from bot.messages import Attachment
+from bot.page_choice import format_pages, requested_pages
+from bot.pdf_pages import PdfProblem, PdfRenderer, PdfUnreadable, RenderedPdf, is_pdf
+from bot.picture_sources import PictureSource, SourceKind
+from bot.pictures import CheckedPicture, PictureRejected, check_picture
+from bot.tiles import STRIP_ASPECT, TilePlan, cut, plan_tiles
+from bot.videos import check_video, is_video
+from bot.wording import (
+    PDF_ABSURD_PAGES,
+    PDF_DAMAGED,
+    PDF_EMPTY,
+    PDF_NO_PAGES,
+    PDF_PASSWORD,
+    PDF_TOO_LARGE,
+    PDF_TOO_SLOW,
+    file_label,
+    pdf_over_limit,
+    pdf_pages_left_out,
+    pdf_pages_read,
+    pdf_problem,
+    screenshot_too_long,
+)
+from engine.pictures import ALLOWED_FORMATS, decode_slot
+from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
+
+__all__ = ["InputLimits", "PictureInputs", "Prepared"]
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_bytes: int
+    max_source_pixels: int
+    max_pixels: int  # the engine's budget per picture
+    max_pdf_pages: int
+    max_tiles: int
+    video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    pictures: tuple[CheckedPicture, ...]
+    sources: tuple[PictureSource, ...]
+    notes: tuple[str, ...] = ()  # what was read of a file, when not all of it
+    problems: tuple[str, ...] = ()  # files left out, one line each
+
+    @property
+    def hashes(self) -> list[str]:
+        return [picture.sha256 for picture in self.pictures]
+
+
+def _label(attachment: Attachment, *, pdf: bool) -> str:
+    return file_label(attachment.filename, pdf=pdf)
+
+
+class PictureInputs:
+    def __init__(self, limits: InputLimits, renderer: PdfRenderer) -> None:
+        self._limits = limits
+        self._renderer = renderer
+
+    async def prepare(self, attachments: Sequence[Attachment], text: str, *, tiles: bool = True) -> Prepared:
+        """Raises PictureRejected for a picture that cannot be read (the whole message is refused).
+
+        `tiles=False` keeps every picture whole, as the engine's limits allow (for /find, whose boxes
+        are drawn on the picture as sent)."""
+        pictures: list[CheckedPicture] = []
+        sources: list[PictureSource] = []
+        notes: list[str] = []
+        problems: list[str] = []
+        for attachment in attachments:
+            if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
+                outcome = await self._pdf(attachment, text)
+            elif is_video(attachment.data):  # a screen recording or an animated GIF, read whole
+                outcome = Prepared((await check_video(attachment.data, self._limits.video, name=attachment.filename),), ())
+            else:
+                outcome = await self._picture(attachment) if tiles else await self._whole(attachment)
+            pictures.extend(outcome.pictures)
+            sources.extend(outcome.sources)
+            notes.extend(outcome.notes)
+            problems.extend(outcome.problems)
+        return Prepared(tuple(pictures), tuple(sources), tuple(notes), tuple(problems))
+
+    def _check(self, data: bytes, name: str | None, max_aspect: float = 200.0) -> CheckedPicture:
+        limits = self._limits
+        return check_picture(
+            data, max_bytes=limits.max_bytes, max_pixels=limits.max_source_pixels, name=name, max_aspect=max_aspect
+        )
+
+    # --- PDFs ---------------------------------------------------------------------------------
+
+    async def _pdf(self, attachment: Attachment, text: str) -> Prepared:
+        name = _label(attachment, pdf=True)
+        data = attachment.data
+        if len(data) > self._limits.max_bytes:
+            return Prepared((), (), problems=(pdf_over_limit(name, len(data), self._limits.max_bytes),))
+        try:
+            rendered = await self._renderer.render(
+                data, wanted=requested_pages(text), max_pages=self._limits.max_pdf_pages
+            )
+            pages = [await asyncio.to_thread(self._check, page.data, None) for page in rendered.pages]
+        except PdfUnreadable as exc:
+            return Prepared((), (), problems=(pdf_problem(_unreadable(exc.problem), name),))
+        except PictureRejected:  # the renderer's own output failed the check: treat the PDF as damaged
+            return Prepared((), (), problems=(pdf_problem(PDF_DAMAGED, name),))
+        source = PictureSource(
+            SourceKind.PDF,
+            hashlib.sha256(data).hexdigest(),
+            attachment.filename,
+            tuple(page.sha256 for page in pages),
+            tuple(page.number for page in rendered.pages),
+            rendered.total,
+        )
+        return Prepared(tuple(pages), (source,), notes=self._pdf_notes(name, rendered))
+
+    def _pdf_notes(self, name: str, rendered: RenderedPdf) -> tuple[str, ...]:
+        notes = []
+        read = [page.number for page in rendered.pages]
+        if len(read) + len(rendered.absurd) < rendered.total:
+            notes.append(pdf_pages_read(name, format_pages(read), rendered.total, self._limits.max_pdf_pages))
+        if rendered.absurd:
+            notes.append(pdf_pages_left_out(name, format_pages(list(rendered.absurd))))
+        return tuple(notes)
+
+    # --- pictures -----------------------------------------------------------------------------
+
+    async def _whole(self, attachment: Attachment) -> Prepared:
+        return Prepared((await asyncio.to_thread(self._check, attachment.data, attachment.filename),), ())
+
+    async def _picture(self, attachment: Attachment) -> Prepared:
+        checked = await asyncio.to_thread(self._check, attachment.data, attachment.filename, STRIP_ASPECT)
+        limits = self._limits
+        plan = plan_tiles(checked.width, checked.height, max_pixels=limits.max_pixels, max_tiles=limits.max_tiles)
+        if plan is None and max(checked.width, checked.height) / min(checked.width, checked.height) <= 200:
+            return Prepared((checked,), ())
+        pieces = await asyncio.to_thread(_cut, checked.data, plan)
+        parts = [await asyncio.to_thread(self._check, piece, attachment.filename) for piece in pieces]
+        if plan is None:  # a strip, padded: it stands for the picture as sent
+            return Prepared(tuple(parts), ())
+        source = PictureSource(
+            SourceKind.TILES,
+            checked.sha256,
+            attachment.filename,
+            tuple(part.sha256 for part in parts),
+            tuple(range(1, len(parts) + 1)),
+            plan.needed,
+        )
+        notes = ()
+        if not plan.complete:
+            percent = int(plan.read_fraction * 100)
+            notes = (screenshot_too_long(_label(attachment, pdf=False), percent, plan.tall),)
+        return Prepared(tuple(parts), (source,), notes=notes)
+
+
+def _cut(data: bytes, plan: TilePlan | None) -> list[bytes]:
+    with decode_slot(), Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+        image.load()
+        return cut(image, plan)
+
+
+def _unreadable(problem: PdfProblem) -> str:
+    match problem:
+        case PdfProblem.EMPTY:
+            return PDF_EMPTY
+        case PdfProblem.NO_PAGES:
+            return PDF_NO_PAGES
+        case PdfProblem.PASSWORD:
+            return PDF_PASSWORD
+        case PdfProblem.DAMAGED:
+            return PDF_DAMAGED
+        case PdfProblem.TOO_SLOW:
+            return PDF_TOO_SLOW
+        case PdfProblem.TOO_LARGE:
+            return PDF_TOO_LARGE
+        case PdfProblem.ABSURD_PAGES:
+            return PDF_ABSURD_PAGES
+        case _:
+            assert_never(problem)

@@ -1,0 +1,86 @@
+"""Where a turn's pictures came from when they are not the files the user sent: a PDF's pages, a long
+screenshot's tiles. Stored with the turn (`turns.image_sources`), listed by /export, and used to name
+the pictures in the prompt: "Page 3", "Picture 2, part 1".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, assert_never
+
+__all__ = ["PictureSource", "SourceKind", "picture_names"]
+
+
+class SourceKind(StrEnum):
+    PDF = "pdf"  # parts are pages; numbers are page numbers
+    TILES = "tiles"  # parts are tiles of one picture, in reading order; numbers count from 1
+
+
+@dataclass(frozen=True)
+class PictureSource:
+    kind: SourceKind
+    sha256: str  # of the file the user sent
+    name: str | None
+    parts: tuple[str, ...]  # hashes of the pictures made from it, in prompt order
+    numbers: tuple[int, ...]  # page or part number of each part
+    total: int  # pages in the PDF, or tiles the whole picture needs
+
+    def to_json(self) -> dict[str, Any]:
+        key = "page" if self.kind is SourceKind.PDF else "part"
+        return {
+            "kind": self.kind.value,
+            "sha256": self.sha256,
+            "name": self.name,
+            "total": self.total,
+            "parts": [{key: number, "sha256": sha} for number, sha in zip(self.numbers, self.parts, strict=True)],
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> PictureSource:
+        kind = SourceKind(value["kind"])
+        key = "page" if kind is SourceKind.PDF else "part"
+        parts = value.get("parts") or []
+        return cls(
+            kind=kind,
+            sha256=str(value["sha256"]),
+            name=value.get("name"),
+            parts=tuple(str(p["sha256"]) for p in parts),
+            numbers=tuple(int(p[key]) for p in parts),
+            total=int(value.get("total") or len(parts)),
+        )
+
+
+def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> list[str]:
+    """A name for each of one message's pictures, in order: "Picture N" for a picture as sent,
+    "Picture N, part k" for a tile, "Page n" for a PDF's page ("Document d, page n" with several PDFs)."""
+    used = [0] * len(sources)  # parts of each source already named
+    documents = sum(1 for s in sources if s.kind is SourceKind.PDF)
+    names: list[str] = []
+    picture = document = 0
+    previous: int | None = None
+    for sha in hashes:
+        index = next(
+            (i for i, s in enumerate(sources) if used[i] < len(s.parts) and s.parts[used[i]] == sha), None
+        )
+        if index is None:
+            picture += 1
+            names.append(f"Picture {picture}")
+            previous = None
+            continue
+        source = sources[index]
+        number = source.numbers[used[index]]
+        first = used[index] == 0 or previous != index
+        used[index] += 1
+        previous = index
+        match source.kind:
+            case SourceKind.PDF:
+                document += first
+                names.append(f"Page {number}" if documents < 2 else f"Document {document}, page {number}")
+            case SourceKind.TILES:
+                picture += first
+                names.append(f"Picture {picture}, part {number}")
+            case _:
+                assert_never(source.kind)
+    return names

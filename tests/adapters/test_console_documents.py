@@ -1,0 +1,146 @@
+"""PDFs and long screenshots through the console adapter on the tiny Qwen2.5-VL model: what the engine
+receives (pages and tiles in order, named), what the user is told, and what /export lists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from bot.wording import PDF_DAMAGED, PDF_EMPTY, PDF_NO_PAGES, PDF_PASSWORD, PDF_TOO_SLOW
+from tests.adapters.test_console import Chat, session_turns, write_picture
+from tests.pdfs import coloured_pdf, corrupt_pdf, encrypted_pdf, no_pages_pdf, slow_pdf, tall_screenshot
+
+
+def dominant_channels(call: dict[str, Any]) -> list[int]:
+    """Per picture of a prefill: the colour channel (0 red, 1 green, 2 blue) strongest on average.
+
+    Qwen2.5-VL's processor flattens each patch as (channel, time, row, column): a row's first third is red.
+    """
+    grid, pixels = call["image_grid_thw"], call["pixel_values"]
+    channels, start = [], 0
+    for t, h, w in grid.tolist():
+        rows = pixels[start : start + t * h * w]
+        start += t * h * w
+        third = rows.shape[1] // 3
+        means = [float(rows[:, i * third : (i + 1) * third].mean()) for i in range(3)]
+        channels.append(max(range(3), key=means.__getitem__))
+    return channels
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+async def test_a_pdf_is_asked_about_as_its_pages_in_order(service_factory, tmp_path: Path) -> None:
+    pdf = write(tmp_path, "invoice.pdf", coloured_pdf(3))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {pdf}", "What is the total?")
+        assert "bot> " in out and "pages" not in out.split("bot> ")[0]  # all 3 pages read: nothing to say
+        assert dominant_channels(chat.calls[-1]) == [0, 1, 2]  # red, green, blue: pages 1, 2, 3
+        assert "(The 3 pictures above are, in order: Page 1, Page 2, Page 3.)" in chat.last_prompt_text()
+        await chat.send("/retry")  # asked again with its pages named the same way
+        assert chat.last_prompt_text().count("(The 3 pictures above are, in order: Page 1, Page 2, Page 3.)") == 1
+        await chat.send("/export")
+        [export] = list((tmp_path / "exports").glob("*.json"))
+        turns = json.loads(export.read_bytes())["turns"]
+        assert [t["sources"] for t in turns][0] == turns[1]["sources"]  # the retried turn keeps them too
+        [source] = turns[0]["sources"]
+        assert source["kind"] == "pdf" and source["name"] == "invoice.pdf" and source["total"] == 3
+        assert [p["page"] for p in source["parts"]] == [1, 2, 3]
+        assert [p["sha256"] for p in source["parts"]] == turns[0]["image_hashes"]
+        for sha in turns[0]["image_hashes"]:  # pages are stored like pictures
+            assert service.conversations.pictures.path(sha).exists()
+
+
+async def test_pages_named_in_the_question_are_read_and_the_reply_says_which(service_factory, tmp_path: Path) -> None:
+    pdf = write(tmp_path, "manual.pdf", coloured_pdf(12))
+    async with service_factory(max_pdf_pages=4) as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {pdf}", "What is on pages 2-3?")
+        assert "'manual.pdf' has 12 pages; I read pages 2-3." in out
+        assert "(The 2 pictures above are, in order: Page 2, Page 3.)" in chat.last_prompt_text()
+        assert dominant_channels(chat.calls[-1]) == [1, 2]
+        chat = Chat(service, tmp_path, thread="chinese")
+        out = await chat.send(f"/image {pdf}", "第7-8页是什么?")
+        assert "I read pages 7-8" in out and dominant_channels(chat.calls[-1]) == [0, 1]  # pages 7, 8: red, green
+        chat = Chat(service, tmp_path, thread="unnamed")
+        out = await chat.send(f"/image {pdf}", "Summarise it")
+        assert "'manual.pdf' has 12 pages; I read pages 1-4." in out and "up to 4 at a time" in out
+        assert "Page 1, Page 2, Page 3, Page 4.)" in chat.last_prompt_text()
+
+
+async def test_a_long_screenshot_is_read_as_tiles_in_reading_order(service_factory, tmp_path: Path) -> None:
+    shot = write(tmp_path, "settings.png", tall_screenshot((200, 1500)))
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        await chat.send(f"/image {red}", f"/image {shot}", "Which setting is off?")
+        grid = chat.calls[-1]["image_grid_thw"].tolist()
+        assert len(grid) == 8  # the red picture and 7 tiles
+        parts = ", ".join(f"Picture 2, part {k}" for k in range(1, 8))
+        assert f"(The 8 pictures above are, in order: Picture 1, {parts}.)" in chat.last_prompt_text()
+        assert dominant_channels(chat.calls[-1])[0] == 0
+        [turn] = await session_turns(service)
+        [source] = turn.image_sources
+        assert source.kind == "tiles" and source.total == 7 and source.parts == turn.image_hashes[1:]
+
+
+async def test_a_screenshot_too_long_says_how_much_was_read(service_factory, tmp_path: Path) -> None:
+    shot = write(tmp_path, "chat.png", tall_screenshot((200, 1500)))
+    async with service_factory(max_tiles=3) as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {shot}", "What did they say last?")
+        assert "'chat.png' is too long to read whole; I read its top part (4" in out  # 3 tiles of 250 px, overlapping
+        assert chat.calls[-1]["image_grid_thw"].shape[0] == 3
+
+
+async def test_a_thin_strip_is_padded_not_refused(service_factory, tmp_path: Path) -> None:
+    from tests.conftest import picture_bytes
+
+    strip = write(tmp_path, "strip.png", picture_bytes(size=(4000, 12), color=(10, 10, 10)))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {strip}", "What does it say?")
+        assert "too thin" not in out and chat.images_in_last_prompt() == 1
+
+
+async def test_bad_pdfs_get_one_line_and_the_rest_of_the_message_goes_on(service_factory, tmp_path: Path) -> None:
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    bad = {
+        "locked.pdf": (encrypted_pdf(), PDF_PASSWORD),
+        "broken.pdf": (corrupt_pdf(), PDF_DAMAGED),
+        "empty.pdf": (b"", PDF_EMPTY),
+        "blank.pdf": (no_pages_pdf(), PDF_NO_PAGES),
+    }
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        for name, (data, wording) in bad.items():
+            path = write(tmp_path, name, data)
+            calls = len(chat.calls)
+            out = await chat.send(f"/image {path}", "What does it say?")
+            assert wording.format(name=f"'{name}'") in out and "bot> " not in out
+            assert len(chat.calls) == calls  # nothing readable: no question to the model
+        locked = tmp_path / "locked.pdf"
+        out = await chat.send(f"/image {locked}", f"/image {red}", "What colour is the picture?")
+        assert PDF_PASSWORD.format(name="'locked.pdf'") in out
+        assert chat.images_in_last_prompt() == 1 and dominant_channels(chat.calls[-1]) == [0]
+        turns = await session_turns(service)
+        assert [t.status for t in turns] == ["done"] and turns[0].user_text == "What colour is the picture?"
+
+
+async def test_a_hostile_pdf_does_not_hold_up_other_answers(service_factory, tmp_path: Path) -> None:
+    hostile = write(tmp_path, "hostile.pdf", slow_pdf())
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    async with service_factory(pdf_timeout_s=8.0) as service:
+        slow_chat = Chat(service, tmp_path, thread="a")
+        other = Chat(service, tmp_path, thread="b")
+        stuck = asyncio.create_task(slow_chat.send(f"/image {hostile}", "What is in it?"))
+        await asyncio.sleep(0.5)  # let its renderer start
+        out = await other.send(f"/image {red}", "What colour is it?")
+        assert "bot> " in out and not stuck.done()  # answered while PDFium still works on the other PDF
+        assert PDF_TOO_SLOW.format(name="'hostile.pdf'") in await asyncio.wait_for(stuck, 30)
