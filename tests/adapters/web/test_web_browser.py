@@ -397,7 +397,7 @@ async def test_the_page_in_chinese_in_a_real_browser(service_factory: Any, chrom
                 await expect(page.locator("#send")).to_have_text("发送")
                 await expect(page.locator("#new-chat")).to_have_text("+ 新聊天")
                 await expect(page.locator("#text")).to_have_attribute("placeholder", re.compile("^拖入或粘贴截图"))
-                await expect(page.locator("label.attach")).to_have_attribute("title", "附加图片")
+                await expect(page.locator("label.attach")).to_have_attribute("title", "附加图片、PDF 或录屏")
                 await expect(page.locator("#file")).to_have_count(1)  # the label's text changed, its input stayed
                 await expect(page.locator('.preset[data-preset="ocr"]')).to_have_text("读取文字")
                 await page.fill("#text", "/undo")
