@@ -39,6 +39,7 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
     """Run the service and its adapters until SIGINT/SIGTERM (or the console's input ends)."""
     from adapters import configured_adapters
     from adapters.console import ConsoleAdapter
+    from bot.adapter import Adapter
     from bot.language import from_tag
     from bot.service import DEMO_WARNING, running_service
 
@@ -49,7 +50,7 @@ async def serve(settings: Settings, *, console_only: bool = False, thread: str |
             loop.add_signal_handler(signum, stop.set)
     async with running_service(settings) as service:
         if console_only:
-            adapters = [
+            adapters: list[Adapter] = [
                 ConsoleAdapter(
                     service.inbox,
                     thread=thread or "main",

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.pictures import PictureFiles
@@ -121,7 +122,7 @@ class DataRemoval:
             user_rows = 0
             for table, platform_column, user_column in USER_ROWS:
                 mine = (getattr(table, platform_column) == platform, getattr(table, user_column) == user_id)
-                user_rows += (await db.execute(delete(table).where(*mine))).rowcount or 0
+                user_rows += cast(CursorResult[Any], await db.execute(delete(table).where(*mine))).rowcount or 0
         removal = replace(self._removal(plan, doomed, pictures, size), user_rows=user_rows)
         exports = await asyncio.to_thread(self._remove_files, plan.candidates - plan.referenced, removal.touched_sessions)
         removal = replace(removal, exports=exports)

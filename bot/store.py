@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.migrate import upgrade_database
 from bot.picture_sources import PictureSource
@@ -30,6 +33,18 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def _stamp(value: datetime | None) -> datetime:
+    """A time that is always written (a NOT NULL column), as an aware datetime."""
+    aware = _aware(value)
+    assert aware is not None
+    return aware
+
+
+def _count(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched."""
+    return cast(CursorResult[Any], result).rowcount or 0
 
 
 @dataclass(frozen=True)
@@ -95,8 +110,8 @@ def _session(row: SessionRow) -> SessionInfo:
         status=row.status,
         title=row.title,
         owner_id=row.owner_id,
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
+        created_at=_stamp(row.created_at),
+        updated_at=_stamp(row.updated_at),
     )
 
 
@@ -118,7 +133,7 @@ def _turn(row: TurnRow) -> TurnInfo:
         prompt_tokens=row.prompt_tokens,
         output_tokens=row.output_tokens,
         model=row.model,
-        created_at=_aware(row.created_at),
+        created_at=_stamp(row.created_at),
         finished_at=_aware(row.finished_at),
         image_sources=tuple(PictureSource.from_json(entry) for entry in row.image_sources or ()),
     )
@@ -130,8 +145,8 @@ def _vote(row: FeedbackRow) -> VoteInfo:
         platform=row.platform,
         user_id=row.user_id,
         vote=row.vote,
-        created_at=_aware(row.created_at),
-        voted_at=_aware(row.voted_at),
+        created_at=_stamp(row.created_at),
+        voted_at=_stamp(row.voted_at),
     )
 
 
@@ -315,7 +330,7 @@ class Store:
         Only this instance's own turns, and with `stale_after_s` any turn pending longer than that:
         other replicas sharing the database may be answering theirs right now.
         """
-        condition = TurnRow.instance.is_(None)  # written before instances were recorded
+        condition: ColumnElement[bool] = TurnRow.instance.is_(None)  # written before instances were recorded
         if self._instance is not None:
             condition = or_(condition, TurnRow.instance == self._instance)
         if stale_after_s is not None:
@@ -327,7 +342,7 @@ class Store:
                 .values(status="interrupted", finished_at=_now())
             )
             await db.commit()
-            return result.rowcount or 0
+            return _count(result)
 
     # --- images and deliveries -----------------------------------------------------------------
 
@@ -359,7 +374,7 @@ class Store:
                 delete(Delivery).where(Delivery.created_at < _now() - timedelta(seconds=older_than_s))
             )
             await db.commit()
-            return result.rowcount or 0
+            return _count(result)
 
     async def claim_delivery(self, platform: str, delivery_id: str) -> bool:
         """True the first time a delivery id is claimed, False for every redelivery."""
@@ -383,13 +398,13 @@ class Store:
         """
         now = _now()
         insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(FeedbackRow).values(
+        values = insert(FeedbackRow).values(
             turn_id=turn_id, platform=platform, user_id=user_id, vote=vote, created_at=now, voted_at=now
         )
-        statement = statement.on_conflict_do_update(
+        statement = values.on_conflict_do_update(
             index_elements=[FeedbackRow.turn_id, FeedbackRow.platform, FeedbackRow.user_id],
-            set_={"vote": statement.excluded.vote, "voted_at": statement.excluded.voted_at},
-            where=FeedbackRow.vote != statement.excluded.vote,
+            set_={"vote": values.excluded.vote, "voted_at": values.excluded.voted_at},
+            where=FeedbackRow.vote != values.excluded.vote,
         ).returning(FeedbackRow.created_at)
         async with self._sessions() as db:
             created = (await db.execute(statement)).scalar_one_or_none()

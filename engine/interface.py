@@ -12,7 +12,7 @@ sent (a picture it refuses, a prompt longer than the model's context) fails with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -211,7 +211,7 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[StreamEvent, None]:
         """Stream `Queued` updates, then `Started` (when the engine begins reading the prompt; a remote
         server may not say), then `TextPiece`s, then one `GenerationStats`.
 

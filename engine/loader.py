@@ -109,7 +109,7 @@ def load_model(
         implementation = "sdpa"
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", **extra)
     if not plan.active:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' stubs type `to` as a decorator's wrapper
     model.eval()
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"  # batched generation needs left padding

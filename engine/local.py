@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +215,7 @@ class LocalEngine:
 
     # --- the Engine interface -----------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[StreamEvent, None]:
         if self._worker is None or self._preparer is None:
             raise EngineError(INTERNAL_MESSAGE, detail="engine not started")
         now = time.monotonic()

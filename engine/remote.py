@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +218,7 @@ class RemoteEngine:
 
     # --- the Engine interface -----------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[StreamEvent, None]:
         if self._session is None:
             raise EngineError(REJECTED, detail="remote engine not started")
         job = _Job(request)

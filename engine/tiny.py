@@ -24,13 +24,15 @@ from transformers import (
     AutoModelForImageTextToText,
     Qwen2_5_VLConfig,
     Qwen2_5_VLProcessor,
-    Qwen2TokenizerFast,
+    Qwen2Tokenizer,
     Qwen2VLImageProcessor,
     Qwen3VLConfig,
     Qwen3VLProcessor,
 )
+from transformers.configuration_utils import PretrainedConfig
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging as hf_logging
 
 # Weight-loading progress bars are noise in an operator's log.
@@ -80,7 +82,7 @@ _CORPUS = [
 ]
 
 
-def _tokenizer(vocab_size: int) -> Qwen2TokenizerFast:
+def _tokenizer(vocab_size: int) -> Qwen2Tokenizer:
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -91,12 +93,12 @@ def _tokenizer(vocab_size: int) -> Qwen2TokenizerFast:
         show_progress=False,
     )
     bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    tokenizer = Qwen2TokenizerFast(
+    tokenizer = Qwen2Tokenizer(
         tokenizer_object=bpe,
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        unk_token=None,
+        unk_token=None,  # type: ignore[arg-type]  # a byte-level BPE has no unknown token
         extra_special_tokens={
             "image_token": "<|image_pad|>",
             "video_token": "<|video_pad|>",
@@ -116,7 +118,7 @@ def _dims(size: Size) -> dict[str, int]:
     return {"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "ffn": 128, "v_hidden": 32, "v_depth": 2, "v_heads": 2, "vocab": 400}
 
 
-def _printable_head(model: Any, tokenizer: Qwen2TokenizerFast, *, can_stop: bool) -> None:
+def _printable_head(model: Any, tokenizer: Any, *, can_stop: bool) -> None:
     """Zero the output rows of special tokens and of tokens that are not printable ASCII alone
     (`<|im_end|>` keeps its random row when `can_stop`, so answers still end now and then)."""
     special = set(tokenizer.all_special_ids) | set(tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS))
@@ -148,7 +150,7 @@ def write_tiny_checkpoint(
     # mrope_section splits head_dim / 2 rotary frequencies between time, height and width.
     half = head_dim // 2
     section = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
-    text_config = {
+    text_config: dict[str, Any] = {
         "vocab_size": len(tokenizer),
         "hidden_size": d["hidden"],
         "intermediate_size": d["ffn"],
@@ -160,14 +162,14 @@ def write_tiny_checkpoint(
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
-    vision_config = {
+    vision_config: dict[str, Any] = {
         "depth": d["v_depth"],
         "hidden_size": d["v_hidden"],
         "intermediate_size": d["v_hidden"] * 2,
         "num_heads": d["v_heads"],
         "out_hidden_size": d["hidden"],
     }
-    token_ids = {
+    token_ids: dict[str, Any] = {
         "image_token_id": ids["<|image_pad|>"],
         "video_token_id": ids["<|video_pad|>"],
         "vision_start_token_id": ids["<|vision_start|>"],
@@ -176,9 +178,9 @@ def write_tiny_checkpoint(
     if arch == "qwen2_5_vl":
         vision_config.update(patch_size=14, fullatt_block_indexes=[d["v_depth"] - 1], window_size=112)
         text_config["bos_token_id"] = ids["<|endoftext|>"]
-        config = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config, **token_ids)
+        config: PretrainedConfig = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config, **token_ids)
         image_processor = Qwen2VLImageProcessor(patch_size=14, merge_size=2)
-        processor = Qwen2_5_VLProcessor(
+        processor: ProcessorMixin = Qwen2_5_VLProcessor(
             image_processor=image_processor,
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from telegram import Bot, BotCommand, Update
@@ -102,7 +103,7 @@ class TelegramAdapter:
                 await self._start_webhook(app)
             else:
                 assert app.updater is not None
-                await app.updater.start_polling(timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES)
+                await app.updater.start_polling(timeout=timedelta(seconds=self._poll_timeout), allowed_updates=ALLOWED_UPDATES)
         except BaseException:
             await self.stop()
             raise
