@@ -399,21 +399,21 @@ class Conversations:
         if status == "done" and stats is not None:
             if stats.note:
                 yield Notice(engine_sentence(stats.note))
-            answer = Answer(
+            final = Answer(
                 text="".join(parts).strip(),  # the renderer words an empty answer
                 turn_id=turn.id,
                 latency_ms=round(stats.total_s * 1000),
                 output_tokens=stats.output_tokens,
             )
             if present is None:
-                yield answer
+                yield final
                 return
             try:
-                async for reply in present(answer, stats):
+                async for reply in present(final, stats):
                     yield reply
             except Exception:
                 log.exception("session %s turn %s: presenting the answer failed", session.id, turn.id)
-                yield answer
+                yield final
                 yield Text(_(PRESENT_FAILED), kind="error")
         elif status == "cancelled":
             yield Text(_(STOPPED))
@@ -486,10 +486,11 @@ class Conversations:
             if own:
                 target = own[-1]
             else:
-                target = next((t.image_hashes[-1] for t in reversed(history) if t.image_hashes), None)
-                if target is None:
+                found = next((t.image_hashes[-1] for t in reversed(history) if t.image_hashes), None)
+                if found is None:
                     yield Text(_(NO_PICTURE))
                     return
+                target = found
                 if target not in carried:
                     # An earlier picture goes into this question again, right next to the instruction.
                     own = [target]
@@ -615,7 +616,7 @@ class Conversations:
         # A preset is asked again as a preset, so its files or its marked picture come back too.
         parsed = parse_command(last.command)
         preset = preset_named(parsed[0]) if parsed else None
-        if preset is None:
+        if preset is None or parsed is None:
             yield Text(_("{command} can no longer be retried; please send it again.").format(command=last.command), kind="error")
             return
         async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1]):

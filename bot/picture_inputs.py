@@ -164,7 +164,7 @@ class PictureInputs:
             tuple(range(1, len(parts) + 1)),
             plan.needed,
         )
-        notes = ()
+        notes: tuple[str, ...] = ()
         if not plan.complete:
             percent = int(plan.read_fraction * 100)
             notes = (screenshot_too_long(_label(attachment, pdf=False), percent, plan.tall),)
