@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, assert_never
 
-__all__ = ["PictureSource", "SourceKind", "picture_names"]
+__all__ = ["PictureSource", "SourceKind", "kept_files", "picture_names"]
 
 
 class SourceKind(StrEnum):
@@ -26,16 +26,22 @@ class PictureSource:
     parts: tuple[str, ...]  # hashes of the pictures made from it, in prompt order
     numbers: tuple[int, ...]  # page or part number of each part
     total: int  # pages in the PDF, or tiles the whole picture needs
+    # Pages read later from a PDF sent earlier, when the conversation has several: which of them it is,
+    # counted in the order they were first sent (`bot.earlier_pages`); names them "Document d, page n".
+    document: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         key = "page" if self.kind is SourceKind.PDF else "part"
-        return {
+        value: dict[str, Any] = {
             "kind": self.kind.value,
             "sha256": self.sha256,
             "name": self.name,
             "total": self.total,
             "parts": [{key: number, "sha256": sha} for number, sha in zip(self.numbers, self.parts, strict=True)],
         }
+        if self.document is not None:
+            value["document"] = self.document
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> PictureSource:
@@ -49,7 +55,14 @@ class PictureSource:
             parts=tuple(str(p["sha256"]) for p in parts),
             numbers=tuple(int(p[key]) for p in parts),
             total=int(value.get("total") or len(parts)),
+            document=None if value.get("document") is None else int(value["document"]),
         )
+
+
+def kept_files(entries: Sequence[dict[str, Any]] | None) -> set[str]:
+    """The files a turn's stored `image_sources` keep in the picture store besides its pictures: its PDFs
+    (read again when a later question names other pages); a long screenshot is kept as its tiles only."""
+    return {str(entry["sha256"]) for entry in entries or () if entry.get("kind") == SourceKind.PDF.value}
 
 
 def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> list[str]:
@@ -75,6 +88,8 @@ def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> li
         used[index] += 1
         previous = index
         match source.kind:
+            case SourceKind.PDF if source.document is not None:
+                names.append(f"Document {source.document}, page {number}")
             case SourceKind.PDF:
                 document += first
                 names.append(f"Page {number}" if documents < 2 else f"Document {document}, page {number}")
