@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import count
 from typing import Any, assert_never
 
 __all__ = ["PictureSource", "SourceKind", "kept_files", "picture_names"]
@@ -69,9 +70,10 @@ def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> li
     """A name for each of one message's pictures, in order: "Picture N" for a picture as sent,
     "Picture N, part k" for a tile, "Page n" for a PDF's page ("Document d, page n" with several PDFs)."""
     used = [0] * len(sources)  # parts of each source already named
-    documents = sum(1 for s in sources if s.kind is SourceKind.PDF)
+    documents = _document_numbers(sources)
+    several = len(documents) > 1 or any(s.document is not None for s in sources)
     names: list[str] = []
-    picture = document = 0
+    picture = 0
     previous: int | None = None
     for sha in hashes:
         index = next(
@@ -88,14 +90,21 @@ def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> li
         used[index] += 1
         previous = index
         match source.kind:
-            case SourceKind.PDF if source.document is not None:
-                names.append(f"Document {source.document}, page {number}")
             case SourceKind.PDF:
-                document += first
-                names.append(f"Page {number}" if documents < 2 else f"Document {document}, page {number}")
+                names.append(f"Document {documents[source.sha256]}, page {number}" if several else f"Page {number}")
             case SourceKind.TILES:
                 picture += first
                 names.append(f"Picture {picture}, part {number}")
             case _:
                 assert_never(source.kind)
     return names
+
+
+def _document_numbers(sources: Sequence[PictureSource]) -> dict[str, int]:
+    """A number for each PDF of one message, by its hash: the conversation's when the source has one
+    (pages read later, `bot.earlier_pages`), else the next number free, in the order they were sent."""
+    numbers = {s.sha256: s.document for s in sources if s.kind is SourceKind.PDF and s.document is not None}
+    for source in sources:
+        if source.kind is SourceKind.PDF and source.sha256 not in numbers:
+            numbers[source.sha256] = next(n for n in count(1) if n not in numbers.values())
+    return numbers

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bot.messages import Attachment, IncomingMessage
 from bot.wording import PDF_DAMAGED, PDF_EMPTY, PDF_NO_PAGES, PDF_PASSWORD, PDF_TOO_SLOW
 from tests.adapters.test_console import Chat, session_turns, write_picture
 from tests.pdfs import coloured_pdf, corrupt_pdf, encrypted_pdf, no_pages_pdf, slow_pdf, tall_screenshot
@@ -210,3 +211,14 @@ async def test_with_several_pdfs_the_most_recent_one_with_the_pages_is_read(serv
         out = await chat.send("Compare pages 3-6")  # short.pdf has page 3 only; manual.pdf has them all
         assert "'manual.pdf' has 12 pages; I read pages 3-4." in out  # two at a time
         assert "(The 2 pictures above are, in order: Document 1, page 3, Document 1, page 4.)" in chat.last_prompt_text()
+
+
+async def test_pages_named_after_a_pdf_sent_alone_join_its_pages_in_the_question(service_factory, tmp_path: Path) -> None:
+    manual = write(tmp_path, "manual.pdf", coloured_pdf(12))
+    async with service_factory(max_pdf_pages=2) as service:
+        chat = Chat(service, tmp_path)
+        alone = IncomingMessage("console", "main", "local", "", (Attachment(manual.read_bytes(), "manual.pdf"),))
+        replies = [reply async for reply in service.conversations.handle(alone)]  # kept for the next question
+        assert "I read pages 1-2" in replies[0].text  # as a Telegram document without a caption
+        await chat.send("What is on page 11?")
+        assert "(The 3 pictures above are, in order: Page 1, Page 2, Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
