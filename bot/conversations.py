@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.commands import help_text, parse_command
+from bot.earlier_pages import page_follow_up
 from bot.erasure import DataRemoval
 from bot.feedback import Feedback, vote_entries
 from bot.i18n import N_, _, ngettext
@@ -29,8 +30,9 @@ from bot.messages import (
     Text,
 )
 from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
+from bot.page_choice import format_pages, requested_pages
 from bot.pdf_pages import PdfRenderer
-from bot.picture_inputs import InputLimits, PictureInputs, Prepared
+from bot.picture_inputs import InputLimits, KeptFile, PictureInputs, Prepared
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected
 from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
 from bot.prompt import (
@@ -54,8 +56,11 @@ from bot.wording import (
     SHUTTING_DOWN,
     STOPPED,
     engine_sentence,
+    file_label,
     forget_done,
     forget_preview,
+    pdf_gone,
+    pdf_no_such_page,
     status_text,
     too_big,
 )
@@ -234,11 +239,20 @@ class Conversations:
         for line in prepared.notes:
             yield Notice(line)
         text = message.text.strip()
+        if text and not message.attachments and (wanted := requested_pages(text)):
+            earlier = await self._earlier_pages(message, wanted)
+            if isinstance(earlier, str):
+                yield Text(earlier, kind="error")
+                return
+            if earlier is not None:
+                for line in earlier.notes:
+                    yield Notice(line)
+                prepared = earlier
         checked = prepared.pictures
         if not text and not checked:
             yield Text(_("Send a picture or ask a question; /help lists what I can do."))
             return
-        await self._keep(checked)
+        await self._keep(checked, prepared.files)
         session = await self.store.active_session(message.platform, message.thread_key, message.user_id)
         hashes = prepared.hashes
         if not text:
@@ -258,7 +272,8 @@ class Conversations:
             async for reply in self._answer(session, turn):
                 yield reply
 
-    async def _keep(self, checked: Sequence[CheckedPicture]) -> None:
+    async def _keep(self, checked: Sequence[CheckedPicture], files: Sequence[KeptFile] = ()) -> None:
+        """Pictures, and the PDFs they are pages of, stored before the turn that refers to them."""
         for picture in checked:
             await self.pictures.save(picture)
             await self.store.record_image(
@@ -268,6 +283,35 @@ class Conversations:
                 height=picture.height,
                 size_bytes=len(picture.data),
             )
+        for kept in files:
+            await self.pictures.save_file(kept.sha256, kept.data)
+            await self.store.record_image(kept.sha256, mime_type=kept.mime_type, width=0, height=0, size_bytes=len(kept.data))
+
+    async def _earlier_pages(self, message: IncomingMessage, wanted: tuple[int, ...]) -> Prepared | str | None:
+        """Pages a question names of a PDF sent earlier in the conversation (`bot.earlier_pages`), read now
+        from the kept file; a line saying why they cannot be read; None when there is nothing to read."""
+        session = await self._current(message)
+        found = page_follow_up(await self.store.turns(session.id, in_context_only=True), wanted)
+        if found is None:
+            return None
+        pdf = found.pdf
+        name = file_label(pdf.name, pdf=True)
+        if not found.present:
+            return pdf_no_such_page(name, format_pages(found.missing), pdf.total)
+        notes = (pdf_no_such_page(name, format_pages(found.missing), pdf.total),) if found.missing else ()
+        if not found.unread:  # every named page is in the conversation already
+            return Prepared((), (), notes=notes)
+        try:
+            data = await self.pictures.load(pdf.sha256)
+        except FileNotFoundError:
+            log.info("session %s: PDF %s is not kept; pages %s cannot be read", session.id, pdf.sha256, found.unread)
+            return pdf_gone(name, format_pages(found.unread))
+        document = pdf.document if found.several else None
+        prepared = await self._inputs.earlier_pages(data, pdf.name, found.unread, document=document)
+        if prepared.problems:
+            self.metrics.refused("picture")
+            return prepared.problems[0]
+        return replace(prepared, notes=notes + prepared.notes)
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())

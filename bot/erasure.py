@@ -2,10 +2,11 @@
 the retention period (`vlmbot data prune`, and daily while the bot runs).
 
 Rows go first, in one transaction: the turns, the rows that belong to them (`TURN_CHILDREN`), the
-sessions left empty, and the pictures no kept turn refers to. Files go after the commit. A crash
-before the commit changes nothing; a crash after it leaves picture files that no row and no turn
-refers to, which the next prune sweeps with every other such file older than a day (pictures are
-written a moment before the turn that uses them, so younger ones are left alone).
+sessions left empty, and the pictures no kept turn refers to (by `image_hashes`, or by `image_sources`
+for the PDFs pages were read from). Files go after the commit. A crash before the commit changes
+nothing; a crash after it leaves picture files that no row and no turn refers to, which the next prune
+sweeps with every other such file older than a day (pictures are written a moment before the turn that
+uses them, so younger ones are left alone).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.picture_sources import kept_files
 from bot.pictures import PictureFiles
 from bot.schema import FeedbackRow, ImageRow, SessionRow, TurnRow
 
@@ -165,19 +167,22 @@ class DataRemoval:
     async def _plan(self, db: AsyncSession, condition: ColumnElement[bool] | None, platform: str | None) -> _Plan:
         """The turns matching `condition` (on `platform`), and what the other turns still use."""
         plan = _Plan(set(), set(), set())
+        columns = (TurnRow.id, TurnRow.session_id, TurnRow.image_hashes, TurnRow.image_sources)
         if condition is not None:
-            query = select(TurnRow.id, TurnRow.session_id, TurnRow.image_hashes).where(condition)
+            query = select(*columns).where(condition)
             if platform is not None:
                 query = query.join(SessionRow, SessionRow.id == TurnRow.session_id).where(SessionRow.platform == platform)
-            for turn_id, session_id, hashes in await db.execute(query):
+            for turn_id, session_id, hashes, sources in await db.execute(query):
                 plan.turn_ids.add(turn_id)
                 plan.touched.add(session_id)
                 plan.candidates.update(hashes or ())
+                plan.candidates.update(kept_files(sources))  # the PDFs its pages came from
         # Pictures are referenced from a JSON list per turn, which no index reaches: read them all.
-        everything = await db.stream(select(TurnRow.id, TurnRow.session_id, TurnRow.image_hashes))
-        async for turn_id, session_id, hashes in everything:
+        everything = await db.stream(select(*columns))
+        async for turn_id, session_id, hashes, sources in everything:
             if turn_id not in plan.turn_ids:
                 plan.referenced.update(hashes or ())
+                plan.referenced.update(kept_files(sources))
                 plan.live.add(session_id)
         return plan
 

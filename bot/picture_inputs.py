@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import assert_never
 
 from PIL import Image
@@ -44,7 +44,7 @@ from bot.wording import (
 from engine.pictures import ALLOWED_FORMATS, decode_slot
 from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
-__all__ = ["InputLimits", "PictureInputs", "Prepared"]
+__all__ = ["InputLimits", "KeptFile", "PictureInputs", "Prepared"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,21 @@ class InputLimits:
 
 
 @dataclass(frozen=True)
+class KeptFile:
+    """A file kept in the picture store besides its pictures: a PDF, for pages named later."""
+
+    sha256: str
+    data: bytes = field(repr=False)
+    mime_type: str
+
+
+@dataclass(frozen=True)
 class Prepared:
     pictures: tuple[CheckedPicture, ...]
     sources: tuple[PictureSource, ...]
     notes: tuple[str, ...] = ()  # what was read of a file, when not all of it
     problems: tuple[str, ...] = ()  # files left out, one line each
+    files: tuple[KeptFile, ...] = ()  # the PDFs the pages came from
 
     @property
     def hashes(self) -> list[str]:
@@ -87,6 +97,7 @@ class PictureInputs:
         sources: list[PictureSource] = []
         notes: list[str] = []
         problems: list[str] = []
+        files: list[KeptFile] = []
         for attachment in attachments:
             if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
                 outcome = await self._pdf(attachment, text)
@@ -98,7 +109,8 @@ class PictureInputs:
             sources.extend(outcome.sources)
             notes.extend(outcome.notes)
             problems.extend(outcome.problems)
-        return Prepared(tuple(pictures), tuple(sources), tuple(notes), tuple(problems))
+            files.extend(outcome.files)
+        return Prepared(tuple(pictures), tuple(sources), tuple(notes), tuple(problems), tuple(files))
 
     def _check(self, data: bytes, name: str | None, max_aspect: float = 200.0) -> CheckedPicture:
         limits = self._limits
@@ -113,24 +125,54 @@ class PictureInputs:
         data = attachment.data
         if len(data) > self._limits.max_bytes:
             return Prepared((), (), problems=(pdf_over_limit(name, len(data), self._limits.max_bytes),))
+        outcome = await self._render(data, attachment.filename, requested_pages(text))
+        if isinstance(outcome, str):
+            return Prepared((), (), problems=(outcome,))
+        prepared, rendered = outcome
+        return replace(prepared, notes=self._pdf_notes(name, rendered))
+
+    async def earlier_pages(
+        self, data: bytes, filename: str | None, pages: tuple[int, ...], *, document: int | None = None
+    ) -> Prepared:
+        """`pages` of a PDF sent earlier and kept (`bot.earlier_pages`), at most `max_pdf_pages` of them;
+        `document` names them "Document d, page n" when the conversation has several PDFs."""
+        name = file_label(filename, pdf=True)
+        outcome = await self._render(data, filename, pages, document=document)
+        if isinstance(outcome, str):
+            return Prepared((), (), problems=(outcome,))
+        prepared, rendered = outcome
+        read = [page.number for page in rendered.pages]
+        notes = []
+        if len(read) + len(rendered.absurd) < len(pages):
+            notes.append(pdf_pages_read(name, format_pages(read), rendered.total, self._limits.max_pdf_pages))
+        if rendered.absurd:
+            notes.append(pdf_pages_left_out(name, format_pages(list(rendered.absurd))))
+        return replace(prepared, files=(), notes=tuple(notes))  # the file is kept already
+
+    async def _render(
+        self, data: bytes, filename: str | None, wanted: tuple[int, ...], *, document: int | None = None
+    ) -> tuple[Prepared, RenderedPdf] | str:
+        """The PDF's pages as checked pictures with their source, or the line saying why it cannot be read."""
+        name = file_label(filename, pdf=True)
         try:
-            rendered = await self._renderer.render(
-                data, wanted=requested_pages(text), max_pages=self._limits.max_pdf_pages
-            )
+            rendered = await self._renderer.render(data, wanted=wanted, max_pages=self._limits.max_pdf_pages)
             pages = [await asyncio.to_thread(self._check, page.data, None) for page in rendered.pages]
         except PdfUnreadable as exc:
-            return Prepared((), (), problems=(pdf_problem(_unreadable(exc.problem), name),))
+            return pdf_problem(_unreadable(exc.problem), name)
         except PictureRejected:  # the renderer's own output failed the check: treat the PDF as damaged
-            return Prepared((), (), problems=(pdf_problem(PDF_DAMAGED, name),))
+            return pdf_problem(PDF_DAMAGED, name)
+        sha256 = hashlib.sha256(data).hexdigest()
         source = PictureSource(
             SourceKind.PDF,
-            hashlib.sha256(data).hexdigest(),
-            attachment.filename,
+            sha256,
+            filename,
             tuple(page.sha256 for page in pages),
             tuple(page.number for page in rendered.pages),
             rendered.total,
+            document,
         )
-        return Prepared(tuple(pages), (source,), notes=self._pdf_notes(name, rendered))
+        kept = KeptFile(sha256, data, "application/pdf")
+        return Prepared(tuple(pages), (source,), files=(kept,)), rendered
 
     def _pdf_notes(self, name: str, rendered: RenderedPdf) -> tuple[str, ...]:
         notes = []

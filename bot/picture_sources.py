@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import count
 from typing import Any, assert_never
 
-__all__ = ["PictureSource", "SourceKind", "picture_names"]
+__all__ = ["PictureSource", "SourceKind", "kept_files", "picture_names"]
 
 
 class SourceKind(StrEnum):
@@ -26,16 +27,22 @@ class PictureSource:
     parts: tuple[str, ...]  # hashes of the pictures made from it, in prompt order
     numbers: tuple[int, ...]  # page or part number of each part
     total: int  # pages in the PDF, or tiles the whole picture needs
+    # Pages read later from a PDF sent earlier, when the conversation has several: which of them it is,
+    # counted in the order they were first sent (`bot.earlier_pages`); names them "Document d, page n".
+    document: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         key = "page" if self.kind is SourceKind.PDF else "part"
-        return {
+        value: dict[str, Any] = {
             "kind": self.kind.value,
             "sha256": self.sha256,
             "name": self.name,
             "total": self.total,
             "parts": [{key: number, "sha256": sha} for number, sha in zip(self.numbers, self.parts, strict=True)],
         }
+        if self.document is not None:
+            value["document"] = self.document
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> PictureSource:
@@ -49,16 +56,24 @@ class PictureSource:
             parts=tuple(str(p["sha256"]) for p in parts),
             numbers=tuple(int(p[key]) for p in parts),
             total=int(value.get("total") or len(parts)),
+            document=None if value.get("document") is None else int(value["document"]),
         )
+
+
+def kept_files(entries: Sequence[dict[str, Any]] | None) -> set[str]:
+    """The files a turn's stored `image_sources` keep in the picture store besides its pictures: its PDFs
+    (read again when a later question names other pages); a long screenshot is kept as its tiles only."""
+    return {str(entry["sha256"]) for entry in entries or () if entry.get("kind") == SourceKind.PDF.value}
 
 
 def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> list[str]:
     """A name for each of one message's pictures, in order: "Picture N" for a picture as sent,
     "Picture N, part k" for a tile, "Page n" for a PDF's page ("Document d, page n" with several PDFs)."""
     used = [0] * len(sources)  # parts of each source already named
-    documents = sum(1 for s in sources if s.kind is SourceKind.PDF)
+    documents = _document_numbers(sources)
+    several = len(documents) > 1 or any(s.document is not None for s in sources)
     names: list[str] = []
-    picture = document = 0
+    picture = 0
     previous: int | None = None
     for sha in hashes:
         index = next(
@@ -76,11 +91,20 @@ def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> li
         previous = index
         match source.kind:
             case SourceKind.PDF:
-                document += first
-                names.append(f"Page {number}" if documents < 2 else f"Document {document}, page {number}")
+                names.append(f"Document {documents[source.sha256]}, page {number}" if several else f"Page {number}")
             case SourceKind.TILES:
                 picture += first
                 names.append(f"Picture {picture}, part {number}")
             case _:
                 assert_never(source.kind)
     return names
+
+
+def _document_numbers(sources: Sequence[PictureSource]) -> dict[str, int]:
+    """A number for each PDF of one message, by its hash: the conversation's when the source has one
+    (pages read later, `bot.earlier_pages`), else the next number free, in the order they were sent."""
+    numbers = {s.sha256: s.document for s in sources if s.kind is SourceKind.PDF and s.document is not None}
+    for source in sources:
+        if source.kind is SourceKind.PDF and source.sha256 not in numbers:
+            numbers[source.sha256] = next(n for n in count(1) if n not in numbers.values())
+    return numbers

@@ -83,7 +83,8 @@ def check_picture(
 
 
 class PictureFiles:
-    """Pictures stored as `<root>/<sha[:2]>/<sha>`; writes are atomic, so a crash leaves no half file."""
+    """Pictures (and the PDFs of pages) stored as `<root>/<sha[:2]>/<sha>`; writes are atomic, so a
+    crash leaves no half file."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -113,6 +114,10 @@ class PictureFiles:
 
     async def save(self, picture: CheckedPicture) -> None:
         await asyncio.to_thread(self._write, picture.sha256, picture.data)
+
+    async def save_file(self, sha256: str, data: bytes) -> None:
+        """Another file kept with the pictures (a PDF whose pages they are), named the same way."""
+        await asyncio.to_thread(self._write, sha256, data)
 
     async def load(self, sha256: str) -> bytes:
         return await asyncio.to_thread(self.path(sha256).read_bytes)

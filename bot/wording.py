@@ -35,7 +35,9 @@ __all__ = [
     "PDF_ABSURD_PAGES",
     "PDF_DAMAGED",
     "PDF_EMPTY",
+    "PDF_GONE",
     "PDF_NO_PAGES",
+    "PDF_NO_SUCH_PAGE",
     "PDF_PASSWORD",
     "PDF_TOO_LARGE",
     "PDF_TOO_SLOW",
@@ -52,6 +54,8 @@ __all__ = [
     "not_pictures",
     "over_download_limit",
     "page_list",
+    "pdf_gone",
+    "pdf_no_such_page",
     "pdf_over_limit",
     "pdf_pages_left_out",
     "pdf_pages_read",
@@ -278,6 +282,20 @@ def pdf_pages_read(name: str, pages: str, total: int, max_pages: int) -> str:
         "{name} has {total} pages; I read {pages}. Name others in your question "
         "(e.g. \"pages 3-5\"; up to {max_pages} at a time) to read them."
     ).format(name=name, total=total, pages=pages, max_pages=max_pages)
+
+
+PDF_NO_SUCH_PAGE = N_("{name} has only {total} pages, so I can't read {pages}.")
+PDF_GONE = N_("I no longer have {name}; please send it again to ask about {pages}.")
+
+
+def pdf_no_such_page(name: str, pages: str, total: int) -> str:
+    """A later question names pages beyond the length of the conversation's PDF (`pages` from `page_list`)."""
+    return _(PDF_NO_SUCH_PAGE).format(name=name, total=total, pages=pages)
+
+
+def pdf_gone(name: str, pages: str) -> str:
+    """A later question names pages of a PDF whose file is no longer kept (sent before PDFs were kept)."""
+    return _(PDF_GONE).format(name=name, pages=pages)
 
 
 def pdf_pages_left_out(name: str, pages: str) -> str:

@@ -4,10 +4,12 @@ receives (pages and tiles in order, named), what the user is told, and what /exp
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from bot.messages import Attachment, IncomingMessage
 from bot.wording import PDF_DAMAGED, PDF_EMPTY, PDF_NO_PAGES, PDF_PASSWORD, PDF_TOO_SLOW
 from tests.adapters.test_console import Chat, session_turns, write_picture
 from tests.pdfs import coloured_pdf, corrupt_pdf, encrypted_pdf, no_pages_pdf, slow_pdf, tall_screenshot
@@ -144,3 +146,79 @@ async def test_a_hostile_pdf_does_not_hold_up_other_answers(service_factory, tmp
         out = await other.send(f"/image {red}", "What colour is it?")
         assert "bot> " in out and not stuck.done()  # answered while PDFium still works on the other PDF
         assert PDF_TOO_SLOW.format(name="'hostile.pdf'") in await asyncio.wait_for(stuck, 30)
+
+
+def new_picture_weakest_channel(call: dict[str, Any]) -> int:
+    """The colour channel weakest on average in the one picture a follow-up's prefill encoded (the
+    history's come from the caches): 0 for a cyan page, 1 for a magenta one."""
+    pixels = call["pixel_values"]
+    t, h, w = call["image_grid_thw"].tolist()[-1]
+    assert pixels.shape[0] == t * h * w  # only the new picture was encoded
+    third = pixels.shape[1] // 3
+    means = [float(pixels[:, i * third : (i + 1) * third].mean()) for i in range(3)]
+    return min(range(3), key=means.__getitem__)
+
+
+async def test_a_later_question_reads_the_pages_it_names_from_the_kept_pdf(service_factory, tmp_path: Path) -> None:
+    data = coloured_pdf(12)
+    pdf = write(tmp_path, "manual.pdf", data)
+    digest = hashlib.sha256(data).hexdigest()
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {pdf}", "Summarise it")
+        assert "'manual.pdf' has 12 pages; I read pages 1-8." in out
+        kept = service.conversations.pictures.path(digest)
+        assert kept.read_bytes() == data  # the PDF itself is kept, by its hash
+        out = await chat.send("What is on page 11?")
+        assert "bot> " in out and "pages" not in out.split("bot> ")[0]  # nothing to tell: page 11 was read
+        assert "(The picture above is Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
+        assert new_picture_weakest_channel(chat.calls[-1]) == 0  # page 11 is cyan
+        await chat.send("第12页写了什么")
+        assert "(The picture above is Page 12.)\n第12页写了什么" in chat.last_prompt_text()
+        assert new_picture_weakest_channel(chat.calls[-1]) == 1  # page 12 is magenta
+        asked = len(chat.calls)
+        out = await chat.send("And page 40?")
+        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out and len(chat.calls) == asked
+        await chat.send("Is page 11 about the same thing as page 3?")  # both read already: no new picture
+        assert "The picture above" not in chat.last_prompt_text().rsplit("<|im_start|>user", 1)[-1]
+        turns = await session_turns(service)
+        assert [(t.image_sources[0].numbers if t.image_sources else ()) for t in turns] == [
+            tuple(range(1, 9)), (11,), (12,), ()
+        ]
+        assert {s.sha256 for t in turns for s in t.image_sources} == {digest}
+        await chat.send("/export")
+        [export] = list((tmp_path / "exports").glob("*.json"))
+        listed = json.loads(export.read_bytes())["turns"][1]["sources"]
+        assert listed == [{"kind": "pdf", "sha256": digest, "name": "manual.pdf", "total": 12,
+                           "parts": [{"page": 11, "sha256": turns[1].image_hashes[0]}]}]
+        pages = [service.conversations.pictures.path(sha) for t in turns for sha in t.image_hashes]
+        out = await chat.send("/forget confirm")
+        assert not kept.exists() and not any(page.exists() for page in pages)
+
+
+async def test_with_several_pdfs_the_most_recent_one_with_the_pages_is_read(service_factory, tmp_path: Path) -> None:
+    manual = write(tmp_path, "manual.pdf", coloured_pdf(12))
+    short = write(tmp_path, "short.pdf", coloured_pdf(3))
+    async with service_factory(max_pdf_pages=2) as service:
+        chat = Chat(service, tmp_path)
+        await chat.send(f"/image {manual}", "Summarise it")
+        await chat.send(f"/image {short}", "And this one?")
+        asked = len(chat.calls)
+        await chat.send("What is on page 2?")  # short.pdf's page 2 was read: it is in the history
+        assert len(chat.calls) == asked + 1 and "The picture above" not in chat.last_prompt_text().rsplit("<|im_start|>user", 1)[-1]
+        await chat.send("What is on page 11?")  # only manual.pdf has it: the first PDF sent
+        assert "(The picture above is Document 1, page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
+        out = await chat.send("Compare pages 3-6")  # short.pdf has page 3 only; manual.pdf has them all
+        assert "'manual.pdf' has 12 pages; I read pages 3-4." in out  # two at a time
+        assert "(The 2 pictures above are, in order: Document 1, page 3, Document 1, page 4.)" in chat.last_prompt_text()
+
+
+async def test_pages_named_after_a_pdf_sent_alone_join_its_pages_in_the_question(service_factory, tmp_path: Path) -> None:
+    manual = write(tmp_path, "manual.pdf", coloured_pdf(12))
+    async with service_factory(max_pdf_pages=2) as service:
+        chat = Chat(service, tmp_path)
+        alone = IncomingMessage("console", "main", "local", "", (Attachment(manual.read_bytes(), "manual.pdf"),))
+        replies = [reply async for reply in service.conversations.handle(alone)]  # kept for the next question
+        assert "I read pages 1-2" in replies[0].text  # as a Telegram document without a caption
+        await chat.send("What is on page 11?")
+        assert "(The 3 pictures above are, in order: Page 1, Page 2, Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()

@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from adapters.slack.commands import from_text
 from bot.erasure import DataRemoval
 from bot.messages import Answer, Attachment, IncomingMessage, Reply, Text
+from bot.picture_sources import SourceKind, kept_files
 from bot.schema import ImageRow, SessionRow, TurnRow
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
 from tests.adapters.telegram.harness import (
@@ -33,6 +34,7 @@ from tests.adapters.telegram.harness import (
     settle,
 )
 from tests.conftest import picture_bytes
+from tests.pdfs import coloured_pdf
 
 VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
 
@@ -53,7 +55,10 @@ def sha(data: bytes) -> str:
 
 
 async def say(service: Any, platform: str, thread: str, user: str, text: str, *pictures: bytes) -> list[Reply]:
-    attachments = tuple(Attachment(data, f"p{i}.png", "image/png") for i, data in enumerate(pictures))
+    attachments = tuple(
+        Attachment(data, f"p{i}.pdf", "application/pdf") if data.startswith(b"%PDF-") else Attachment(data, f"p{i}.png", "image/png")
+        for i, data in enumerate(pictures)
+    )
     message = IncomingMessage(platform, thread, user, text, attachments)
     return [reply async for reply in service.conversations.handle(message)]
 
@@ -84,20 +89,21 @@ async def snapshot(service: Any) -> Snapshot:
     engine = service.store.engine
     async with engine.connect() as db:
         rows = (await db.execute(
-            select(SessionRow.platform, TurnRow.user_id, TurnRow.user_text, TurnRow.image_hashes, TurnRow.session_id)
+            select(SessionRow.platform, TurnRow.user_id, TurnRow.user_text, TurnRow.image_hashes, TurnRow.image_sources)
             .join(SessionRow, SessionRow.id == TurnRow.session_id).order_by(TurnRow.id)
         )).all()
         sessions = (await db.execute(select(SessionRow.id, SessionRow.platform, SessionRow.thread_key, SessionRow.owner_id))).all()
         image_rows = set((await db.scalars(select(ImageRow.sha256))).all())
     turns: dict[tuple[str, str | None], list[str]] = {}
     referenced: set[str] = set()
-    for platform, user, text, hashes, _ in rows:
+    for platform, user, text, hashes, sources in rows:
         turns.setdefault((platform, user), []).append(text)
         referenced.update(hashes)
+        referenced.update(kept_files(sources))  # the PDFs pages were read from
     root = service.settings.images_dir
     files = {p.name for p in root.glob("*/*")} if root.exists() else set()
     # never an orphan: every turn's session exists (the join above drops those without) and every
-    # picture a turn uses is stored
+    # picture (and PDF) a turn uses is stored
     async with engine.connect() as db:
         assert len(rows) == len((await db.scalars(select(TurnRow.id))).all())
     assert referenced <= image_rows and referenced <= files, (referenced - image_rows, referenced - files)
@@ -187,6 +193,7 @@ async def age(service: Any, thread: str, days: float) -> None:
         await db.execute(update(SessionRow).where(SessionRow.id == session.id).values(created_at=when, updated_at=when))
         await db.execute(update(TurnRow).where(TurnRow.session_id == session.id).values(created_at=when))
         hashes = [h for turn in turns for h in turn.image_hashes]
+        hashes += [s.sha256 for turn in turns for s in turn.image_sources if s.kind is SourceKind.PDF]
         await db.execute(update(ImageRow).where(ImageRow.sha256.in_(hashes)).values(created_at=when))
     for h in hashes:
         path = service.conversations.pictures.path(h)
@@ -343,3 +350,67 @@ async def test_rows_about_turns_and_users_go_with_them(database_url: str, servic
         await service.conversations.removal.prune(2)
         async with service.store.engine.connect() as db:
             assert (await db.execute(select(_Vote.id))).all() == []
+
+
+MANUAL = coloured_pdf(6, size=(60, 80))
+
+
+async def manual_history(service: Any) -> tuple[set[str], set[str]]:
+    """Ann sends a PDF in the group (pages 1-2 read), Bob asks there about its page 5, Ann sends it in
+    private too; (Ann's group pages, Bob's page)."""
+    group = "chat:-100200"
+    assert isinstance((await say(service, "telegram", group, ANN, "Summarise", MANUAL))[-1], Answer)
+    assert isinstance((await say(service, "telegram", group, BOB, "What is on page 5?"))[-1], Answer)
+    assert isinstance((await say(service, "telegram", "chat:111", ANN, "", MANUAL))[-1], Text)  # kept for later
+    session = await service.store.active_session("telegram", group)
+    first, follow_up = await service.store.turns(session.id)
+    assert [s.numbers for s in follow_up.image_sources] == [(5,)] and follow_up.image_sources[0].sha256 == sha(MANUAL)
+    return set(first.image_hashes), set(follow_up.image_hashes)
+
+
+async def test_a_kept_pdf_goes_with_the_last_turn_that_refers_to_it(database_url: str, service_factory) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4, max_pdf_pages=2) as service:
+        ann_pages, bob_page = await manual_history(service)
+        before = await snapshot(service)
+        assert sha(MANUAL) in before.files and sha(MANUAL) in before.image_rows
+        await say(service, "telegram", "chat:111", ANN, "/forget confirm")
+        after = await snapshot(service)  # Bob's question still refers to the PDF: it stays
+        assert sha(MANUAL) in after.files and sha(MANUAL) in after.image_rows
+        assert not ann_pages & after.files and bob_page <= after.files
+        removed = await service.conversations.removal.erase_user("telegram", BOB)
+        assert removed.pictures == 2  # his page and the PDF
+        after = await snapshot(service)
+        assert after.files == after.image_rows == set()
+
+
+async def test_a_crash_midway_leaves_the_pdf_for_the_sweep(database_url: str, service_factory, monkeypatch) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4, max_pdf_pages=2) as service:
+        ann_pages, bob_page = await manual_history(service)
+
+        def crash(*_: Any) -> int:
+            raise Killed("after the commit, before any file was removed")
+
+        monkeypatch.setattr(DataRemoval, "_remove_files", crash)
+        with pytest.raises(Killed):
+            await service.conversations.removal.erase_user("telegram", BOB)
+        with pytest.raises(Killed):
+            await service.conversations.removal.erase_user("telegram", ANN)
+        monkeypatch.undo()
+        crashed = await snapshot(service)  # consistent: the rows went, the files wait
+        assert crashed.image_rows == set() and crashed.files == {sha(MANUAL)} | ann_pages | bob_page
+        swept = await service.conversations.removal.prune(0, grace_s=0)
+        assert swept.stray_files == 4 and (await snapshot(service)).files == set()
+
+
+async def test_prune_deletes_an_old_pdf_with_its_pages(database_url: str, service_factory) -> None:
+    async with service_factory(database_url=database_url, max_new_tokens=4, max_pdf_pages=2) as service:
+        ann_pages, _bob_page = await manual_history(service)
+        await age(service, "telegram chat:-100200", 3)
+        removed = await service.conversations.removal.prune(2)
+        after = await snapshot(service)  # Ann's private chat still has the PDF (and the same pages): they stay
+        assert removed.turns == 2 and removed.pictures == 1  # Bob's page 5
+        assert after.files == after.image_rows == {sha(MANUAL)} | ann_pages
+        await age(service, "telegram chat:111", 3)
+        await service.conversations.removal.prune(2)
+        after = await snapshot(service)
+        assert after.files == after.image_rows == set()

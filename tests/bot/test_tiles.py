@@ -68,3 +68,14 @@ def test_names_of_pages_tiles_and_pictures() -> None:
     assert label_pictures("Total?", 1, ["Page 2"]) == "(The picture above is Page 2.)\nTotal?"
     assert label_pictures("Same?", 1) == "Same?" and label_pictures("Same?", 2).startswith("(The 2 pictures")
     assert PictureSource.from_json(pdf.to_json()) == pdf
+
+
+def test_pages_read_later_keep_the_conversations_document_number() -> None:
+    manual = PictureSource(SourceKind.PDF, "f" * 64, "manual.pdf", ("p1", "p2"), (1, 2), 12)
+    later = PictureSource(SourceKind.PDF, "f" * 64, "manual.pdf", ("p11",), (11,), 12)
+    assert picture_names(["p1", "p2", "p11"], [manual, later]) == ["Page 1", "Page 2", "Page 11"]  # one PDF
+    other = PictureSource(SourceKind.PDF, "d" * 64, "short.pdf", ("q1",), (1,), 3)
+    numbered = PictureSource(SourceKind.PDF, "f" * 64, "manual.pdf", ("p11",), (11,), 12, document=1)
+    assert picture_names(["q1", "p11"], [other, numbered]) == ["Document 2, page 1", "Document 1, page 11"]
+    assert picture_names(["p11"], [numbered]) == ["Document 1, page 11"]
+    assert PictureSource.from_json(numbered.to_json()) == numbered and numbered.to_json()["document"] == 1

@@ -81,3 +81,26 @@ async def test_bad_pdf_documents_get_one_line_each(standin, service_factory):
         PDF_PASSWORD.format(name="'again.pdf'"),
     ]
     assert len(rec.answers()) == 1 and len(texts) == 4
+
+
+async def test_a_later_message_reads_the_pdf_pages_it_names_in_chinese(standin, service_factory):
+    standin.language_codes[ALLOWED_USER] = "zh-hans"
+    calls: list[dict[str, Any]] = []
+    async with service_factory(max_new_tokens=8) as service:
+        service.engine.generate_hook = record_hook(calls)
+        async with running_adapter(standin, service) as (adapter, rec):
+            pdf = standin.add_file(coloured_pdf(3), ext="pdf")
+            await standin.inject(standin.message(
+                chat_id=CHAT, user_id=ALLOWED_USER, document=(pdf, "bill.pdf", "application/pdf"), caption="第2页是什么？"))
+            await settle(standin, adapter)
+            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="第3页呢？"))
+            await settle(standin, adapter)
+            prompt = last_prompt(service, calls)
+            await standin.inject(standin.message(chat_id=CHAT, user_id=ALLOWED_USER, text="第9页呢？"))
+            await settle(standin, adapter)
+    assert len(rec.answers()) == 2 and len(calls) == 2  # page 9 was not asked
+    assert "(The picture above is Page 3.)\n第3页呢？" in prompt
+    assert calls[-1]["image_grid_thw"].shape[0] == 2 and dominant_channels({
+        "image_grid_thw": calls[-1]["image_grid_thw"][-1:], "pixel_values": calls[-1]["pixel_values"]
+    }) == [2]  # only page 3 (blue) was encoded: page 2 came from the cache
+    assert shown_text(standin, CHAT)[-1] == "“bill.pdf”只有 3 页，所以无法读取第 9 页。"
