@@ -58,6 +58,7 @@ from engine.interface import EngineError, GenerationLimits, GenerationRequest
 from engine.kvstore import KVEntry, KVStore, SessionKey
 from engine.loader import LoadedModel
 from engine.pictures import PictureRejected
+from engine.prefill_batch import ChunkInput, forward_together
 from engine.prompt import (
     Prompt,
     build_prompt,
@@ -200,6 +201,7 @@ class BatchRunner:
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
+        self._pad_id = _pad_id(loaded)
         self._step_s: float | None = None  # a decode step's time, smoothed
         self._last_chunk: tuple[int, float] | None = None  # the last prompt chunk's tokens and seconds
         self.counters = {
@@ -207,6 +209,7 @@ class BatchRunner:
             "reused_tokens": 0,
             "prefilled_tokens": 0,
             "prefill_chunks": 0,
+            "batched_prefills": 0,  # forwards that read several prompts' chunks together
             "encoded_images": 0,
             "encoder_calls": 0,  # vision-tower calls: several prompts' pictures may share one
             "worker_prepared_images": 0,  # pictures the worker had to decode itself (see engine.prepare)
@@ -317,39 +320,105 @@ class BatchRunner:
 
     def _read(self, hook: DecodeHook | None) -> None:
         """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
-        (the oldest among equals): a short question is not held behind a long prompt."""
+        (the oldest among equals): a short question is not held behind a long prompt. The prompts that
+        share the budget are read in one forward (`engine.prefill_batch`), at most `batch_size`."""
         budget = self._chunk_budget()
         if not self.rows:
             self._encode_waiting()
         while self.reading and budget > 0:
-            reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
-            start = reading.done
-            end = min(len(reading.prompt.ids), start + budget)
-            try:
-                if self.rows and self._encode_first(reading, end):
+            order = sorted(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
+            group: list[tuple[_Reading, int]] = []
+            for reading in order[: self.batch_size]:
+                end = min(len(reading.prompt.ids), reading.done + budget)
+                if self.rows and self._missing(reading, end):
+                    if group:
+                        break  # its pictures are encoded in a turn of their own
+                    try:
+                        self._encode_first(reading, end)
+                    except Exception as exc:
+                        self._read_failed(reading, exc, hook)
                     return  # encoding was this turn's work: the running answers take their step
-                logits = self._chunk(reading, end, hook)
-            except torch.OutOfMemoryError:
-                self.reading.remove(reading)
-                self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
-                continue
-            except Exception as exc:  # the forward of this prompt alone: only this request fails
-                self.reading.remove(reading)
-                self._failed(reading.work, exc)
-                continue
-            budget -= reading.done - start
-            if reading.done == len(reading.prompt.ids):
-                self._first_token(reading, logits, hook)
-                self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
+                group.append((reading, end))
+                budget -= end - reading.done
+                if budget <= 0:
+                    break
+            if len(group) == 1 or not self._read_together(group, hook):
+                for reading, end in group:
+                    self._read_alone(reading, end, hook)
 
-    def _encode_first(self, reading: _Reading, end: int) -> bool:
-        """Encode the pictures of [done, end) whose features are not known yet; True if there were any."""
+    def _read_alone(self, reading: _Reading, end: int, hook: DecodeHook | None) -> None:
+        try:
+            logits = self._chunk(reading, end, hook)
+        except Exception as exc:  # the forward of this prompt alone: only this request fails
+            self._read_failed(reading, exc, hook)
+            return
+        self._chunk_read(reading, logits, hook)
+
+    def _read_failed(self, reading: _Reading, exc: Exception, hook: DecodeHook | None) -> None:
+        self.reading.remove(reading)
+        if isinstance(exc, torch.OutOfMemoryError):
+            self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
+        else:
+            self._failed(reading.work, exc)
+
+    def _chunk_read(self, reading: _Reading, logits: torch.Tensor, hook: DecodeHook | None) -> None:
+        if reading.done == len(reading.prompt.ids):
+            self._first_token(reading, logits, hook)
+            self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
+
+    def _read_together(self, group: list[tuple[_Reading, int]], hook: DecodeHook | None) -> bool:
+        """One forward over several prompts' chunks; False (nothing read) if it failed: then each is read alone."""
+        try:
+            for reading, end in group:
+                if hook is not None:
+                    hook.on_prefill_chunk(reading.rid, reading.done, end)
+                self._encode_first(reading, end)
+            rows = [self._chunk_input(reading, end) for reading, end in group]
+            began = time.perf_counter()
+            caches, logits = forward_together(self.loaded, rows, self._pad_id, self._encoder_outputs)
+            if logits.device.type == "cuda":
+                torch.cuda.synchronize(logits.device)
+        except Exception as exc:  # each prompt then meets its own failure alone
+            log.warning("reading %d prompts together failed (%s: %s); one at a time", len(group), type(exc).__name__, exc)
+            return False
+        tokens = sum(end - reading.done for reading, end in group)
+        self._last_chunk = (tokens, time.perf_counter() - began)
+        self.counters["prefilled_tokens"] += tokens
+        self.counters["prefill_chunks"] += 1
+        self.counters["batched_prefills"] += 1
+        for (reading, end), cache in zip(group, caches, strict=True):
+            reading.cache, reading.done = cache, end
+        for index, (reading, _) in enumerate(group):
+            self._chunk_read(reading, logits[index : index + 1], hook)
+        return True
+
+    def _chunk_input(self, reading: _Reading, end: int) -> ChunkInput:
+        prompt, start = reading.prompt, reading.done
+        assert prompt.positions is not None
+        return ChunkInput(reading.cache, start, prompt.ids[start:end], prompt.positions[:, start:end], self._pieces(reading, end))
+
+    def _pieces(self, reading: _Reading, end: int) -> list[ImageFeatures]:
+        """The slice of each picture's features that falls inside the chunk [done, end)."""
+        prompt, start = reading.prompt, reading.done
+        pieces = []
+        for i, slot in enumerate(prompt.images):
+            first, last = max(start, slot.start), min(end, slot.start + slot.length)
+            if first < last:
+                pieces.append(reading.features[i].part(first - slot.start, last - slot.start))
+        return pieces
+
+    def _missing(self, reading: _Reading, end: int) -> list[int]:
+        """The pictures of [done, end) whose features are not known yet."""
         start = reading.done
-        missing = [
+        return [
             i
             for i, slot in enumerate(reading.prompt.images)
             if slot.start < end and slot.start + slot.length > start and i not in reading.features
         ]
+
+    def _encode_first(self, reading: _Reading, end: int) -> bool:
+        """Encode the pictures of [done, end) whose features are not known yet; True if there were any."""
+        missing = self._missing(reading, end)
         if missing:
             self._encode(reading, missing)
         return bool(missing)
@@ -360,12 +429,7 @@ class BatchRunner:
         if hook is not None:
             hook.on_prefill_chunk(reading.rid, start, end)
         self._encode_first(reading, end)
-        # The slice of each picture's features that falls inside the chunk.
-        pieces = []
-        for i, slot in enumerate(prompt.images):
-            first, last = max(start, slot.start), min(end, slot.start + slot.length)
-            if first < last:
-                pieces.append(reading.features[i].part(first - slot.start, last - slot.start))
+        pieces = self._pieces(reading, end)
         assert prompt.positions is not None
         began = time.perf_counter()
         out = self.loaded.model(
@@ -708,6 +772,17 @@ class BatchRunner:
                 row.finish = "length"
 
 
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    """A token that pads a row of a batched prompt read: never a picture's token."""
+    config = loaded.model.config
+    visual = {getattr(config, name, None) for name in ("image_token_id", "video_token_id")}
+    tokenizer = loaded.processor.tokenizer
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0, 1):
+        if isinstance(candidate, int) and candidate not in visual:
+            return candidate
+    return 2
 
 
 def _pad_left(tensor: torch.Tensor, count: int) -> torch.Tensor:

@@ -91,6 +91,7 @@ class CacheStats:
     prefilled_tokens: int
     encoded_images: int
     prefill_chunks: int = 0
+    batched_prefills: int = 0  # forwards that read several prompts together
     worker_prepared_images: int = 0  # pictures the worker decoded itself (a cached one evicted meanwhile)
 
 
@@ -306,6 +307,7 @@ class LocalEngine:
             prefilled_tokens=counters.get("prefilled_tokens", 0),
             encoded_images=counters.get("encoded_images", 0),
             prefill_chunks=counters.get("prefill_chunks", 0),
+            batched_prefills=counters.get("batched_prefills", 0),
             worker_prepared_images=counters.get("worker_prepared_images", 0),
         )
 
