@@ -100,10 +100,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(kind: str, model: Path, device: str, logs: Path) -> Iterator[str]:
-    """Start one server process with one thread; yields its base URL once /health answers."""
+def server(kind: str, model: Path, device: str, logs: Path, settings: Sequence[str] = ()) -> Iterator[str]:
+    """Start one server process with one thread; yields its base URL once /health answers.
+    `settings` (KEY=VALUE) go to vlmbot's environment."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLMBOT_")}
+    if kind == "vlmbot":
+        env.update(setting.split("=", 1) for setting in settings)
     env.update(
         OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
@@ -373,11 +376,15 @@ def main() -> None:
     parser.add_argument("--picture-height", type=int, default=768)
     parser.add_argument("--workloads", default="single,conversations,pictures,picture",
                         help="comma-separated: single, conversations, pictures, picture")
+    parser.add_argument("--vlmbot-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for vlmbot engine serve, e.g. VLMBOT_READ_IN_PIECES=false (repeatable)")
     parser.add_argument("--first", choices=SERVERS, default=SERVERS[0], help="the server measured first")
     args = parser.parse_args()
     checkpoint = resolve_model(args)
     tool = None if args.no_guidellm or "single" not in args.workloads.split(",") else find_guidellm(args.guidellm)
     print(machine().replace(", torch threads", ", this process's torch threads") + "; servers: OMP_NUM_THREADS=1")
+    if args.vlmbot_setting:
+        print("vlmbot settings: " + " ".join(args.vlmbot_setting))
     print(f"checkpoint {checkpoint}; single requests: {args.requests} x {args.prompt_tokens} prompt tokens (about), "
           f"{args.answer_tokens}-token answers; guidellm: {tool or 'not found, openai client instead'}")
     started = time.perf_counter()
@@ -385,7 +392,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vlmbot-serving-") as tmp:
         work = Path(tmp)
         for kind in sorted(SERVERS, key=lambda name: name != args.first):
-            with server(kind, checkpoint, args.device, work) as url:
+            with server(kind, checkpoint, args.device, work, args.vlmbot_setting) as url:
                 print(f"measuring {TITLES[kind]} ...", flush=True)
                 results[kind] = asyncio.run(measure(url, checkpoint, args, tool, work))
     print()

@@ -9,9 +9,11 @@ the running answer are taken on the engine's worker (the time between the decode
 it). Reported: its median gap, and its longest gap while the newcomer is read (from its arrival to
 its first token). Target: longest <= 2 x median.
 
-Two engines, one after the other: "adaptive" (this engine: while answers run, a chunk is sized by
-time to about a decode step) and "fixed" (`CHUNK_STEPS` = 1e9: every chunk is
-`prefill_chunk_tokens`, as before the adaptive budget).
+Engines one after the other (--modes): "pieces" (this engine: while answers run, the newcomer's
+pictures go through the vision tower and its prompt chunks through the decoder in pieces of about
+one decode step, `engine.read_pieces`), "adaptive" (`read_in_pieces` off: chunks sized by time to
+about four decode steps, the vision tower in one piece) and "fixed" (pieces off and `CHUNK_STEPS` =
+1e9: every chunk is `prefill_chunk_tokens`, as before the adaptive budget).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
         batch_module.CHUNK_STEPS = 1e9  # every chunk is prefill_chunk_tokens
     try:
         async with engine_running(
-            model, args.device, prefill_chunk_tokens=args.chunk_tokens
+            model, args.device, prefill_chunk_tokens=args.chunk_tokens, read_in_pieces=mode == "pieces"
         ) as engine:
             await run_request(
                 engine, request("warm", "warm", [PromptTurn("user", "Hello")], 2)
@@ -134,7 +136,7 @@ async def main() -> None:
     )
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--height", type=int, default=768)
-    parser.add_argument("--modes", default="adaptive,fixed")
+    parser.add_argument("--modes", default="pieces,adaptive,fixed")
     args = parser.parse_args()
     quiet()
     model = resolve_model(args)

@@ -99,6 +99,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             max_image_pixels=settings.max_image_source_pixels,
             prepare_workers=settings.prepare_workers,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            read_in_pieces=settings.read_in_pieces,
         )
     ), demo
 

@@ -66,6 +66,7 @@ from engine.prompt import (
     pixels_for,
     rope_positions,
 )
+from engine.read_pieces import FIRST_VISION_TOKENS, Pending, finish_pending, read_piece
 from engine.sampling import (
     MIN_TEMPERATURE,
     BadScores,
@@ -75,6 +76,7 @@ from engine.sampling import (
     usable,
 )
 from engine.stopping import StopText
+from engine.vision_pieces import Encoded
 
 __all__ = ["INTERNAL_MESSAGE", "MIN_TEMPERATURE", "OOM_MESSAGE", "BatchRunner", "Work", "error_for"]
 
@@ -165,6 +167,7 @@ class _Reading:
     retried: bool  # read again at half the pixel budget after running out of memory
     features: dict[int, ImageFeatures]  # by slot index: known features of the pictures still to read
     to_encode: list[int]  # slot indexes whose features are computed when their chunk comes
+    pending: Pending | None = None  # work in progress while answers stream (engine.read_pieces)
 
     @property
     def rid(self) -> str:
@@ -204,6 +207,9 @@ class BatchRunner:
         self._pad_id = _pad_id(loaded)
         self._step_s: float | None = None  # a decode step's time, smoothed
         self._last_chunk: tuple[int, float] | None = None  # the last prompt chunk's tokens and seconds
+        # While answers stream, read newcomers in pieces of about a decode step (engine.read_pieces)?
+        self.read_in_pieces = False
+        self._vision_tokens = FIRST_VISION_TOKENS  # tokens of the next vision-tower piece
         self.counters = {
             "prefix_hits": 0,
             "reused_tokens": 0,
@@ -212,6 +218,7 @@ class BatchRunner:
             "batched_prefills": 0,  # forwards that read several prompts' chunks together
             "encoded_images": 0,
             "encoder_calls": 0,  # vision-tower calls: several prompts' pictures may share one
+            "vision_pieces": 0,  # pieces the vision tower ran in while answers streamed
             "worker_prepared_images": 0,  # pictures the worker had to decode itself (see engine.prepare)
         }
 
@@ -322,6 +329,10 @@ class BatchRunner:
         """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
         (the oldest among equals): a short question is not held behind a long prompt. The prompts that
         share the budget are read in one forward (`engine.prefill_batch`), at most `batch_size`."""
+        if self.rows and self.read_in_pieces:
+            read_piece(self, hook)
+            return
+        finish_pending(self, hook)
         budget = self._chunk_budget()
         if not self.rows:
             self._encode_waiting()
@@ -472,13 +483,17 @@ class BatchRunner:
         grids = torch.tensor([r.prompt.images[i].grid for r, i in pictures], device=device)
         encoded = self.loaded.model.model.get_image_features(pixel_values.to(device, dtype), grids, return_dict=True)
         deep = getattr(encoded, "deepstack_features", None) or []
+        self._store_features(pictures, Encoded(tuple(encoded.pooler_output), tuple(tuple(layer) for layer in deep)))
+
+    def _store_features(self, pictures: list[tuple[_Reading, int]], encoded: Encoded) -> None:
+        """The features of one vision-encoder run go to their prompts and the feature cache."""
         for position, (reading, index) in enumerate(pictures):
             prompt = reading.prompt
             features = ImageFeatures(
                 grid=prompt.images[index].grid,
                 # Clones: a split is a view that would keep the whole batch's output alive.
-                embeds=encoded.pooler_output[position].clone(),
-                deepstack=tuple(layer[position].clone() for layer in deep),
+                embeds=encoded.embeds[position].clone(),
+                deepstack=tuple(layer[position].clone() for layer in encoded.deepstack),
             )
             reading.features[index] = features
             prompt.pixels.pop(index, None)  # read: the pixels are no longer needed

@@ -79,6 +79,7 @@ class LocalEngineOptions:
     max_image_pixels: int = 64_000_000  # width x height as stored: refused above, before decoding
     prepare_workers: int = 2  # threads preparing pictures and prompts; also caps concurrent decodes
     prefill_chunk_tokens: int = 2048  # most prompt tokens read per turn of the loop (fewer while answers run)
+    read_in_pieces: bool = False  # while answers run, read newcomers in pieces of about a step (engine.read_pieces)
     context_tokens: int | None = None  # prompt + answer limit; None: the model's own context length
 
 
@@ -166,6 +167,7 @@ class LocalEngine:
         self._runner = BatchRunner(
             self._loaded, self._budget(), options.batch_size, self._kv, self._features, options.prefill_chunk_tokens
         )
+        self._runner.read_in_pieces = options.read_in_pieces
         self._preparer = Preparer(
             self._loaded,
             self._budget(),
