@@ -7,7 +7,8 @@ request arrives with a new picture (`--width` x `--height` JPEG) after a long hi
 (`--history-words` words, so the picture is read at long context). The gaps between two tokens of
 the running answer are taken on the engine's worker (the time between the decode steps that feed
 it). Reported: its median gap, and its longest gap while the newcomer is read (from its arrival to
-its first token). Target: longest <= 2 x median.
+its first token) plus half a second (its join and first steps in the batch); and the longest gap
+strictly until its first token. Target: longest <= 2 x median.
 
 Engines one after the other (--modes): "pieces" (this engine: while answers run, the newcomer's
 pictures go through the vision tower and its prompt chunks through the decoder in pieces of about
@@ -112,6 +113,7 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
     steps = clock.steps
     gaps = [(b - a, b) for a, b in itertools.pairwise(steps)]
     during = [gap for gap, at in gaps if arrived <= at <= first_token + 0.5]
+    reading = [gap for gap, at in gaps if arrived <= at <= first_token]  # strictly while it is read
     usual = [gap for gap, at in gaps if not (arrived <= at <= first_token + 0.5)]
     return {
         "mode": mode,
@@ -121,6 +123,7 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
         "median": median([gap for gap, _ in gaps]),
         "median_usual": median(usual) if usual else math.nan,
         "max_during": max(during) if during else math.nan,
+        "max_reading": max(reading) if reading else math.nan,
     }
 
 
@@ -159,6 +162,8 @@ async def main() -> None:
                 r["median_usual"] * 1000,
                 r["max_during"] * 1000,
                 ratio,
+                r["max_reading"] * 1000,
+                r["max_reading"] / r["median"],
             ]
         )
         print(
@@ -174,6 +179,8 @@ async def main() -> None:
         "median gap outside ms",
         "longest gap while read ms",
         "longest / median",
+        "longest until its first token ms",
+        "that / median",
     ]
     print(table(headers, rows))
 
