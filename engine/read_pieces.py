@@ -113,7 +113,8 @@ def _piece(runner: BatchRunner, reading: _Reading, hook: DecodeHook | None, whol
         took = time.perf_counter() - began
         log.debug("vision piece %d: %d tokens, %.1f ms (step %.1f ms)", pending.encoding.pieces, tokens, took * 1e3,
                   (runner._step_s or 0) * 1e3)
-        _size_vision(runner, took)
+        if not whole:
+            _size_vision(runner, took)
         if finished:
             assert pending.encoding.result is not None
             runner._store_features([(reading, i) for i in pending.encoding_for], pending.encoding.result)
