@@ -60,8 +60,8 @@ def chunk_tokens(runner: BatchRunner) -> int:
 
 
 def read_piece(runner: BatchRunner, hook: DecodeHook | None) -> None:
-    """One piece of work for the waiting prompt with the least left."""
-    reading = min(runner.reading, key=lambda r: len(r.prompt.ids) - r.done)
+    """One piece of work for the first waiting prompt in the loop's order (`BatchRunner._reading_order`)."""
+    reading = runner._reading_order()[0]
     try:
         _piece(runner, reading, hook)
     except Exception as exc:  # this prompt's own computation: it fails alone
