@@ -15,6 +15,11 @@ without `ignore_eos` (which `transformers serve` refuses with a 422). Against ea
 2. Multi-turn picture conversations with the openai client, as the bot sends them: --conversations
    at once, each --turns turns, a different 640x480 JPEG in each conversation's turn 1, every turn
    re-sending the whole history with `user` set to the conversation.
+3. New pictures (issue 14): --picture-requests requests, --picture-users at a time, each with a
+   picture no request sent before (a distinct 1024x768 JPEG); then --single-pictures requests one at
+   a time, each with a new picture ("one user, one new picture").
+
+--workloads picks some of them (single, conversations, pictures, picture).
 
 For each: requests/s and output tokens/s over the wall time, time to first token p50 and p95, and
 for the conversations the turn-N/turn-1 ratio of the median TTFT; then vlmbot / transformers serve.
@@ -95,10 +100,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(kind: str, model: Path, device: str, logs: Path) -> Iterator[str]:
-    """Start one server process with one thread; yields its base URL once /health answers."""
+def server(kind: str, model: Path, device: str, logs: Path, settings: Sequence[str] = ()) -> Iterator[str]:
+    """Start one server process with one thread; yields its base URL once /health answers.
+    `settings` (KEY=VALUE) go to vlmbot's environment."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLMBOT_")}
+    if kind == "vlmbot":
+        env.update(setting.split("=", 1) for setting in settings)
     env.update(
         OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
@@ -200,6 +208,29 @@ def picture_uri(seed: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(photo_jpeg((640, 480), seed=seed, noise=0.05)).decode()
 
 
+def new_picture_prompt(seed: int, size: tuple[int, int]) -> list[dict[str, Any]]:
+    data = photo_jpeg(size, seed=seed, noise=0.05)
+    return [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(data).decode()}},
+        {"type": "text", "text": QUESTIONS[seed % len(QUESTIONS)]},
+    ]}]
+
+
+async def new_pictures(client: openai.AsyncOpenAI, model: str, args: argparse.Namespace, count: int, users: int,
+                       seed: int) -> Figures:
+    """`count` requests, `users` at a time, each with a picture never sent before (each user its own session)."""
+    gate = asyncio.Semaphore(users)
+    prompts = [new_picture_prompt(seed + i, (args.picture_width, args.picture_height)) for i in range(count)]
+
+    async def run(index: int) -> Sample:
+        async with gate:
+            return await one_request(client, model, prompts[index], args.answer_tokens, user=f"bench-picture-{seed + index}")
+
+    started = time.perf_counter()
+    samples = await asyncio.gather(*(run(i) for i in range(count)))
+    return figures(samples, time.perf_counter() - started)
+
+
 async def conversations(client: openai.AsyncOpenAI, model: str, args: argparse.Namespace) -> Figures:
     """Conversations at once, each re-sending its whole history every turn, as the bot does."""
 
@@ -290,14 +321,23 @@ async def measure(url: str, checkpoint: Path, args: argparse.Namespace, tool: Pa
         await one_request(client, model, [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": picture_uri(999)}}, {"type": "text", "text": "Hi"}]}], 4)
         results: dict[str, Figures] = {}
-        for concurrency in (1, args.concurrency):
+        chosen = set(args.workloads.split(","))
+        for concurrency in (1, args.concurrency) if "single" in chosen else ():
             name = f"single requests, {concurrency} at a time"
             if tool is not None:
                 out = work / f"guidellm-{concurrency}-{url.rsplit(':', 1)[-1].split('/')[0]}.json"
                 results[name] = await asyncio.to_thread(guidellm_run, tool, url, model, checkpoint, args, concurrency, out)
             else:
                 results[name] = await single_requests(client, model, args, concurrency)
-        results[f"{args.conversations} picture conversations x {args.turns} turns"] = await conversations(client, model, args)
+        if "conversations" in chosen:
+            results[f"{args.conversations} picture conversations x {args.turns} turns"] = await conversations(client, model, args)
+        size = f"{args.picture_width}x{args.picture_height}"
+        if "pictures" in chosen:
+            name = f"{args.picture_requests} requests each with a new {size} picture, {args.picture_users} at a time"
+            results[name] = await new_pictures(client, model, args, args.picture_requests, args.picture_users, 1000)
+        if "picture" in chosen:
+            name = f"one user, one new {size} picture at a time ({args.single_pictures} requests)"
+            results[name] = await new_pictures(client, model, args, args.single_pictures, 1, 2000)
     return results
 
 
@@ -329,11 +369,22 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=32)
     parser.add_argument("--conversations", type=int, default=4)
     parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--picture-requests", type=int, default=16)
+    parser.add_argument("--picture-users", type=int, default=8)
+    parser.add_argument("--single-pictures", type=int, default=4)
+    parser.add_argument("--picture-width", type=int, default=1024)
+    parser.add_argument("--picture-height", type=int, default=768)
+    parser.add_argument("--workloads", default="single,conversations,pictures,picture",
+                        help="comma-separated: single, conversations, pictures, picture")
+    parser.add_argument("--vlmbot-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for vlmbot engine serve, e.g. VLMBOT_READ_IN_PIECES=false (repeatable)")
     parser.add_argument("--first", choices=SERVERS, default=SERVERS[0], help="the server measured first")
     args = parser.parse_args()
     checkpoint = resolve_model(args)
-    tool = None if args.no_guidellm else find_guidellm(args.guidellm)
+    tool = None if args.no_guidellm or "single" not in args.workloads.split(",") else find_guidellm(args.guidellm)
     print(machine().replace(", torch threads", ", this process's torch threads") + "; servers: OMP_NUM_THREADS=1")
+    if args.vlmbot_setting:
+        print("vlmbot settings: " + " ".join(args.vlmbot_setting))
     print(f"checkpoint {checkpoint}; single requests: {args.requests} x {args.prompt_tokens} prompt tokens (about), "
           f"{args.answer_tokens}-token answers; guidellm: {tool or 'not found, openai client instead'}")
     started = time.perf_counter()
@@ -341,7 +392,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vlmbot-serving-") as tmp:
         work = Path(tmp)
         for kind in sorted(SERVERS, key=lambda name: name != args.first):
-            with server(kind, checkpoint, args.device, work) as url:
+            with server(kind, checkpoint, args.device, work, args.vlmbot_setting) as url:
                 print(f"measuring {TITLES[kind]} ...", flush=True)
                 results[kind] = asyncio.run(measure(url, checkpoint, args, tool, work))
     print()

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         "reads fewer, sized by time so they keep streaming.",
         gt=0,
     )
+    read_in_pieces: bool = _env(
+        "VLMBOT_READ_IN_PIECES",
+        True,
+        "While answers stream, read a newcomer's pictures and prompt in pieces of about one decode step "
+        "(smooth streams; the newcomer waits longer); off: in chunks of about four steps.",
+    )
     prepare_workers: int = _env(
         "VLMBOT_PREPARE_WORKERS",
         2,

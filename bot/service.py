@@ -104,6 +104,7 @@ async def build_engine(settings: Settings) -> tuple[Engine, bool]:
             prepare_workers=settings.prepare_workers,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             video=video_budget(settings),
+            read_in_pieces=settings.read_in_pieces,
         )
     ), demo
 

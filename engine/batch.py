@@ -19,8 +19,9 @@ rows from the same cache length. So the loop here calls the model's forward itse
   a time. Encoding a picture is its own turn of the loop while answers are running (it cannot be
   divided: a large picture still makes one longer gap). With nothing streaming, the pictures of all
   prompts waiting to be read go through the vision tower in one call.
-- Each turn of the loop reads one chunk's worth of waiting prompts (the one with the least left
-  first, so a short question is not held behind a long prompt), then feeds the running batch one
+- Each turn of the loop reads one chunk's worth of waiting prompts (those with little left first,
+  so a short question is not held behind a long prompt; then the oldest: shortest-first alone
+  starved a long prompt while slightly shorter ones kept arriving), then feeds the running batch one
   step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
   request being read takes effect at the next chunk boundary (what it read so far goes back to its
   session's store).
@@ -58,6 +59,7 @@ from engine.interface import EngineError, GenerationLimits, GenerationRequest
 from engine.kvstore import KVEntry, KVStore, SessionKey
 from engine.loader import LoadedModel
 from engine.pictures import PictureRejected
+from engine.prefill_batch import ChunkInput, forward_together
 from engine.prompt import (
     Prompt,
     build_prompt,
@@ -65,6 +67,7 @@ from engine.prompt import (
     pixels_for,
     rope_positions,
 )
+from engine.read_pieces import FIRST_VISION_TOKENS, Pending, finish_pending, read_piece
 from engine.sampling import (
     MIN_TEMPERATURE,
     BadScores,
@@ -75,6 +78,7 @@ from engine.sampling import (
 )
 from engine.stopping import StopText
 from engine.videos import VideoRejected
+from engine.vision_pieces import Encoded
 
 __all__ = ["INTERNAL_MESSAGE", "MIN_TEMPERATURE", "OOM_MESSAGE", "BatchRunner", "Work", "error_for"]
 
@@ -85,6 +89,7 @@ INTERNAL_MESSAGE = "Something went wrong while answering; please try again."
 HALF_BUDGET_NOTE = "The picture was read at reduced resolution because the GPU ran short of memory."
 CHUNK_STEPS = 4.0  # while answers run, a prompt chunk takes about this many decode steps' time
 FIRST_CHUNK_TOKENS = 128  # while answers run and a chunk's cost is not yet known
+SHORT_PROMPT_TOKENS = 256  # a prompt with at most this many tokens left may overtake older ones
 MIN_CHUNK_TOKENS = 128  # while answers run: a forward has a fixed cost, smaller chunks cost a newcomer more than they save
 
 
@@ -95,8 +100,8 @@ class Work:
     request: GenerationRequest
     prompt: Prompt
     control: DecodeControl
-    emit: Callable[[str], None]
-    done: Callable[[DecodeResult | EngineError, str | None], None]
+    emit: Callable[[str], object]  # what they return is not used
+    done: Callable[[DecodeResult | EngineError, str | None], object]
 
 
 class _Detokenizer:
@@ -165,6 +170,7 @@ class _Reading:
     retried: bool  # read again at half the pixel budget after running out of memory
     features: dict[int, ImageFeatures]  # by slot index: known features of the pictures still to read
     to_encode: list[int]  # slot indexes whose features are computed when their chunk comes
+    pending: Pending | None = None  # work in progress while answers stream (engine.read_pieces)
 
     @property
     def rid(self) -> str:
@@ -201,15 +207,21 @@ class BatchRunner:
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
+        self._pad_id = _pad_id(loaded)
         self._step_s: float | None = None  # a decode step's time, smoothed
         self._last_chunk: tuple[int, float] | None = None  # the last prompt chunk's tokens and seconds
+        # While answers stream, read newcomers in pieces of about a decode step (engine.read_pieces)?
+        self.read_in_pieces = False
+        self._vision_tokens = FIRST_VISION_TOKENS  # tokens of the next vision-tower piece
         self.counters = {
             "prefix_hits": 0,
             "reused_tokens": 0,
             "prefilled_tokens": 0,
             "prefill_chunks": 0,
+            "batched_prefills": 0,  # forwards that read several prompts' chunks together
             "encoded_images": 0,
             "encoder_calls": 0,  # vision-tower calls: several prompts' pictures may share one
+            "vision_pieces": 0,  # pieces the vision tower ran in while answers streamed
             "worker_prepared_images": 0,  # pictures the worker had to decode itself (see engine.prepare)
         }
 
@@ -317,40 +329,121 @@ class BatchRunner:
         return min(self.chunk_tokens, max(MIN_CHUNK_TOKENS, min(2 * tokens, fits)))
 
     def _read(self, hook: DecodeHook | None) -> None:
-        """Read up to `_chunk_budget()` tokens of the waiting prompts, the one with the least left first
-        (the oldest among equals): a short question is not held behind a long prompt."""
+        """Read up to `_chunk_budget()` tokens of the waiting prompts in `_reading_order`. The prompts
+        that share the budget are read in one forward (`engine.prefill_batch`), at most `batch_size`."""
+        if self.rows and self.read_in_pieces and not any(slot.video for slot in self._reading_order()[0].prompt.images):
+            read_piece(self, hook)  # pictures only: a video's prompt is read in chunks as usual
+            return
+        finish_pending(self, hook)
         budget = self._chunk_budget()
         if not self.rows:
             self._encode_waiting()
         while self.reading and budget > 0:
-            reading = min(self.reading, key=lambda r: len(r.prompt.ids) - r.done)
-            start = reading.done
-            end = min(len(reading.prompt.ids), start + budget)
-            try:
-                if self.rows and self._encode_first(reading, end):
+            order = self._reading_order()
+            group: list[tuple[_Reading, int]] = []
+            for reading in order[: self.batch_size]:
+                end = min(len(reading.prompt.ids), reading.done + budget)
+                if self.rows and self._missing(reading, end):
+                    if group:
+                        break  # its pictures are encoded in a turn of their own
+                    try:
+                        self._encode_first(reading, end)
+                    except Exception as exc:
+                        self._read_failed(reading, exc, hook)
                     return  # encoding was this turn's work: the running answers take their step
-                logits = self._chunk(reading, end, hook)
-            except torch.OutOfMemoryError:
-                self.reading.remove(reading)
-                self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
-                continue
-            except Exception as exc:  # the forward of this prompt alone: only this request fails
-                self.reading.remove(reading)
-                self._failed(reading.work, exc)
-                continue
-            budget -= reading.done - start
-            if reading.done == len(reading.prompt.ids):
-                self._first_token(reading, logits, hook)
-                self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
+                group.append((reading, end))
+                budget -= end - reading.done
+                if budget <= 0:
+                    break
+            if len(group) == 1 or not self._read_together(group, hook):
+                for reading, end in group:
+                    self._read_alone(reading, end, hook)
 
-    def _encode_first(self, reading: _Reading, end: int) -> bool:
-        """Encode the pictures of [done, end) whose features are not known yet; True if there were any."""
+    def _reading_order(self) -> list[_Reading]:
+        """Prompts with at most `SHORT_PROMPT_TOKENS` left first, the least left first (a
+        short question is not held behind a long prompt), then the others oldest first: ordering them
+        all by what is left starved a long prompt as long as slightly shorter ones kept arriving (a
+        1056-token picture waited 54 s behind newcomers a few tokens shorter)."""
+        def key(reading: _Reading) -> tuple[int, int]:
+            left = len(reading.prompt.ids) - reading.done
+            return (0, left) if left <= SHORT_PROMPT_TOKENS else (1, 0)
+
+        return sorted(self.reading, key=key)  # stable: the oldest first among equals
+
+    def _read_alone(self, reading: _Reading, end: int, hook: DecodeHook | None) -> None:
+        try:
+            logits = self._chunk(reading, end, hook)
+        except Exception as exc:  # the forward of this prompt alone: only this request fails
+            self._read_failed(reading, exc, hook)
+            return
+        self._chunk_read(reading, logits, hook)
+
+    def _read_failed(self, reading: _Reading, exc: Exception, hook: DecodeHook | None) -> None:
+        self.reading.remove(reading)
+        if isinstance(exc, torch.OutOfMemoryError):
+            self._out_of_memory(reading.work, reading.prompt, hook, retried=reading.retried)
+        else:
+            self._failed(reading.work, exc)
+
+    def _chunk_read(self, reading: _Reading, logits: torch.Tensor, hook: DecodeHook | None) -> None:
+        if reading.done == len(reading.prompt.ids):
+            self._first_token(reading, logits, hook)
+            self.reading.remove(reading)  # after joining: if joining fails, fail_all still sees it
+
+    def _read_together(self, group: list[tuple[_Reading, int]], hook: DecodeHook | None) -> bool:
+        """One forward over several prompts' chunks; False (nothing read) if it failed: then each is read alone."""
+        try:
+            for reading, end in group:
+                if hook is not None:
+                    hook.on_prefill_chunk(reading.rid, reading.done, end)
+                self._encode_first(reading, end)
+            rows = [self._chunk_input(reading, end) for reading, end in group]
+            began = time.perf_counter()
+            caches, logits = forward_together(self.loaded, rows, self._pad_id, self._encoder_outputs)
+            if logits.device.type == "cuda":
+                torch.cuda.synchronize(logits.device)
+        except Exception as exc:  # each prompt then meets its own failure alone
+            log.warning("reading %d prompts together failed (%s: %s); one at a time", len(group), type(exc).__name__, exc)
+            return False
+        tokens = sum(end - reading.done for reading, end in group)
+        self._last_chunk = (tokens, time.perf_counter() - began)
+        self.counters["prefilled_tokens"] += tokens
+        self.counters["prefill_chunks"] += 1
+        self.counters["batched_prefills"] += 1
+        for (reading, end), cache in zip(group, caches, strict=True):
+            reading.cache, reading.done = cache, end
+        for index, (reading, _) in enumerate(group):
+            self._chunk_read(reading, logits[index : index + 1], hook)
+        return True
+
+    def _chunk_input(self, reading: _Reading, end: int) -> ChunkInput:
+        prompt, start = reading.prompt, reading.done
+        assert prompt.positions is not None
+        return ChunkInput(reading.cache, start, prompt.ids[start:end], prompt.positions[:, start:end], self._pieces(reading, end))
+
+    def _pieces(self, reading: _Reading, end: int) -> list[tuple[bool, ImageFeatures]]:
+        """The slice of each picture's (or video part's) features that falls inside the chunk [done, end),
+        with whether it is a video's."""
+        prompt, start = reading.prompt, reading.done
+        pieces = []
+        for i, slot in enumerate(prompt.images):
+            first, last = max(start, slot.start), min(end, slot.start + slot.length)
+            if first < last:
+                pieces.append((slot.video, reading.features[i].part(first - slot.start, last - slot.start)))
+        return pieces
+
+    def _missing(self, reading: _Reading, end: int) -> list[int]:
+        """The pictures of [done, end) whose features are not known yet."""
         start = reading.done
-        missing = [
+        return [
             i
             for i, slot in enumerate(reading.prompt.images)
             if slot.start < end and slot.start + slot.length > start and i not in reading.features
         ]
+
+    def _encode_first(self, reading: _Reading, end: int) -> bool:
+        """Encode the pictures of [done, end) whose features are not known yet; True if there were any."""
+        missing = self._missing(reading, end)
         if missing:
             self._encode(reading, missing)
         return bool(missing)
@@ -361,12 +454,7 @@ class BatchRunner:
         if hook is not None:
             hook.on_prefill_chunk(reading.rid, start, end)
         self._encode_first(reading, end)
-        # The slice of each picture's features that falls inside the chunk.
-        pieces = []
-        for i, slot in enumerate(prompt.images):
-            first, last = max(start, slot.start), min(end, slot.start + slot.length)
-            if first < last:
-                pieces.append((slot.video, reading.features[i].part(first - slot.start, last - slot.start)))
+        pieces = self._pieces(reading, end)
         assert prompt.positions is not None
         began = time.perf_counter()
         out = self.loaded.model(
@@ -409,13 +497,17 @@ class BatchRunner:
         grids = torch.tensor([r.prompt.images[i].grid for r, i in pictures], device=device)
         encoded = self.loaded.model.model.get_image_features(pixel_values.to(device, dtype), grids, return_dict=True)
         deep = getattr(encoded, "deepstack_features", None) or []
+        self._store_features(pictures, Encoded(tuple(encoded.pooler_output), tuple(tuple(layer) for layer in deep)))
+
+    def _store_features(self, pictures: list[tuple[_Reading, int]], encoded: Encoded) -> None:
+        """The features of one vision-encoder run go to their prompts and the feature cache."""
         for position, (reading, index) in enumerate(pictures):
             prompt = reading.prompt
             features = ImageFeatures(
                 grid=prompt.images[index].grid,
                 # Clones: a split is a view that would keep the whole batch's output alive.
-                embeds=encoded.pooler_output[position].clone(),
-                deepstack=tuple(layer[position].clone() for layer in deep),
+                embeds=encoded.embeds[position].clone(),
+                deepstack=tuple(layer[position].clone() for layer in encoded.deepstack),
             )
             reading.features[index] = features
             prompt.pixels.pop(index, None)  # read: the pixels are no longer needed
@@ -519,13 +611,15 @@ class BatchRunner:
 
             layers = len(features[0].deepstack)
             deep = [tuple(f.deepstack[j] for f in features) for j in range(layers)]
-            return BaseModelOutputWithDeepstackFeatures(pooler_output=embeds, deepstack_features=deep)
-        return BaseModelOutputWithPooling(pooler_output=embeds)
+            # The model takes one tensor per picture (a tuple) where transformers' types say one tensor.
+            return BaseModelOutputWithDeepstackFeatures(pooler_output=embeds, deepstack_features=deep)  # type: ignore[arg-type]
+        return BaseModelOutputWithPooling(pooler_output=embeds)  # type: ignore[arg-type]
 
     # --- batch membership ---------------------------------------------------------------------
 
     def _join(self, row: _Row) -> None:
         cache, row.cache = row.cache, None
+        assert cache is not None
         length = cache.get_seq_length()
         device = self.loaded.device
         if self._cache is None or not self.rows:
@@ -533,7 +627,7 @@ class BatchRunner:
             self._padded = False
             self.rows = [row]
             return
-        assert self._mask is not None
+        assert self._mask is not None and self._cache is not None
         width = self._mask.shape[1]
         pairs = []
         for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
@@ -716,6 +810,17 @@ class BatchRunner:
                 row.finish = "length"
 
 
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    """A token that pads a row of a batched prompt read: never a picture's token."""
+    config = loaded.model.config
+    visual = {getattr(config, name, None) for name in ("image_token_id", "video_token_id")}
+    tokenizer = loaded.processor.tokenizer
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0, 1):
+        if isinstance(candidate, int) and candidate not in visual:
+            return candidate
+    return 2
 
 
 def _pad_left(tensor: torch.Tensor, count: int) -> torch.Tensor:

@@ -81,6 +81,7 @@ class LocalEngineOptions:
     max_image_pixels: int = 64_000_000  # width x height as stored: refused above, before decoding
     prepare_workers: int = 2  # threads preparing pictures and prompts; also caps concurrent decodes
     prefill_chunk_tokens: int = 2048  # most prompt tokens read per turn of the loop (fewer while answers run)
+    read_in_pieces: bool = False  # while answers run, read newcomers in pieces of about a step (engine.read_pieces)
     context_tokens: int | None = None  # prompt + answer limit; None: the model's own context length
     video: VideoBudget = VideoBudget()  # videos: most bytes and seconds, frames sampled, visual tokens of one
 
@@ -94,6 +95,7 @@ class CacheStats:
     prefilled_tokens: int
     encoded_images: int
     prefill_chunks: int = 0
+    batched_prefills: int = 0  # forwards that read several prompts together
     worker_prepared_images: int = 0  # pictures the worker decoded itself (a cached one evicted meanwhile)
 
 
@@ -168,6 +170,7 @@ class LocalEngine:
         self._runner = BatchRunner(
             self._loaded, self._budget(), options.batch_size, self._kv, self._features, options.prefill_chunk_tokens
         )
+        self._runner.read_in_pieces = options.read_in_pieces
         self._preparer = Preparer(
             self._loaded,
             self._budget(),
@@ -312,6 +315,7 @@ class LocalEngine:
             prefilled_tokens=counters.get("prefilled_tokens", 0),
             encoded_images=counters.get("encoded_images", 0),
             prefill_chunks=counters.get("prefill_chunks", 0),
+            batched_prefills=counters.get("batched_prefills", 0),
             worker_prepared_images=counters.get("worker_prepared_images", 0),
         )
 
@@ -373,7 +377,7 @@ class LocalEngine:
             total_s=now - job.submitted_at,
             prompt_tokens=result.prompt_tokens,
             output_tokens=result.output_tokens,
-            finish_reason=result.finish_reason if result.finish_reason in ("stop", "cancelled") else "length",
+            finish_reason="stop" if result.finish_reason == "stop" else "cancelled" if result.finish_reason == "cancelled" else "length",
             model=self.model_name,
             note=note,
         )

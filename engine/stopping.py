@@ -16,7 +16,7 @@ class StopText:
     """Passes text to `emit` up to (not including) the first of `stops`; then `found` is True and
     nothing more is sent. `watching` False (vLLM's `min_tokens` not reached) lets text through unchecked."""
 
-    def __init__(self, stops: Sequence[str], emit: Callable[[str], None]) -> None:
+    def __init__(self, stops: Sequence[str], emit: Callable[[str], object]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._emit = emit
         self._held = ""

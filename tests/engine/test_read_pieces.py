@@ -1,0 +1,73 @@
+"""While an answer streams, a newcomer's pictures and prompt are read in pieces between its decode
+steps, and the newcomer's first-token scores are those of a full recompute (both architectures)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from engine.decode import ImageBudget
+from engine.interface import PromptTurn
+from engine.local import LocalEngine, LocalEngineOptions
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+
+BUDGET = ImageBudget(4 * 28 * 28, 256 * 28 * 28, True)
+QUESTION = [SYSTEM, PromptTurn("user", "Where is the power button?")]
+
+
+class Timeline(Recorder):
+    def __init__(self) -> None:
+        super().__init__(delay=0.002)
+        self.events: list[tuple[str, str]] = []
+
+    def on_step(self, request_ids: Sequence[str]) -> None:
+        self.events.append(("step", ",".join(request_ids)))
+        super().on_step(request_ids)
+
+    def on_prefill_chunk(self, request_id: str, start: int, end: int) -> None:
+        self.events.append(("chunk", request_id))
+
+
+async def test_a_newcomer_is_read_in_pieces_between_the_steps_of_a_running_answer(tiny_model_dir: Path) -> None:
+    eng = LocalEngine(
+        LocalEngineOptions(
+            model_path=tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True
+        )
+    )
+    await eng.start()
+    try:
+        hook = Timeline()
+        eng.generate_hook = hook
+        running = asyncio.create_task(answer(eng, ask("running", "a", QUESTION, 2000)))
+        await asyncio.to_thread(hook.stepped.wait, 10)
+        pictures = (noisy_picture((300, 200), seed=81), noisy_picture((120, 260), seed=82))
+        turns = [SYSTEM, PromptTurn("user", "Compare these two pictures, please. " * 8, pictures)]
+        _, stats = await answer(eng, ask("newcomer", "b", turns, 3))
+        assert not running.done()
+        await eng.cancel("running")
+        await running
+        counters = eng._runner.counters if eng._runner is not None else {}
+        assert counters["vision_pieces"] > 4  # the pictures went through the tower in pieces
+        # Between the newcomer's first chunk and its first token the running answer kept stepping.
+        first = hook.events.index(("chunk", "newcomer"))
+        steps = [e for e in hook.events[first:] if e == ("step", "running")]
+        assert len(steps) >= 2 * len(eng.loaded.model.model.language_model.layers) - 1
+        assert stats.output_tokens == 3
+        expected = reference_logits(eng, turns, BUDGET)
+        assert torch.allclose(hook.logits["newcomer"][0], expected, atol=1e-4), float((hook.logits["newcomer"][0] - expected).abs().max())
+        # Its cache, filled layer by layer, serves its next steps as a prompt read whole does.
+        await answer(eng, ask("whole", "c", turns, 3))  # nothing streams: read in one forward
+        for mine, theirs in zip(hook.logits["newcomer"], hook.logits["whole"], strict=True):
+            assert (mine - theirs).abs().max() < 1e-4
+        # Every layer's keys and values (Qwen3-VL's deepstack features shape the later layers' ones at
+        # the pictures' tokens) equal those of the prompt read whole.
+        pieces, whole = eng._kv.take(("", "b")), eng._kv.take(("", "c"))
+        assert pieces is not None and whole is not None and pieces.ids == whole.ids
+        for mine_layer, their_layer in zip(pieces.cache.layers, whole.cache.layers, strict=True):
+            assert torch.allclose(mine_layer.keys, their_layer.keys, atol=1e-5)
+            assert torch.allclose(mine_layer.values, their_layer.values, atol=1e-5)
+    finally:
+        await eng.close()
