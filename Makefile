@@ -25,6 +25,7 @@ run: $(STAMP)
 test: $(STAMP)
 	bash tests/adapters/web/ensure_chromium.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The bot's own words (bot/locale; see README "Languages"). `make messages` extracts every _(), N_() and
