@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from engine.videos import VideoLimits, VideoProblem, VideoRejected, frame_count, is_video, probe_video, sample_video
@@ -53,3 +54,17 @@ def test_bad_videos_are_refused_with_their_reason(data: bytes, limits: VideoLimi
 def test_a_single_frame_gif_is_a_picture_not_a_video() -> None:
     assert not is_video(clip(seconds=0.1, container="gif"))
     assert not is_video(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("container", ["mp4", "webm"])
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_clip_with_a_rotation_flag_is_turned_upright(container: str, rotation: int) -> None:
+    stored = sample_video(clip(seconds=1.0, container=container))
+    data = clip(seconds=1.0, container=container, rotation=rotation)
+    turned = sample_video(data)
+    # The flag's angle is counter-clockwise, as np.rot90 turns: each frame is the stored one turned.
+    assert all(np.array_equal(t, np.rot90(s, rotation // 90)) for t, s in zip(turned.frames, stored.frames, strict=True))
+    upright = (96, 64) if rotation == 180 else (64, 96)
+    assert (turned.info.width, turned.info.height) == upright and turned.frames[0].shape[:2] == upright[::-1]
+    assert (probe_video(data, upright=True).width, probe_video(data, upright=True).height) == upright
+    assert probe_video(data).width == 96  # the header alone gives the stored size
