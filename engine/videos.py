@@ -120,6 +120,18 @@ class VideoRejected(ValueError):
         self.detail = detail
 
 
+# Brands of the ISO file format that mean a still picture (HEIF, AVIF) or an image sequence, not a clip:
+# an AVIF or HEIC photo also starts with "ftyp" and is left to the picture checks.
+_PICTURE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"heif", b"mif1", b"msf1"})
+
+
+def _brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an "ftyp" box at the start of the bytes."""
+    size = min(int.from_bytes(data[:4], "big"), len(data), 256)
+    compatible = data[16:size] if size >= 16 else b""
+    return {data[8:12]} | {compatible[i : i + 4] for i in range(0, len(compatible) - 3, 4)}
+
+
 # First bytes -> (our name, FFmpeg demuxer). MP4 and MOV carry "ftyp" (or an early "moov"/"mdat"
 # box) at offset 4; WebM and Matroska start with the EBML magic; GIF with its signature.
 def container_of(data: bytes) -> str | None:
@@ -128,6 +140,8 @@ def container_of(data: bytes) -> str | None:
         return "gif"
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "webm"
+    if data[4:8] == b"ftyp" and _brands(data) & _PICTURE_BRANDS:
+        return None
     if data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
         return "mp4"
     return None
