@@ -1,6 +1,6 @@
 """The terminal chat: lines from standard input, answers streamed to standard output.
 
-`/image PATH` attaches a picture or a video (MP4, MOV, WebM, GIF) to the next question (repeat it
+`/image PATH` attaches a picture, a PDF or a video (MP4, MOV, WebM, GIF) to the next question (repeat it
 for several); any other line is a question or a command. `/good` and `/bad` rate the last answer (the console's thumbs up and down; a
 second vote replaces the first, and `/export` lists it). Reading stdin is scriptable:
 `printf '/image a.png\\nWhat is this?\\n/bad\\n' | vlmbot chat`.
@@ -76,7 +76,7 @@ class ConsoleAdapter:
         self._language = await self._inbox.language_of(self._sender)
         self._say(
             N_(
-                "vlmbot console chat (thread '{thread}'). /image PATH attaches a picture or video; "
+                "vlmbot console chat (thread '{thread}'). /image PATH attaches a picture, a PDF or a screen recording; "
                 "/good or /bad rates the last answer; /help lists commands."
             ),
             thread=self._thread,
@@ -115,7 +115,7 @@ class ConsoleAdapter:
                     log.exception("console: handling %r failed", line[:80])
                     self._say(N_("error: something went wrong with that; please try again."))
             if self._pending:
-                self._say(N_("{count} attached picture(s) were not sent: no question followed."), count=len(self._pending))
+                self._say(N_("{count} attached file(s) were not sent: no question followed."), count=len(self._pending))
         finally:
             self.finished.set()
             if self._on_eof is not None:
@@ -139,11 +139,21 @@ class ConsoleAdapter:
         path = Path(raw_path).expanduser()
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            self._say(N_("Cannot read {path}: {error}. Check the path and try again."), path=path, error=exc.strerror or exc)
+        except FileNotFoundError:
+            self._say(N_("There is no file {path}; check the path and try again."), path=path)
+            return
+        except IsADirectoryError:
+            self._say(N_("{path} is a folder; give the path of a file in it."), path=path)
+            return
+        except PermissionError:
+            self._say(N_("I am not allowed to read {path}; check its permissions."), path=path)
+            return
+        except OSError as exc:  # the OS's own words are English: they go to the log, the user gets ours
+            log.info("console: reading %s failed: %s", path, exc)
+            self._say(N_("Cannot read {path}; check the path and try again."), path=path)
             return
         self._pending.append(Attachment(data=data, filename=path.name))
-        self._say(N_("Attached {name} ({count} picture(s) for the next question)."), name=path.name, count=len(self._pending))
+        self._say(N_("Attached {name} ({count} file(s) for the next question)."), name=path.name, count=len(self._pending))
 
     def _say(self, text: str, **values: object) -> None:
         """`text` is marked with N_() where it is written; it is translated here, in the chat's language."""
@@ -172,8 +182,17 @@ class ConsoleTransport:
         self._out.flush()
 
     async def post(self, text: str, kind: TextKind, *, answer: AnswerDone | None = None) -> MessageRef:
-        prefix = {TextKind.ANSWER: "bot> ", TextKind.ERROR: "error: ", TextKind.NOTICE: "note: "}.get(kind, "")
-        self._print(f"{prefix}{text}\n")
+        # Said within the inbox's `speaking` block: the prefixes come out in the user's language.
+        match kind:
+            case TextKind.ANSWER:
+                line = f"bot> {text}"
+            case TextKind.ERROR:
+                line = _("error: {text}").format(text=text)
+            case TextKind.NOTICE:
+                line = _("note: {text}").format(text=text)
+            case _:
+                line = text
+        self._print(f"{line}\n")
         return f"m{next(self._ids)}"
 
     async def post_file(self, file: OutgoingFile) -> None:

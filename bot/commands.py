@@ -45,8 +45,9 @@ EXAMPLES = (
 
 def help_text() -> str:
     lines = [
-        _("Send me a photo or screenshot and ask about it. Follow-up questions can refer to earlier pictures;"),
-        _("send several pictures in one message to compare them."),
+        _("Send me a photo or screenshot, a PDF or a short screen recording (MP4, MOV, WebM) and ask about it."),
+        _("Follow-up questions can refer to earlier pictures; send several pictures in one message to compare them."),
+        _('A long PDF is read from its first pages; name others in your question, e.g. "pages 3-5".'),
         _("The presets (/ocr, /table, /code, /describe, /find) work on the picture sent with the command,"),
         _("or else on the last picture of this conversation."),
         "",

@@ -22,7 +22,6 @@ from bot.messages import (
     AnswerDelta,
     Attachment,
     Document,
-    Generating,
     IncomingMessage,
     Notice,
     QueuePosition,
@@ -41,6 +40,7 @@ from bot.prompt import (
     build_prompt,
     pending_pictures,
     pending_turns,
+    reading_status,
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
 from bot.votes import Vote, VoteResult
@@ -391,6 +391,7 @@ class Conversations:
         status: Outcome = "interrupted"
         error: str | None = None
         log.info("session %s turn %s: request %s queued", session.id, turn.id, request.request_id)
+        reading = reading_status(prompt.turns[-1], (*pending_turns(history), turn))
         try:
             stream = self.engine.generate(request)
             try:
@@ -399,11 +400,11 @@ class Conversations:
                         yield QueuePosition(event.position)
                     elif isinstance(event, Started) and not started:
                         started = True
-                        yield Generating(len(prompt.turns[-1].images))
+                        yield reading
                     elif isinstance(event, TextPiece):
                         if not started:  # an engine that does not say when it starts (vLLM, SGLang)
                             started = True
-                            yield Generating(len(prompt.turns[-1].images))
+                            yield reading
                         parts.append(event.text)
                         yield AnswerDelta(event.text)
                     elif isinstance(event, GenerationStats):

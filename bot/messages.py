@@ -62,9 +62,11 @@ class QueuePosition:
 @dataclass(frozen=True)
 class Generating:
     """The model started working on the answer (sent once, before the first delta): it is reading
-    the question and `pictures` new pictures, then writes."""
+    the question with its `pictures`, `videos` and a PDF's `pages`, then writes."""
 
-    pictures: int = 0
+    pictures: int = 0  # pictures the user sent (or tiles of a long screenshot), not a PDF's pages
+    videos: int = 0
+    pages: int = 0
 
 
 @dataclass(frozen=True)

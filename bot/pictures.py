@@ -58,7 +58,9 @@ def _wording(refused: _Refused, label: str, max_bytes: int) -> str:
                 return _("{label} is too large to read; please send a smaller picture.").format(label=label)
             return _("{label} is {size}, too large to read; please send a smaller picture.").format(label=label, size=size)
         case PictureProblem.UNSUPPORTED:
-            return _("{label} is not a picture I can read; please send a PNG, JPEG or WebP image.").format(label=label)
+            return _(
+                "{label} is not a file I can read; please send a picture (PNG, JPEG, WebP), a PDF or a video (MP4, MOV, WebM)."
+            ).format(label=label)
         case PictureProblem.DAMAGED:
             return _("{label} looks damaged or incomplete; please send it again.").format(label=label)
         case PictureProblem.TOO_THIN:
@@ -76,7 +78,8 @@ def check_picture(
     try:
         info = _check(data, PictureLimits(max_bytes=max_bytes, max_pixels=max_pixels, max_aspect=max_aspect))
     except _Refused as refused:
-        raise PictureRejected(_wording(refused, f"'{name}'" if name else _("The file"), max_bytes)) from None
+        label = _("'{name}'").format(name=name) if name else _("The file")  # “name” in Chinese
+        raise PictureRejected(_wording(refused, label, max_bytes)) from None
     return CheckedPicture(
         sha256=hashlib.sha256(data).hexdigest(), data=data, mime_type=info.mime_type, width=info.width, height=info.height
     )

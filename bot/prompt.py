@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.i18n import _
-from bot.picture_sources import PictureSource, picture_names
+from bot.messages import Generating
+from bot.picture_sources import PictureSource, SourceKind, picture_names
 from bot.store import TurnInfo
 from bot.videos import duration_label, is_video, video_seconds
 from engine.interface import PromptImage, PromptTurn, PromptVideo
@@ -25,6 +26,7 @@ __all__ = [
     "label_videos",
     "pending_pictures",
     "pending_turns",
+    "reading_status",
     "system_prompt",
 ]
 
@@ -114,6 +116,8 @@ def label_videos(text: str, durations: Sequence[float | None]) -> str:
     The engines put a message's videos before its pictures."""
     if not durations:
         return text
+    if len(durations) == 1 and durations[0] is None:
+        return f"(The length of the video above is unknown; say when things happen, as in \"at 0:02\".)\n{text}"
     if len(durations) == 1:
         return f"(The video above is {duration_label(durations[0])} long; say when things happen, as in \"at 0:02\".)\n{text}"
     names = ", ".join(f"Video {n} ({duration_label(d)})" for n, d in enumerate(durations, 1))
@@ -126,6 +130,14 @@ def pending_turns(history: Sequence[TurnInfo]) -> Sequence[TurnInfo]:
         if history[index].status in _ANSWERED and history[index].answer is not None:
             return history[index + 1 :]
     return history
+
+
+def reading_status(question: PromptTurn, asked: Sequence[TurnInfo]) -> Generating:
+    """What the model reads for the question: its pictures, videos, and the pictures that are a PDF's
+    pages (by the sources of `asked`, the stored turns whose files the question carries)."""
+    pages = {part for turn in asked for source in turn.image_sources if source.kind is SourceKind.PDF for part in source.parts}
+    from_pdf = sum(image.sha256 in pages for image in question.images)
+    return Generating(pictures=len(question.images) - from_pdf, videos=len(question.videos), pages=from_pdf)
 
 
 def pending_pictures(history: Sequence[TurnInfo]) -> tuple[str, ...]:

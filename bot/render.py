@@ -148,8 +148,8 @@ class _Run:
             case QueuePosition():
                 delay = self.options.queue_notice_delay_s if reply.position <= 1 else 0.0
                 self._want_status(Status(StatusKind.QUEUED, queued(reply.position), reply.position), delay)
-            case Generating(pictures=pictures):
-                self._want_status(Status(StatusKind.WORKING, reading(pictures)), 0.0)
+            case Generating(pictures=pictures, videos=videos, pages=pages):
+                self._want_status(Status(StatusKind.WORKING, reading(pictures, videos, pages)), 0.0)
             case AnswerDelta():
                 self.text += reply.text
                 self._poke()

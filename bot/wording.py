@@ -14,6 +14,7 @@ import math
 
 from bot.i18n import N_, _, ngettext
 from engine.interface import EngineHealth
+from engine.quantization import NO_QUANTIZATION
 
 __all__ = [
     "ACK_PICTURES",
@@ -139,8 +140,16 @@ def queued(position: int) -> str:
     ).format(ahead=ahead)
 
 
-def reading(pictures: int) -> str:
-    """The status while the model reads a question that brought `pictures` new pictures (0: text only)."""
+def reading(pictures: int, videos: int = 0, pages: int = 0) -> str:
+    """The status while the model reads a question with these pictures, videos and PDF pages (none: text only)."""
+    if videos > 0 and (pictures > 0 or pages > 0):
+        return _("⏳ Reading the pictures and watching the video…") if videos == 1 else _("⏳ Reading the pictures and watching the videos…")
+    if videos == 1:
+        return _("⏳ Watching the video…")
+    if videos > 1:
+        return _("⏳ Watching the {count} videos…").format(count=videos)
+    if pages > 0:
+        return _("⏳ Reading the pages…") if pictures <= 0 else _("⏳ Reading the pages and pictures…")
     if pictures <= 0:
         return _(WORKING)
     if pictures == 1:
@@ -223,8 +232,13 @@ def status_text(position: int | None, health: EngineHealth) -> str:
     else:
         mine = _("Your question is number {position} in the queue.").format(position=position)
     state = _("ready") if health.ok else _("unavailable ({detail})").format(detail=health.detail)
+    # The method's name (nf4, int8, awq) is technical and stays; "none" is said in words.
+    if health.quantization == NO_QUANTIZATION.description:
+        quantization = _("quantization none")
+    else:
+        quantization = _("quantization {method}").format(method=health.quantization)
     return _(
-        "{mine}\nModel: {model} on {device} ({dtype}, {attention}, quantization {quantization}), {state}.\n"
+        "{mine}\nModel: {model} on {device} ({dtype}, {attention}, {quantization}), {state}.\n"
         "Queue: {waiting} waiting, {running} generating."
     ).format(
         mine=mine,
@@ -232,7 +246,7 @@ def status_text(position: int | None, health: EngineHealth) -> str:
         device=health.device,
         dtype=health.dtype,
         attention=health.attention,
-        quantization=health.quantization,
+        quantization=quantization,
         state=state,
         waiting=health.queue_depth,
         running=health.running,

@@ -14,7 +14,8 @@ Either way a video is a list of slots (one, or one per pair) that the decoding l
 pictures: encoded by the vision tower (which attends within each frame pair, so a pair's features
 do not depend on the other pairs), cached by `ImageKey` (the video's hash, its sampling and the slot
 number), fed to the model as `video` encoder outputs. The plan (grids, times) follows from the
-container's duration and frame size alone, so a prompt is counted without decoding a frame.
+container's duration and frame size (upright: the first frame is decoded for its rotation flag), so a
+prompt is counted without sampling the clip.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def plan_from_info(loaded: LoadedModel, info: VideoInfo, max_pixels: int, budget
 
 def probe_plan(loaded: LoadedModel, video: PromptVideo, max_pixels: int, budget: VideoBudget) -> VideoPlan:
     """The plan, from the container's header when it says how long the clip is, else by decoding it."""
-    plan = plan_from_info(loaded, probe_video(video.data, budget.limits), max_pixels, budget)
+    plan = plan_from_info(loaded, probe_video(video.data, budget.limits, upright=True), max_pixels, budget)
     return plan if plan is not None else prepare_video(loaded, video, max_pixels, budget).plan
 
 

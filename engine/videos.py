@@ -8,9 +8,11 @@ stream of at most `max_pixels` per frame and lasts at most `max_seconds`.
 Frames are sampled evenly in time, about `fps` per second and at most `max_frames` (an even number:
 the Qwen vision towers read frames in pairs), each the decoded frame nearest its time, scaled down
 to at most `keep_pixels` as soon as it is picked: a 60-second 4K clip never holds more than
-`max_frames` small pictures. Decoding is bounded: at most `max_seconds x 240` frames are decoded
-and a decode that runs past `timeout_s` stops (a hostile file cannot hold a worker thread), on one
-codec thread, under the process's cap on concurrent decodes (`engine.pictures.decode_slot`).
+`max_frames` small pictures. A phone clip stored sideways with a rotation flag (the display matrix,
+which FFmpeg attaches to every decoded frame) is turned upright, and `VideoInfo` gives its upright
+size. Decoding is bounded: at most `max_seconds x 240` frames are decoded and a decode that runs
+past `timeout_s` stops (a hostile file cannot hold a worker thread), on one codec thread,
+under the process's cap on concurrent decodes (`engine.pictures.decode_slot`).
 
 Every refusal is a `VideoRejected` with a closed `VideoProblem`; its `message` is one sentence for
 an API client. Torch-free: the bot and the API server import it.
@@ -91,7 +93,7 @@ class VideoBudget:
 @dataclass(frozen=True)
 class VideoInfo:
     container: str  # "mp4", "webm", "gif"
-    width: int
+    width: int  # as shown: upright when the clip has a rotation flag (`probe_video(upright=True)`, `sample_video`)
     height: int
     duration_s: float
 
@@ -118,6 +120,18 @@ class VideoRejected(ValueError):
         self.detail = detail
 
 
+# Brands of the ISO file format that mean a still picture (HEIF, AVIF) or an image sequence, not a clip:
+# an AVIF or HEIC photo also starts with "ftyp" and is left to the picture checks.
+_PICTURE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"heif", b"mif1", b"msf1"})
+
+
+def _brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an "ftyp" box at the start of the bytes."""
+    size = min(int.from_bytes(data[:4], "big"), len(data), 256)
+    compatible = data[16:size] if size >= 16 else b""
+    return {data[8:12]} | {compatible[i : i + 4] for i in range(0, len(compatible) - 3, 4)}
+
+
 # First bytes -> (our name, FFmpeg demuxer). MP4 and MOV carry "ftyp" (or an early "moov"/"mdat"
 # box) at offset 4; WebM and Matroska start with the EBML magic; GIF with its signature.
 def container_of(data: bytes) -> str | None:
@@ -126,6 +140,8 @@ def container_of(data: bytes) -> str | None:
         return "gif"
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "webm"
+    if data[4:8] == b"ftyp" and _brands(data) & _PICTURE_BRANDS:
+        return None
     if data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
         return "mp4"
     return None
@@ -193,12 +209,39 @@ def _video_stream(container: av.container.InputContainer, limits: VideoLimits) -
     return stream, duration
 
 
-def probe_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> VideoInfo:
-    """The container's facts (no frame decoded): cheap, for a prompt's label. Raises `VideoRejected`."""
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that show the frame upright (its display matrix's rotation, as
+    FFmpeg attaches it to each decoded frame; a flip, which phones do not write, is ignored)."""
+    return round(frame.rotation / 90) % 4
+
+
+def _upright(width: int, height: int, turns: int) -> tuple[int, int]:
+    return (height, width) if turns % 2 else (width, height)
+
+
+def probe_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS, *, upright: bool = False) -> VideoInfo:
+    """The container's facts: cheap, for a prompt's label. The header alone gives the stored size; with
+    `upright` the first frame is decoded for its rotation flag, so the size is the one `sample_video`
+    gives (a prompt counted from it matches the frames). Raises `VideoRejected`."""
     container, kind = _open(data, limits)
     with container:
         stream, duration = _video_stream(container, limits)
-        return VideoInfo(kind, stream.codec_context.width, stream.codec_context.height, duration or 0.0)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if upright:
+            with decode_slot():
+                stream.codec_context.thread_count = 1
+                try:
+                    first = next(container.decode(stream), None)
+                except (MemoryError, RecursionError):
+                    raise
+                except Exception as exc:  # FFmpeg reports damage as InvalidDataError, EOFError, ValueError...
+                    raise VideoRejected(
+                        VideoProblem.DAMAGED, "The video is damaged or incomplete.", detail=f"{type(exc).__name__}: {exc}"
+                    ) from None
+            if first is None:
+                raise VideoRejected(VideoProblem.EMPTY, "The video has no frames.")
+            width, height = _upright(width, height, _quarter_turns(first))
+        return VideoInfo(kind, width, height, duration or 0.0)
 
 
 def frame_count(duration_s: float, limits: VideoLimits) -> int:
@@ -220,9 +263,10 @@ def kept_size(width: int, height: int, keep_pixels: int) -> tuple[int, int]:
     return max(2, round(width * scale)), max(2, round(height * scale))
 
 
-def _keep(frame: av.VideoFrame, keep_pixels: int) -> np.ndarray:
+def _keep(frame: av.VideoFrame, keep_pixels: int, turns: int) -> np.ndarray:
     w, h = kept_size(frame.width, frame.height, keep_pixels)
-    return frame.to_ndarray(width=w, height=h, format="rgb24")
+    pixels = frame.to_ndarray(width=w, height=h, format="rgb24")
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 
 
 def sample_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> SampledVideo:
@@ -241,6 +285,7 @@ def sample_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sam
         picked: list[tuple[float, np.ndarray]] = []
         previous: tuple[float, av.VideoFrame] | None = None
         decoded, last_time = 0, 0.0
+        turns = 0  # the first frame's rotation flag, kept for every frame (all the same size)
         budget = max(2, int(limits.max_seconds * MAX_DECODED_FPS))
 
         def wanted(index: int) -> float:
@@ -249,6 +294,8 @@ def sample_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sam
         try:
             for frame in container.decode(stream):
                 decoded += 1
+                if decoded == 1:
+                    turns = _quarter_turns(frame)
                 if decoded > budget:
                     raise VideoRejected(VideoProblem.TOO_LONG, "The video has more frames than a clip that long can have.")
                 if time.monotonic() - began > limits.timeout_s:
@@ -264,9 +311,9 @@ def sample_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sam
                 while (targets is None or len(picked) < len(targets)) and ft >= wanted(len(picked)):
                     target = wanted(len(picked))
                     if previous is not None and target - previous[0] < ft - target:
-                        picked.append((target, _keep(previous[1], limits.keep_pixels)))
+                        picked.append((target, _keep(previous[1], limits.keep_pixels, turns)))
                     else:
-                        picked.append((target, _keep(frame, limits.keep_pixels)))
+                        picked.append((target, _keep(frame, limits.keep_pixels, turns)))
                 previous = (ft, frame)
         except VideoRejected:
             raise
@@ -284,12 +331,12 @@ def sample_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sam
         if targets is None:
             targets = _targets(end, limits)
             # Nearest candidate (taken every 1/fps) for each target.
-            candidates = picked or [(previous[0], _keep(previous[1], limits.keep_pixels))]
+            candidates = picked or [(previous[0], _keep(previous[1], limits.keep_pixels, turns))]
             picked = [min(candidates, key=lambda c: abs(c[0] - t)) for t in targets]
             picked = [(t, frame) for t, (_, frame) in zip(targets, picked, strict=True)]
         while len(picked) < len(targets):  # targets past the last frame: the last frame stands for them
-            picked.append((targets[len(picked)], _keep(previous[1], limits.keep_pixels)))
-        width, height = stream.codec_context.width, stream.codec_context.height
+            picked.append((targets[len(picked)], _keep(previous[1], limits.keep_pixels, turns)))
+        width, height = _upright(stream.codec_context.width, stream.codec_context.height, turns)
         frames = [frame for _, frame in picked]
         size = frames[0].shape[:2]
         frames = [f if f.shape[:2] == size else np.asarray(Image.fromarray(f).resize((size[1], size[0]))) for f in frames]

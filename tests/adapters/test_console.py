@@ -212,11 +212,11 @@ async def test_history_survives_restart(service_factory, tmp_path: Path) -> None
     ("make", "expected"),
     [
         (lambda p: p.write_bytes(picture_bytes()[:50]), "damaged"),
-        (lambda p: p.write_text("just some text, not a picture"), "not a picture"),
+        (lambda p: p.write_text("just some text, not a picture"), "not a file I can read"),
         (lambda p: p.write_bytes(b""), "empty"),
         (lambda p: p.write_bytes(__import__("tests.bot.test_pictures").bot.test_pictures.huge_png_header()), "too large"),
         (lambda p: p.write_bytes(picture_bytes(size=(1500, 1500), fmt="BMP")), "limit"),
-        (None, "Cannot read"),
+        (None, "There is no file"),
     ],
     ids=["corrupt", "non-image", "empty", "decompression-bomb", "oversized", "unreadable-path"],
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.console import ConsoleAdapter
+from adapters.console import ConsoleAdapter, ConsoleTransport
 from bot.config import Settings
 from bot.language import from_tag
 
@@ -43,7 +43,7 @@ async def test_a_chinese_terminal(service_factory: Any, tmp_path: Path) -> None:
         text = await chat(service, tmp_path, "zh_CN.UTF-8", "/undo", f"/image {tmp_path / 'nope.png'}")
     lines = text.splitlines()
     assert lines[0].startswith("vlmbot 终端聊天") and lines[1].startswith("注意：未设置 VLMBOT_MODEL")
-    assert "没有可撤销的内容。" in lines and any(line.startswith("无法读取 ") for line in lines)
+    assert "没有可撤销的内容。" in lines and any(line.startswith("文件 ") and "不存在" in line for line in lines)
 
 
 async def test_an_english_terminal_and_a_forced_language(service_factory: Any, tmp_path: Path) -> None:
@@ -53,3 +53,22 @@ async def test_an_english_terminal_and_a_forced_language(service_factory: Any, t
     async with service_factory(language="en") as service:
         text = await chat(service, tmp_path, "zh_CN.UTF-8", "/undo")
     assert text.startswith("vlmbot console chat") and "Nothing to undo." in text
+
+
+async def test_chinese_console_lines_have_no_english_left(service_factory: Any, tmp_path: Path) -> None:
+    from bot.i18n import speaking
+    from bot.language import Language
+    from bot.transport import TextKind
+
+    (tmp_path / "folder").mkdir()
+    async with service_factory() as service:
+        text = await chat(service, tmp_path, "zh_CN.UTF-8", f"/image {tmp_path / 'nope.png'}", f"/image {tmp_path / 'folder'}")
+    assert f"文件 {tmp_path / 'nope.png'} 不存在。请检查路径后重试。" in text.splitlines()
+    assert f"{tmp_path / 'folder'} 是一个文件夹；请给出其中某个文件的路径。" in text.splitlines()
+    assert "No such file" not in text and "directory" not in text  # not the OS's English
+    out = io.StringIO()
+    transport = ConsoleTransport(out, tmp_path)
+    with speaking(Language.ZH):
+        await transport.post("请稍后重试。", TextKind.ERROR)
+        await transport.post("只读取了前 8 页。", TextKind.NOTICE)
+    assert out.getvalue() == "错误：请稍后重试。\n注意：只读取了前 8 页。\n"

@@ -54,3 +54,37 @@ async def test_bad_videos_get_one_clear_line(service_factory, tmp_path: Path, da
         out = await chat.send(f"/image {path}", "What is this?")
         assert video_refused(REFUSAL_TEXTS[VideoProblem(problem)], "clip.mp4", "60") in out
         assert not chat.calls  # the engine never saw it
+
+
+async def test_the_reading_status_counts_videos_and_pdf_pages(service_factory, tmp_path: Path) -> None:
+    from bot.messages import Attachment, Generating, IncomingMessage
+    from bot.wording import reading
+    from tests.conftest import picture_bytes
+    from tests.pdfs import coloured_pdf
+
+    async def status(thread: str, *files: tuple[str, bytes]) -> Generating:
+        message = IncomingMessage("console", thread, "u", "What is this?", tuple(Attachment(d, name) for name, d in files))
+        [shown] = [r async for r in service.conversations.handle(message) if isinstance(r, Generating)]
+        return shown
+
+    async with service_factory() as service:
+        assert await status("v", ("a.mp4", clip(seconds=1.0))) == Generating(videos=1)
+        assert await status("p", ("doc.pdf", coloured_pdf(3))) == Generating(pages=3)
+        assert await status("m", ("a.png", picture_bytes()), ("b.mp4", clip(seconds=1.0))) == Generating(pictures=1, videos=1)
+    assert reading(0, 1) == "⏳ Watching the video…" and reading(0, 0, 3) == "⏳ Reading the pages…"
+    assert reading(1, 1) == "⏳ Reading the pictures and watching the video…" and reading(0, 2) == "⏳ Watching the 2 videos…"
+
+
+async def test_the_console_says_files_not_pictures(service_factory, tmp_path: Path) -> None:
+    path = tmp_path / "recording.mp4"
+    path.write_bytes(clip(seconds=1.0))
+    async with service_factory() as service:
+        out = await Chat(service, tmp_path).send(f"/image {path}")
+    assert out == "Attached recording.mp4 (1 file(s) for the next question).\n"
+
+
+def test_a_video_of_unknown_length_is_labelled_in_plain_words() -> None:
+    from bot.prompt import label_videos
+
+    assert label_videos("Q", [None]).startswith("(The length of the video above is unknown; say when")
+    assert label_videos("Q", [None, 7.0]).startswith("(The 2 videos above are, in order: Video 1 (unknown length), Video 2 (0:07);")

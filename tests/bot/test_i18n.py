@@ -287,3 +287,16 @@ async def test_the_inbox_decides_the_language_once_and_a_broken_lookup_costs_onl
     assert await auto.language_of(Sender("u", language=Language.EN), Chinese()) is Language.EN  # the event's word wins
     forced = Inbox(cast(Any, None), Settings.model_construct().model_copy(update={"language": "en"}))
     assert await forced.language_of(Sender("u", language=Language.ZH), Chinese()) is Language.EN
+
+
+def test_help_and_status_speak_of_pdfs_videos_and_quantization_in_words() -> None:
+    from bot.commands import help_text
+    from engine.interface import EngineHealth
+
+    health = EngineHealth("tiny", "cpu", "float32", "sdpa", "", 0, 0)
+    assert "PDF" in help_text() and "screen recording" in help_text()
+    assert "quantization none" in wording.status_text(None, health)
+    with speaking(Language.ZH):
+        assert "PDF" in help_text() and "录屏" in help_text()
+        assert "（float32，sdpa，未量化）" in wording.status_text(None, health)
+        assert "（float32，sdpa，量化 nf4）" in wording.status_text(None, EngineHealth("t", "cpu", "float32", "sdpa", "", 0, 0, quantization="nf4"))

@@ -8,6 +8,8 @@ import zlib
 
 import pytest
 
+from bot.i18n import speaking
+from bot.language import Language
 from bot.pictures import PictureRejected, check_picture
 from tests.conftest import picture_bytes
 
@@ -36,7 +38,7 @@ def test_good_picture() -> None:
     ("data", "words"),
     [
         (b"", "empty"),
-        (b"%PDF-1.4 not a picture at all", "not a picture"),
+        (b"%PDF-1.4 not a picture at all", "not a file I can read"),
         (picture_bytes()[:60], "damaged"),
         (huge_png_header(), "too large"),
         (b"\x00" * 2_000_000, "limit"),
@@ -55,3 +57,13 @@ def test_bomb_under_pillow_limit_but_over_ours() -> None:
     with pytest.raises(PictureRejected) as info:
         check_picture(huge_png_header(8000, 6000), max_bytes=10_000_000, max_pixels=20_000_000)
     assert "8000x6000" in info.value.user_message
+
+
+def test_a_text_file_named_like_a_video_is_told_what_can_be_read() -> None:
+    with pytest.raises(PictureRejected) as info:
+        check_picture(b"just some text", **LIMITS, name="fake.mp4")
+    message = info.value.user_message
+    assert message.startswith("'fake.mp4' is not a file I can read") and "PDF" in message and "MP4" in message
+    with speaking(Language.ZH), pytest.raises(PictureRejected) as info:
+        check_picture(b"just some text", **LIMITS, name="fake.mp4")
+    assert info.value.user_message.startswith("“fake.mp4”") and "PDF" in info.value.user_message

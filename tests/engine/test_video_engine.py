@@ -131,3 +131,10 @@ async def test_a_clip_read_in_small_chunks_gives_the_same_logits(tiny_model_dir:
         assert eng.cache_stats().prefill_chunks > 5
     finally:
         await eng.close()
+
+
+async def test_a_phone_clip_with_a_rotation_flag_is_read_upright(engine: LocalEngine) -> None:
+    video = prompt_video(clip(seconds=2.0, size=(96, 64), rotation=-90))  # stored landscape, shown portrait
+    await turn(engine, "r1", "s", [SYSTEM, PromptTurn("user", "What is on screen?", videos=(video,))])
+    grids = recorder(engine).prefill["r1"]["video_grid_thw"]
+    assert int(grids[0, 1]) > int(grids[0, 2])  # more rows than columns of patches: portrait

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
-from engine.videos import VideoLimits, VideoProblem, VideoRejected, frame_count, is_video, probe_video, sample_video
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.videos import VideoLimits, VideoProblem, VideoRejected, container_of, frame_count, is_video, probe_video, sample_video
 from tests.engine.videos import clip, sound_only
 
 
@@ -53,3 +57,29 @@ def test_bad_videos_are_refused_with_their_reason(data: bytes, limits: VideoLimi
 def test_a_single_frame_gif_is_a_picture_not_a_video() -> None:
     assert not is_video(clip(seconds=0.1, container="gif"))
     assert not is_video(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("container", ["mp4", "webm"])
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_clip_with_a_rotation_flag_is_turned_upright(container: str, rotation: int) -> None:
+    stored = sample_video(clip(seconds=1.0, container=container))
+    data = clip(seconds=1.0, container=container, rotation=rotation)
+    turned = sample_video(data)
+    # The flag's angle is counter-clockwise, as np.rot90 turns: each frame is the stored one turned.
+    assert all(np.array_equal(t, np.rot90(s, rotation // 90)) for t, s in zip(turned.frames, stored.frames, strict=True))
+    upright = (96, 64) if rotation == 180 else (64, 96)
+    assert (turned.info.width, turned.info.height) == upright and turned.frames[0].shape[:2] == upright[::-1]
+    assert (probe_video(data, upright=True).width, probe_video(data, upright=True).height) == upright
+    assert probe_video(data).width == 96  # the header alone gives the stored size
+
+
+def test_an_avif_or_heic_photo_is_a_picture_not_a_video() -> None:
+    avif = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(avif, format="AVIF")  # starts "....ftypavif" like an MP4 starts "....ftypisom"
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 32
+    for data in (avif.getvalue(), heic):
+        assert container_of(data) is None and not is_video(data)
+        with pytest.raises(VideoRejected) as caught:
+            probe_video(data)
+        assert caught.value.problem is VideoProblem.DAMAGED
+    assert container_of(clip(seconds=1.0)) == "mp4"

@@ -26,8 +26,11 @@ def frame(index: int, size: tuple[int, int]) -> np.ndarray:
     return pixels
 
 
-def clip(seconds: float = 2.0, rate: int = 10, size: tuple[int, int] = (96, 64), container: str = "mp4") -> bytes:
-    """An MP4 (MPEG-4 part 2), WebM (VP8) or GIF of `seconds` seconds."""
+def clip(
+    seconds: float = 2.0, rate: int = 10, size: tuple[int, int] = (96, 64), container: str = "mp4", rotation: int = 0
+) -> bytes:
+    """An MP4 (MPEG-4 part 2), WebM (VP8) or GIF of `seconds` seconds; `rotation` writes a display
+    matrix (degrees counter-clockwise, as a phone flags a clip it stored sideways)."""
     frames = [frame(i, size) for i in range(round(seconds * rate))]
     if container == "gif":
         pictures = [Image.fromarray(f) for f in frames]
@@ -39,6 +42,8 @@ def clip(seconds: float = 2.0, rate: int = 10, size: tuple[int, int] = (96, 64),
     with av.open(out, "w", format=container) as muxer:
         stream = muxer.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for pixels in frames:
             muxer.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         muxer.mux(stream.encode())

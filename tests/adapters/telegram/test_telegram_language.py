@@ -40,7 +40,7 @@ async def test_a_chinese_and_an_english_user_in_the_same_run(standin, service_fa
     assert sticker == (
         "我只能读取图片（PNG、JPEG、WebP、GIF 等）、PDF 和短视频（MP4、MOV、WebM），所以跳过了贴纸。请发送照片、截图、PDF 或录屏并就其提问。"
     )
-    assert chinese_help.startswith("发送照片或截图并就其提问。") and "命令：" in chinese_help
+    assert chinese_help.startswith("发送照片、截图、PDF 或短录屏") and "命令：" in chinese_help
     assert "/clear - 重新开始此对话" in chinese_help and "/find 要找的东西 - 找到某样东西并在图上标出" in chinese_help
     assert undo == "没有可撤销的内容。"
     [english_help] = shown_text(standin, GROUP)
