@@ -12,7 +12,7 @@ from .api import export_response, picture_response, session_id_param, sha_param
 from .bodies import check_text
 from .errors import ApiError
 from .security import Access
-from .views import session_view, turn_view
+from .views import session_view, turn_view, video_hashes
 
 __all__ = ["AdminApi"]
 
@@ -63,11 +63,12 @@ class AdminApi:
         turns = await self._store.turns(session.id)  # all of them, removed ones marked by in_context
         first = next((t.user_text for t in turns if t.user_text), None)
         votes = await self._store.votes_in_session(session.id)
+        videos = await video_hashes(self._conversations.pictures, turns)
         return web.json_response(
             {
                 "session": session_view(session, first) | {"owner": session.owner_id},
                 "turns": [
-                    turn_view(t) | {"user": t.user_id, "feedback": vote_entries(votes.get(t.id, ()))} for t in turns
+                    turn_view(t, videos) | {"user": t.user_id, "feedback": vote_entries(votes.get(t.id, ()))} for t in turns
                 ],
                 "read_only": True,
             }

@@ -26,7 +26,7 @@ from .presets import presets
 from .security import Access
 from .sse import SseTransport, stream_events
 from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
-from .views import image_type, session_view, turn_view
+from .views import image_type, session_view, turn_view, video_hashes
 
 __all__ = ["PLATFORM", "ChatApi", "browser_language", "session_id_param", "sha_param"]
 
@@ -130,9 +130,10 @@ class ChatApi:
         turns = await self._store.turns(session.id, in_context_only=True)
         first = next((t.user_text for t in turns if t.user_text), None)
         votes = _own_votes(await self._store.votes_in_session(session.id), user_id)
+        videos = await video_hashes(self._conversations.pictures, turns)
         return {
             "session": session_view(session, first),
-            "turns": [{**turn_view(t), "vote": votes.get(t.id)} for t in turns],
+            "turns": [{**turn_view(t, videos), "vote": votes.get(t.id)} for t in turns],
         }
 
     # --- identity -----------------------------------------------------------------------------

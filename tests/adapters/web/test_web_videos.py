@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.web import WebAdapter
+from adapters.web.views import image_type
 from bot.videos import REFUSAL_TEXTS
 from bot.wording import video_refused
 from engine.videos import VideoProblem
@@ -58,3 +59,34 @@ async def test_a_bad_recording_is_a_json_400_with_one_line(web: Any, browsers: A
         assert "\n" not in body["error"] and "clip.mp4" in body["error"]
     else:
         assert body["error"] == video_refused(REFUSAL_TEXTS[VideoProblem(problem)], "clip.mp4", "60")
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        (lambda: clip(1.0, container="mp4"), "video/mp4"),
+        (lambda: clip(1.0, container="webm"), "video/webm"),
+        (lambda: b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00", "video/quicktime"),
+        (lambda: clip(1.0, container="gif"), "image/gif"),
+        (lambda: b"<!DOCTYPE html><script>alert(1)</script>", "application/octet-stream"),
+    ],
+    ids=["mp4", "webm", "mov", "gif", "html"],
+)
+def test_a_stored_file_is_served_as_what_its_bytes_are(data: Any, mime: str) -> None:
+    assert image_type(data()) == mime
+
+
+async def test_a_sent_clip_is_served_as_video_and_marked_as_one(web: Any, browsers: Any) -> None:
+    """Review finding 7: the history says which files are recordings, and the picture route serves them as video."""
+    _service, adapter = web
+    thread = new_thread()
+    async with browsers(adapter.url) as browser:
+        status, events = await browser.ask(thread, "What happens?", files=[("screen.mp4", clip(2.0), "video/mp4")])
+        assert status == 200 and isinstance(events, list)
+        status, view = await browser.get(f"/api/threads/{thread}")
+        [turn] = view["turns"]
+        assert turn["videos"] == turn["images"] and len(turn["images"]) == 1
+        async with browser.http.get(f"{adapter.url.rstrip('/')}/api/sessions/{view['session']['id']}/images/{turn['images'][0]}") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "video/mp4"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
