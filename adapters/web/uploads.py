@@ -23,6 +23,7 @@ from bot.pdf_pages import is_pdf
 from bot.pictures import PictureRejected, check_picture
 from bot.tiles import STRIP_ASPECT
 from bot.videos import check_video, is_video
+from bot.wording import VIDEO_OVER_WEB_LIMIT, video_refused
 from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
 from .bodies import check_text, parse_json_object, string_field, string_list
@@ -50,7 +51,8 @@ class UploadLimits:
     max_source_pixels: int
     max_decodes: int = 2
     # Screen recordings: their length and sampling. On the web a video file is held to `max_file_bytes`
-    # like a picture, so the request's ceiling stays what it was.
+    # like a picture (not VLMBOT_MAX_VIDEO_BYTES), so the request's ceiling stays what it was; the
+    # refusal says so (wording.VIDEO_OVER_WEB_LIMIT).
     video: VideoLimits = DEFAULT_VIDEO_LIMITS
 
     @property
@@ -254,6 +256,8 @@ async def _read_file(part: BodyPartReader, limits: UploadLimits, count: int) -> 
             415, _("'{name}' is not a picture ({type}); please send a PNG, JPEG or WebP image.").format(name=name, type=declared[:60])
         )
     data = await _read_limited(part, limits.max_file_bytes)
+    if data is None and declared.startswith("video/"):
+        raise ApiError(413, video_refused(VIDEO_OVER_WEB_LIMIT, name, _mb(limits.max_file_bytes)))
     if data is None:
         raise ApiError(
             413,
