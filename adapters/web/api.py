@@ -207,7 +207,7 @@ class ChatApi:
     async def rename(self, request: web.Request) -> web.Response:
         session = await self._own_session(request, await self._user(request))
         title = string_field(parse_json_object(await request.read()), "title", max_chars=10_000)
-        title = " ".join(check_text(title, "The name").split())[:200]
+        title = " ".join(check_text(title, N_("The name")).split())[:200]
         if not title:
             raise ApiError(400, _("Enter a name for the conversation."))
         await self._store.rename_session(session.id, title)
@@ -235,7 +235,7 @@ class ChatApi:
         try:
             vote = Vote(raw)
         except ValueError:
-            raise ApiError(400, '"vote" must be "up" or "down".') from None
+            raise ApiError(400, _('"vote" must be "up" or "down".')) from None
         # The session's own thread key: the one its questions were asked under, so a forged turn
         # id of another thread (or another browser) is refused by the core's rule, not only here.
         result = await self._conversations.record_vote(PLATFORM, session.thread_key, user_id, turn_id, vote)
