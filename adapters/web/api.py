@@ -26,7 +26,7 @@ from .presets import presets
 from .security import Access
 from .sse import SseTransport, stream_events
 from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
-from .views import image_type, session_view, turn_view
+from .views import image_type, session_view, turn_view, video_hashes
 
 __all__ = ["PLATFORM", "ChatApi", "browser_language", "session_id_param", "sha_param"]
 
@@ -130,9 +130,10 @@ class ChatApi:
         turns = await self._store.turns(session.id, in_context_only=True)
         first = next((t.user_text for t in turns if t.user_text), None)
         votes = _own_votes(await self._store.votes_in_session(session.id), user_id)
+        videos = await video_hashes(self._conversations.pictures, turns)
         return {
             "session": session_view(session, first),
-            "turns": [{**turn_view(t), "vote": votes.get(t.id)} for t in turns],
+            "turns": [{**turn_view(t, videos), "vote": votes.get(t.id)} for t in turns],
         }
 
     # --- identity -----------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class ChatApi:
     async def rename(self, request: web.Request) -> web.Response:
         session = await self._own_session(request, await self._user(request))
         title = string_field(parse_json_object(await request.read()), "title", max_chars=10_000)
-        title = " ".join(check_text(title, "The name").split())[:200]
+        title = " ".join(check_text(title, N_("The name")).split())[:200]
         if not title:
             raise ApiError(400, _("Enter a name for the conversation."))
         await self._store.rename_session(session.id, title)
@@ -234,7 +235,7 @@ class ChatApi:
         try:
             vote = Vote(raw)
         except ValueError:
-            raise ApiError(400, '"vote" must be "up" or "down".') from None
+            raise ApiError(400, _('"vote" must be "up" or "down".')) from None
         # The session's own thread key: the one its questions were asked under, so a forged turn
         # id of another thread (or another browser) is refused by the core's rule, not only here.
         result = await self._conversations.record_vote(PLATFORM, session.thread_key, user_id, turn_id, vote)

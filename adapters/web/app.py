@@ -27,10 +27,11 @@ _STATIC_TYPES = {
     "markdown.js": "text/javascript",
     "icon.svg": "image/svg+xml",
 }
-# The page runs only its own files: no inline script or handler, no plugin, no frame, no <base>.
+# The page runs only its own files: no inline script or handler, no plugin, no frame, no <base>. Recordings
+# play from their attach preview (blob:) and from the chat's own picture route.
 _CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-    "object-src 'none'; frame-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; frame-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # An API answer opened as a document (a picture, an export) runs nothing and gets an origin of its own.
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"

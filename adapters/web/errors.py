@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNREADABLE = N_("The request could not be read; check its encoding and format.")
 FAILED = N_("Something went wrong on the server; please try again.")
+# aiohttp's own refusals (no such route, a method the route lacks), in the browser's language.
+_HTTP_ERRORS = {
+    404: N_("There is nothing here; check the address."),
+    405: N_("That request method is not allowed here."),
+}
 
 
 class ApiError(Exception):
@@ -42,7 +47,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        message = _(_HTTP_ERRORS[exc.status]) if exc.status in _HTTP_ERRORS else exc.reason
+        return web.json_response({"error": message}, status=exc.status, headers=_kept_headers(exc))
     except ConnectionError:
         raise  # the browser went away mid-request: nobody to answer
     except (UnicodeError, RecursionError) as exc:
@@ -55,3 +61,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not request.path.startswith("/api/"):
             raise
         return web.json_response({"error": _(FAILED)}, status=500)
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    """What a refusal must still say beside its JSON (a 405's Allow)."""
+    return {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}

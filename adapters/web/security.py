@@ -248,7 +248,7 @@ class Access:
         except ValueError:
             name = ""
         if not is_loopback_host(name):
-            return f"This chat only answers on localhost; open it as http://127.0.0.1 (got host '{host[:100]}')."
+            return _("This chat only answers on localhost; open it as http://127.0.0.1 (got host '{host}').").format(host=host[:100])
         return None
 
     def cross_site_problem(self, request: web.Request) -> str | None:
@@ -257,7 +257,7 @@ class Access:
             return None
         fetch_site = request.headers.get("Sec-Fetch-Site")
         if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-            return "Cross-site request refused."
+            return _("Cross-site request refused.")
         origin = request.headers.get("Origin")
         if origin is not None:
             # Host only, not scheme: behind a TLS proxy the page is https while this server sees http.
@@ -268,7 +268,7 @@ class Access:
             if forwarded:
                 hosts.add(forwarded.split(",")[0].strip().lower())
             if origin == "null" or _netloc(origin) not in hosts:
-                return "Cross-site request refused (the Origin does not match)."
+                return _("Cross-site request refused (the Origin does not match).")
         if not _same(request.headers.get(CSRF_HEADER), self._cookie(request, CSRF_COOKIE)):
-            return "Missing or stale CSRF token; reload the page and try again."
+            return _("Missing or stale CSRF token; reload the page and try again.")
         return None

@@ -17,12 +17,13 @@ from typing import cast
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.messages import Attachment
 from bot.pdf_pages import is_pdf
 from bot.pictures import PictureRejected, check_picture
 from bot.tiles import STRIP_ASPECT
 from bot.videos import check_video, is_video
+from bot.wording import VIDEO_OVER_WEB_LIMIT, video_refused
 from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
 
 from .bodies import check_text, parse_json_object, string_field, string_list
@@ -50,7 +51,8 @@ class UploadLimits:
     max_source_pixels: int
     max_decodes: int = 2
     # Screen recordings: their length and sampling. On the web a video file is held to `max_file_bytes`
-    # like a picture, so the request's ceiling stays what it was.
+    # like a picture (not VLMBOT_MAX_VIDEO_BYTES), so the request's ceiling stays what it was; the
+    # refusal says so (wording.VIDEO_OVER_WEB_LIMIT).
     video: VideoLimits = DEFAULT_VIDEO_LIMITS
 
     @property
@@ -188,11 +190,11 @@ async def read_message_form(request: web.Request, limits: UploadLimits, checks: 
         try:
             fields = await request.post()  # bounded by the app's client_max_size
         except LookupError:  # the charset parameter names no codec
-            raise ApiError(400, "That form's charset is unknown; send it as UTF-8.") from None
+            raise ApiError(400, _("That form's charset is unknown; send it as UTF-8.")) from None
         refs = [parse_ref(str(r)) for r in fields.getall("ref", [])]
         return _checked_text(str(fields.get("text", "")), refs, limits)
     if request.content_type != "multipart/form-data":
-        raise ApiError(415, "Send the question as multipart/form-data, a form or JSON.")
+        raise ApiError(415, _("Send the question as multipart/form-data, a form or JSON."))
     try:
         form = await _read_multipart(request, limits)
     except (ValueError, BadHttpMessage) as exc:  # aiohttp's multipart parser refusing the framing
@@ -210,7 +212,7 @@ async def _read_multipart(request: web.Request, limits: UploadLimits) -> Message
     refs: list[PictureRef] = []
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
-            raise ApiError(400, "Nested multipart bodies are not accepted.")
+            raise ApiError(400, _("Nested multipart bodies are not accepted."))
         if part.name == "text":
             raw = await _read_limited(part, MAX_TEXT_CHARS * 4)
             if raw is None:
@@ -236,14 +238,14 @@ async def _read_multipart(request: web.Request, limits: UploadLimits) -> Message
 def _checked_text(text: str, refs: list[PictureRef], limits: UploadLimits) -> MessageForm:
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(413, _("That question is too long; keep it under {limit} characters.").format(limit=MAX_TEXT_CHARS))
-    check_text(text, "The question")
+    check_text(text, N_("The question"))
     if len(refs) > limits.max_files:
         raise ApiError(400, _("That is {count} pictures; I can look at {limit} at a time.").format(count=len(refs), limit=limits.max_files))
     return MessageForm(text=text, files=(), refs=tuple(refs))
 
 
 async def _read_file(part: BodyPartReader, limits: UploadLimits, count: int) -> Attachment:
-    name = check_text(part.filename or "picture", "The file name")[:200]
+    name = check_text(part.filename or "picture", N_("The file name"))[:200]
     if count >= limits.max_files:
         raise ApiError(400, _("That is too many pictures; I can look at {limit} at a time.").format(limit=limits.max_files))
     declared = (part.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip().lower()
@@ -254,6 +256,8 @@ async def _read_file(part: BodyPartReader, limits: UploadLimits, count: int) -> 
             415, _("'{name}' is not a picture ({type}); please send a PNG, JPEG or WebP image.").format(name=name, type=declared[:60])
         )
     data = await _read_limited(part, limits.max_file_bytes)
+    if data is None and declared.startswith("video/"):
+        raise ApiError(413, video_refused(VIDEO_OVER_WEB_LIMIT, name, _mb(limits.max_file_bytes)))
     if data is None:
         raise ApiError(
             413,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from bot.i18n import _
+from bot.pictures import PictureFiles
 from bot.store import SessionInfo, TurnInfo
 
-__all__ = ["image_type", "session_view", "thread_of", "turn_view"]
+__all__ = ["VIDEO_TYPES", "image_type", "session_view", "thread_of", "turn_view", "video_hashes"]
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -20,14 +24,39 @@ _MAGIC = (
 )
 
 
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free")  # what an MP4/MOV file starts with, after its size
+VIDEO_TYPES = frozenset({"video/mp4", "video/webm", "video/quicktime"})
+HEAD_BYTES = 12  # enough of a file for `image_type`
+
+
 def image_type(data: bytes) -> str:
-    """The picture's MIME type from its first bytes (stored pictures were all checked on the way in)."""
+    """The stored file's MIME type from its first bytes (a picture or a recording; all were checked on the
+    way in). Never a type a browser would run: anything unknown is bytes to download."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the WebM recordings the page accepts
+        return "video/webm"
+    if data[4:8] in _MP4_BOXES:
+        return "video/quicktime" if data[8:12] == b"qt  " else "video/mp4"
     for magic, mime in _MAGIC:
         if data.startswith(magic):
             return mime
     return "application/octet-stream"
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(HEAD_BYTES)
+    except FileNotFoundError:
+        return b""
+
+
+async def video_hashes(pictures: PictureFiles, turns: Iterable[TurnInfo]) -> frozenset[str]:
+    """Which files the turns show are recordings (the page shows them as <video>, pictures as <img>)."""
+    hashes = {sha for turn in turns for sha in turn.image_hashes}
+    heads = await asyncio.to_thread(lambda: {sha: _head(pictures.path(sha)) for sha in hashes})
+    return frozenset(sha for sha, head in heads.items() if image_type(head) in VIDEO_TYPES)
 
 
 def thread_of(session: SessionInfo) -> str:
@@ -49,11 +78,12 @@ def session_view(session: SessionInfo, first_question: str | None = None) -> dic
     }
 
 
-def turn_view(turn: TurnInfo) -> dict[str, Any]:
+def turn_view(turn: TurnInfo, videos: frozenset[str] = frozenset()) -> dict[str, Any]:
     return {
         "id": turn.id,
         "text": turn.command or turn.user_text,
         "images": list(turn.image_hashes),
+        "videos": [sha for sha in turn.image_hashes if sha in videos],
         "answer": turn.answer,
         "status": turn.status,
         "error": turn.error,

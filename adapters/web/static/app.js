@@ -341,7 +341,7 @@
     if (turn.images.length) {
       const pics = document.createElement("div");
       pics.className = "pics";
-      for (const sha of turn.images) pics.append(thumbnail(session.id, sha));
+      for (const sha of turn.images) pics.append(thumbnail(session.id, sha, (turn.videos || []).includes(sha)));
       user.append(pics);
     }
     if (turn.text) {
@@ -377,7 +377,8 @@
       bot.dataset.state = "done";
       body.innerHTML = renderMarkdown(extra ? extra.text : turn.answer || "");
       if (extra) {
-        for (const text of extra.notices) bot.insertBefore(noticeElement(text), body);
+        // The notices go above the answer: `body` is appended to `bot` below, after them.
+        for (const text of extra.notices) bot.append(noticeElement(text));
         for (const reply of extra.replies) body.append(replyElement(reply.kind, reply.text));
         for (const file of extra.files) body.append(...fileElements(file));
       }
@@ -446,13 +447,25 @@
     }
   }
 
-  function thumbnail(sessionId, sha) {
-    const img = document.createElement("img");
-    img.src = imageUrl(sessionId, sha);
-    img.alt = "picture " + sha.slice(0, 8);
-    img.loading = "lazy";
+  // A recording plays muted, with its controls (a click there plays it, so only pictures attach on click).
+  function mediaElement(url, video, name) {
+    const el = document.createElement(video ? "video" : "img");
+    el.src = url;
+    if (video) {
+      el.controls = true;
+      el.muted = true;
+      el.preload = "metadata";
+    } else {
+      el.alt = name;
+    }
+    return el;
+  }
+
+  function thumbnail(sessionId, sha, video) {
+    const img = mediaElement(imageUrl(sessionId, sha), video, "picture " + sha.slice(0, 8));
+    if (!video) img.loading = "lazy";
     img.className = "thumb";
-    if (!state.view.admin) {
+    if (!state.view.admin && !video) {
       img.title = t("Attach this picture to the next question");
       img.tabIndex = 0;
       const attach = () => attachRef(sessionId, sha, img.src);
@@ -562,11 +575,7 @@
         doc.textContent = `📄 ${attachment.name}`;
         item.append(doc);
       } else {
-        const img = document.createElement(attachment.video ? "video" : "img");
-        img.src = attachment.url;
-        if (attachment.video) img.muted = true;
-        else img.alt = attachment.name;
-        item.append(img);
+        item.append(mediaElement(attachment.url, attachment.video, attachment.name));
       }
       const remove = document.createElement("button");
       remove.type = "button";
@@ -670,11 +679,16 @@
       const pics = document.createElement("div");
       pics.className = "pics";
       for (const attachment of attachments) {
-        const img = document.createElement("img");
-        img.className = "thumb";
-        img.src = attachment.url;
-        img.alt = attachment.name;
-        pics.append(img);
+        if (attachment.pdf) {
+          const doc = document.createElement("span");
+          doc.className = "tray-doc";
+          doc.textContent = `📄 ${attachment.name}`;
+          pics.append(doc);
+          continue;
+        }
+        const media = mediaElement(attachment.url, attachment.video, attachment.name);
+        media.className = "thumb";
+        pics.append(media);
       }
       user.append(pics);
     }

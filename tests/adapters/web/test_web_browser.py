@@ -406,3 +406,103 @@ async def test_the_page_in_chinese_in_a_real_browser(service_factory: Any, chrom
                 assert not problems, problems
             finally:
                 await browser.close()
+
+
+async def _open_chat(browser: Any) -> tuple[Any, list[str]]:
+    """A page of the chat with every page error, console error and CSP violation collected."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and problems.append(f"console: {msg.text}"))
+    return page, problems
+
+
+async def test_a_notice_shows_above_its_answer(service_factory: Any, chromium: Path) -> None:
+    """Review finding 1 replayed: a PDF longer than VLMBOT_MAX_PDF_PAGES answers with a notice ("I read
+    pages 1-2"); the page shows it above the answer, live and in every later view, with no error toast."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.pdfs import coloured_pdf
+
+    async with service_factory(max_new_tokens=8, max_pdf_pages=2) as service, running_web(service) as web:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page, problems = await _open_chat(browser)
+                await page.goto(web.url)
+                await expect(page.locator("#app")).to_be_visible()
+                await page.set_input_files(
+                    "#file", files=[{"name": "guide.pdf", "mimeType": "application/pdf", "buffer": coloured_pdf(4)}]
+                )
+                await page.fill("#text", "What do these pages say?")
+                await page.press("#text", "Enter")
+                answered = page.locator('.turn[data-turn] .msg.bot[data-state="done"]')
+                await expect(answered).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+                # The view the page draws once the answer has ended (from the stored turn and what the stream showed).
+                notice = answered.locator("p.notice")
+                await expect(notice).to_have_count(1)
+                await expect(notice).to_contain_text("'guide.pdf' has 4 pages; I read pages 1-2.")
+                order = await answered.evaluate("bot => Array.from(bot.children, (c) => c.className)")
+                assert order[:2] == ["notice", "body"], order
+                assert (await answered.locator(".body").inner_text()).strip()
+                # A follow-up redraws the conversation again: the first answer keeps its notice.
+                await page.fill("#text", "And the second page?")
+                await page.press("#text", "Enter")
+                await expect(answered).to_have_count(2, timeout=ANSWER_TIMEOUT_MS)
+                await expect(answered.first.locator("p.notice")).to_contain_text("I read pages 1-2.")
+                await expect(page.locator("#toast")).to_be_hidden()
+                assert problems == [], problems
+            finally:
+                await browser.close()
+
+
+async def test_a_recording_shows_as_a_video(service_factory: Any, chromium: Path) -> None:
+    """Review finding 7 replayed: a WebM clip previews in the tray, shows as a muted <video> with controls
+    in the sent message and after a reload, served with its own type; the page's policy allows nothing else."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.engine.videos import clip
+
+    async with service_factory(max_new_tokens=8) as service, running_web(service) as web:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page, problems = await _open_chat(browser)
+                response = await page.goto(web.url)
+                assert response is not None
+                assert "media-src 'self' blob:;" in response.headers["content-security-policy"]
+                await expect(page.locator("#app")).to_be_visible()
+                await page.set_input_files(
+                    "#file", files=[{"name": "screen.webm", "mimeType": "video/webm", "buffer": clip(2.0, container="webm")}]
+                )
+                preview = page.locator("#tray .tray-item video")
+                await expect(preview).to_have_count(1)
+                # The preview loads under the page's policy (a blocked blob: never gets its metadata).
+                await page.wait_for_function("() => document.querySelector('#tray video').readyState >= 1")
+                await page.fill("#text", "What happens here?")
+                await page.press("#text", "Enter")
+                await expect(page.locator(".turn.live .msg.user video.thumb")).to_have_count(1)
+                answered = page.locator('.turn[data-turn] .msg.bot[data-state="done"]')
+                await expect(answered).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+
+                await page.reload()
+                video = page.locator(".turn[data-turn] .msg.user video.thumb")
+                await expect(video).to_have_count(1)
+                await expect(page.locator(".turn[data-turn] .msg.user img")).to_have_count(0)
+                assert await video.evaluate("v => v.controls && v.muted") is True
+                await page.wait_for_function(
+                    "() => { const v = document.querySelector('.turn[data-turn] video'); return v && v.readyState >= 1; }"
+                )
+                src = await video.get_attribute("src")
+                assert src is not None
+                served = await page.request.get(web.url.rstrip("/") + src)
+                assert served.headers["content-type"] == "video/webm"
+                assert served.headers["x-content-type-options"] == "nosniff"
+                assert problems == [], problems
+            finally:
+                await browser.close()

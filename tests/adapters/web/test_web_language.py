@@ -115,3 +115,37 @@ async def test_the_page_gets_its_words_in_the_browsers_language(web: WebAdapter,
         assert chinese.me["language"] == "zh" and chinese.me["words"]["Send"] == "发送"
         assert chinese.me["words"]["Drop pictures to attach them"] == "拖放图片即可附加"
         assert english.me["language"] == "en" and english.me["words"] == {}
+
+
+async def test_api_errors_are_in_the_browsers_language(web: WebAdapter, browsers: Any) -> None:
+    """Review finding 9: a malformed body, a bad vote, an unknown route and a missing CSRF token are
+    JSON 4xx errors in Chinese for a Chinese browser (and stay English for an English one)."""
+    async with browsers(web.url, headers=CHINESE) as chinese, browsers(web.url, headers=ENGLISH) as english:
+        thread = new_thread()
+        status, events = await chinese.ask(thread, "What colour?", files=[("red.png", RED, "image/png")])
+        assert status == 200 and isinstance(events, list)
+        [answer] = [data for name, data in events if name == "answer"]
+        status, view = await chinese.get(f"/api/threads/{thread}")
+        session = view["session"]["id"]
+
+        json_type = {"Content-Type": "application/json"}
+        status, body = await chinese.request("PATCH", f"/api/sessions/{session}", data=b'{"title": ', headers=json_type)
+        assert (status, body) == (400, {"error": "请求体不是有效的 JSON。"})
+        status, body = await chinese.request("PATCH", f"/api/sessions/{session}", json={"title": 5})
+        assert (status, body) == (400, {"error": "“title”必须是字符串。"})
+        vote = f"/api/sessions/{session}/turns/{answer['turn_id']}/vote"
+        status, body = await chinese.request("POST", vote, json={"vote": "sideways"})
+        assert (status, body) == (400, {"error": "“vote”必须是“up”或“down”。"})
+        status, body = await chinese.get("/api/no/such/route")
+        assert (status, body) == (404, {"error": "这里什么也没有；请检查地址。"})
+        status, body = await chinese.request("POST", f"/api/threads/{thread}/clear", headers={"X-CSRF-Token": "stale"})
+        assert (status, body) == (403, {"error": "CSRF 令牌缺失或已过期；请刷新页面后重试。"})
+
+        status, body = await english.request("POST", vote, json={"vote": "sideways"})
+        assert status == 404  # another browser's session
+        status, body = await english.get("/api/no/such/route")
+        assert (status, body) == (404, {"error": "There is nothing here; check the address."})
+        status, body = await english.request("POST", "/api/login", data=b"[1]", headers=json_type)
+        assert (status, body) == (400, {"error": "The request body must be a JSON object."})
+        status, body = await chinese.request("POST", "/api/login", data=b"[1]", headers=json_type)
+        assert (status, body) == (400, {"error": "请求体必须是 JSON 对象。"})
