@@ -177,13 +177,14 @@ async def test_a_later_question_reads_the_pages_it_names_from_the_kept_pdf(servi
         assert "(The picture above is Page 12.)\n第12页写了什么" in chat.last_prompt_text()
         assert new_picture_weakest_channel(chat.calls[-1]) == 1  # page 12 is magenta
         asked = len(chat.calls)
-        out = await chat.send("And page 40?")
-        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out and len(chat.calls) == asked
+        out = await chat.send("And page 40?")  # said, and the question is answered all the same
+        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out and len(chat.calls) == asked + 1
+        assert "bot> " in out.split("12 pages, so I can't read page 40.")[1]
         await chat.send("Is page 11 about the same thing as page 3?")  # both read already: no new picture
         assert "The picture above" not in chat.last_prompt_text().rsplit("<|im_start|>user", 1)[-1]
         turns = await session_turns(service)
         assert [(t.image_sources[0].numbers if t.image_sources else ()) for t in turns] == [
-            tuple(range(1, 9)), (11,), (12,), ()
+            tuple(range(1, 9)), (11,), (12,), (), ()
         ]
         assert {s.sha256 for t in turns for s in t.image_sources} == {digest}
         await chat.send("/export")
@@ -222,3 +223,37 @@ async def test_pages_named_after_a_pdf_sent_alone_join_its_pages_in_the_question
         assert "I read pages 1-2" in replies[0].text  # as a Telegram document without a caption
         await chat.send("What is on page 11?")
         assert "(The 3 pictures above are, in order: Page 1, Page 2, Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
+
+
+async def test_a_question_that_merely_says_page_n_is_answered(service_factory, tmp_path: Path) -> None:
+    pdf = write(tmp_path, "manual.pdf", coloured_pdf(12))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        await chat.send(f"/image {pdf}", "Summarise it")
+        asked = len(chat.calls)
+        out = await chat.send("The intranet page 404s when I click the link, why?")
+        assert "bot> " in out and "error" not in out and "pages" not in out and len(chat.calls) == asked + 1
+        out = await chat.send("Our wiki page 404 is broken, why?")  # names a page no PDF here has: said, then answered
+        assert "'manual.pdf' has only 12 pages, so I can't read page 404." in out and len(chat.calls) == asked + 2
+        assert "error" not in out and "The picture above" not in chat.last_prompt_text().rsplit("<|im_start|>user", 1)[-1]
+
+
+async def test_a_preset_with_a_pdf_says_what_it_read_and_keeps_the_pdf(service_factory, tmp_path: Path) -> None:
+    data = coloured_pdf(12)
+    pdf = write(tmp_path, "manual.pdf", data)
+    digest = hashlib.sha256(data).hexdigest()
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {pdf}", "/ocr")
+        assert "'manual.pdf' has 12 pages; I read pages 1-8." in out and "bot> " in out
+        assert "Page 1, Page 2, Page 3, Page 4, Page 5, Page 6, Page 7, Page 8.)" in chat.last_prompt_text()
+        assert service.conversations.pictures.path(digest).read_bytes() == data  # kept for pages named later
+        await chat.send("What is on page 11?")
+        assert "(The picture above is Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
+        assert new_picture_weakest_channel(chat.calls[-1]) == 0  # page 11 is cyan
+        await chat.send("/export")
+        [export] = list((tmp_path / "exports").glob("*.json"))
+        turns = json.loads(export.read_bytes())["turns"]
+        assert turns[0]["user_input"] == "/ocr" and [s["sha256"] for s in turns[0]["sources"]] == [digest]
+        assert [p["page"] for p in turns[0]["sources"][0]["parts"]] == list(range(1, 9))
+        assert [p["page"] for p in turns[1]["sources"][0]["parts"]] == [11]
