@@ -35,6 +35,7 @@ from bot.wording import (
     PDF_TOO_LARGE,
     PDF_TOO_SLOW,
     file_label,
+    pdf_no_such_page,
     pdf_over_limit,
     pdf_pages_left_out,
     pdf_pages_read,
@@ -125,11 +126,14 @@ class PictureInputs:
         data = attachment.data
         if len(data) > self._limits.max_bytes:
             return Prepared((), (), problems=(pdf_over_limit(name, len(data), self._limits.max_bytes),))
-        outcome = await self._render(data, attachment.filename, requested_pages(text))
+        wanted = requested_pages(text)
+        outcome = await self._render(data, attachment.filename, wanted)
         if isinstance(outcome, str):
             return Prepared((), (), problems=(outcome,))
         prepared, rendered = outcome
-        return replace(prepared, notes=self._pdf_notes(name, rendered))
+        missing = [n for n in wanted if n > rendered.total]  # the renderer read the first pages instead
+        notes = (pdf_no_such_page(name, format_pages(missing), rendered.total),) if missing else ()
+        return replace(prepared, notes=notes + self._pdf_notes(name, rendered))
 
     async def earlier_pages(
         self, data: bytes, filename: str | None, pages: tuple[int, ...], *, document: int | None = None

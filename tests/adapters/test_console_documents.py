@@ -70,6 +70,12 @@ async def test_pages_named_in_the_question_are_read_and_the_reply_says_which(ser
         chat = Chat(service, tmp_path, thread="chinese")
         out = await chat.send(f"/image {pdf}", "第7-8页是什么?")
         assert "I read pages 7-8" in out and dominant_channels(chat.calls[-1]) == [0, 1]  # pages 7, 8: red, green
+        chat = Chat(service, tmp_path, thread="beyond")
+        out = await chat.send(f"/image {pdf}", "What is on page 40?")  # the first pages instead, and why
+        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out
+        assert "'manual.pdf' has 12 pages; I read pages 1-4." in out and "bot> " in out
+        out = await chat.send(f"/image {pdf}", "Compare page 3 with page 40")
+        assert "so I can't read page 40." in out and "I read page 3." in out
         chat = Chat(service, tmp_path, thread="unnamed")
         out = await chat.send(f"/image {pdf}", "Summarise it")
         assert "'manual.pdf' has 12 pages; I read pages 1-4." in out and "up to 4 at a time" in out
