@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from bot.config import Settings
 from bot.messages import Attachment, IncomingMessage
 from bot.wording import PDF_DAMAGED, PDF_EMPTY, PDF_NO_PAGES, PDF_PASSWORD, PDF_TOO_SLOW
+from engine.arch import DEFAULT_MAX_PIXELS
 from tests.adapters.test_console import Chat, session_turns, write_picture
 from tests.pdfs import coloured_pdf, corrupt_pdf, encrypted_pdf, no_pages_pdf, slow_pdf, tall_screenshot
 
@@ -263,3 +266,37 @@ async def test_a_preset_with_a_pdf_says_what_it_read_and_keeps_the_pdf(service_f
         assert turns[0]["user_input"] == "/ocr" and [s["sha256"] for s in turns[0]["sources"]] == [digest]
         assert [p["page"] for p in turns[0]["sources"][0]["parts"]] == list(range(1, 9))
         assert [p["page"] for p in turns[1]["sources"][0]["parts"]] == [11]
+
+
+async def test_two_pdfs_in_one_message_share_the_pages_read(service_factory, tmp_path: Path) -> None:
+    first = write(tmp_path, "first.pdf", coloured_pdf(12))
+    second = write(tmp_path, "second.pdf", coloured_pdf(12))
+    # The default context, pixels and budgets: 16 pages would not fit (20 887 tokens of 16 384)
+    async with service_factory(max_pixels=DEFAULT_MAX_PIXELS) as service:
+        assert service.settings.context_tokens == Settings.model_construct().context_tokens == 16384
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {first}", f"/image {second}", "Compare them")
+        assert "'first.pdf' has 12 pages; I read pages 1-5." in out and "'second.pdf' has 12 pages; I read pages 1-5." in out
+        assert "bot> " in out and "error" not in out and chat.images_in_last_prompt() == 10
+        short = write(tmp_path, "short.pdf", coloured_pdf(3))
+        chat = Chat(service, tmp_path, thread="short first")
+        out = await chat.send(f"/image {short}", f"/image {second}", "Compare them")  # its unused share goes on
+        assert "'second.pdf' has 12 pages; I read pages 1-7." in out and chat.images_in_last_prompt() == 10
+        chat = Chat(service, tmp_path, thread="one")
+        out = await chat.send(f"/image {first}", "Summarise it")  # alone, a PDF gets its own budget
+        assert "'first.pdf' has 12 pages; I read pages 1-8." in out
+
+
+async def test_two_long_screenshots_in_one_message_share_the_tiles(service_factory, tmp_path: Path) -> None:
+    first = write(tmp_path, "first.png", tall_screenshot((1080, 8000)))
+    second = write(tmp_path, "second.png", tall_screenshot((1080, 8000)))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {first}", f"/image {second}", "What differs?")
+        shared = re.findall(r"'(\w+).png' is too long to read whole; I read its top part \((\d+)%\)", out)
+        assert [name for name, _ in shared] == ["first", "second"] and shared[0][1] == shared[1][1]
+        assert "bot> " in out and "error" not in out and chat.images_in_last_prompt() == 10  # 5 tiles each
+        chat = Chat(service, tmp_path, thread="one")
+        out = await chat.send(f"/image {first}", "What is this?")  # alone: all 10 tiles, as before
+        [alone] = re.findall(r"I read its top part \((\d+)%\)", out)
+        assert chat.images_in_last_prompt() == 10 and int(alone) > int(shared[0][1])
