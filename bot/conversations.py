@@ -33,6 +33,7 @@ from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
 from bot.page_choice import format_pages, requested_pages
 from bot.pdf_pages import PdfRenderer
 from bot.picture_inputs import InputLimits, KeptFile, PictureInputs, Prepared
+from bot.picture_sources import PictureSource
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected
 from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
 from bot.prompt import (
@@ -493,9 +494,12 @@ class Conversations:
 
     # --- presets --------------------------------------------------------------------------------
 
-    async def _preset(self, message: IncomingMessage, preset: Preset, argument: str) -> AsyncIterator[Reply]:
+    async def _preset(
+        self, message: IncomingMessage, preset: Preset, argument: str, retried: Sequence[PictureSource] = ()
+    ) -> AsyncIterator[Reply]:
         """A preset question on the picture sent with the command, else the session's last picture;
-        asked through the same queue and session as any question."""
+        asked through the same queue and session as any question. `retried`: the sources of the
+        pictures of a preset asked again by /retry (its PDF's pages come back as plain pictures)."""
         # /find marks the picture as sent: a long screenshot stays whole there (the others read tiles)
         prepared = await self._check_all(message.attachments, argument, tiles=preset.name != "find")
         for reply in _received(prepared, message.attachments):
@@ -561,7 +565,7 @@ class Conversations:
             command = f"/{preset.name} {argument.strip()}".rstrip()
             turn = await self.store.add_turn(
                 session.id, user_id=message.user_id, text=text, image_hashes=tuple(own), command=command,
-                image_sources=prepared.sources if checked else (),
+                image_sources=(prepared.sources or tuple(retried)) if checked else (),
             )
             present = self._presenter(preset, arch, target, argument)
             async for reply in self._answer(session, turn, present):
@@ -675,7 +679,7 @@ class Conversations:
         if preset is None or parsed is None:
             yield Text(_("{command} can no longer be retried; please send it again.").format(command=last.command), kind="error")
             return
-        async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1]):
+        async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1], last.image_sources):
             yield reply
 
     async def _export(self, message: IncomingMessage) -> Document:

@@ -257,15 +257,18 @@ async def test_a_preset_with_a_pdf_says_what_it_read_and_keeps_the_pdf(service_f
         assert "'manual.pdf' has 12 pages; I read pages 1-8." in out and "bot> " in out
         assert "Page 1, Page 2, Page 3, Page 4, Page 5, Page 6, Page 7, Page 8.)" in chat.last_prompt_text()
         assert service.conversations.pictures.path(digest).read_bytes() == data  # kept for pages named later
+        await chat.send("/retry")  # asked again with its pages named the same way
+        assert "Page 1, Page 2, Page 3, Page 4, Page 5, Page 6, Page 7, Page 8.)" in chat.last_prompt_text()
         await chat.send("What is on page 11?")
         assert "(The picture above is Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
         assert new_picture_weakest_channel(chat.calls[-1]) == 0  # page 11 is cyan
         await chat.send("/export")
         [export] = list((tmp_path / "exports").glob("*.json"))
         turns = json.loads(export.read_bytes())["turns"]
-        assert turns[0]["user_input"] == "/ocr" and [s["sha256"] for s in turns[0]["sources"]] == [digest]
+        assert [t["user_input"] for t in turns] == ["/ocr", "/ocr", "What is on page 11?"]
+        assert turns[0]["sources"] == turns[1]["sources"] and [s["sha256"] for s in turns[0]["sources"]] == [digest]
         assert [p["page"] for p in turns[0]["sources"][0]["parts"]] == list(range(1, 9))
-        assert [p["page"] for p in turns[1]["sources"][0]["parts"]] == [11]
+        assert [p["page"] for p in turns[2]["sources"][0]["parts"]] == [11]
 
 
 async def test_two_pdfs_in_one_message_share_the_pages_read(service_factory, tmp_path: Path) -> None:
