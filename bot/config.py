@@ -247,7 +247,8 @@ class Settings(BaseSettings):
     max_pdf_pages: int = _env(
         "VLMBOT_MAX_PDF_PAGES",
         8,
-        "Pages of a PDF read as pictures (the first ones, or those the question names: \"pages 3-5\").",
+        "Pages of a PDF read as pictures (the first ones, or those the question names: \"pages 3-5\"); "
+        "the PDFs and long screenshots of one message share the larger of this and VLMBOT_MAX_TILES.",
         ge=1,
     )
     max_tiles: int = _env(

@@ -32,6 +32,7 @@ from bot.metrics import BotMetrics, MessageKind, Outcome, RefusalReason
 from bot.page_choice import format_pages, requested_pages
 from bot.pdf_pages import PdfRenderer
 from bot.picture_inputs import InputLimits, KeptFile, PictureInputs, Prepared
+from bot.picture_sources import PictureSource
 from bot.pictures import CheckedPicture, PictureFiles, PictureRejected
 from bot.presets import Preset, found_replies, html_replies, preset_named, table_replies
 from bot.prompt import (
@@ -43,12 +44,14 @@ from bot.prompt import (
     reading_status,
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from bot.videos import is_video
 from bot.votes import Vote, VoteResult
 from bot.wording import (
     ACK_PICTURES,
     ANSWER_INTERRUPTED,
     CLEARED,
     CLEARED_WHILE_WAITING,
+    FIND_NEEDS_A_PICTURE,
     INTERNAL_ERROR,
     MISSING_PICTURE,
     NO_PICTURE,
@@ -229,19 +232,14 @@ class Conversations:
 
     async def _question(self, message: IncomingMessage) -> AsyncIterator[Reply]:
         prepared = await self._check_all(message.attachments, message.text)
-        if isinstance(prepared, str):
-            yield Text(prepared, kind="error")
+        for reply in _received(prepared, message.attachments):
+            yield reply
+        if isinstance(prepared, str) or (message.attachments and not prepared.pictures):
             return
-        for line in prepared.problems:  # a file left out (a PDF that cannot be read): the rest goes on
-            yield Text(line, kind="error")
-        if message.attachments and not prepared.pictures:
-            return  # nothing of what was sent can be read: the question was about it
-        for line in prepared.notes:
-            yield Notice(line)
         text = message.text.strip()
         if text and not message.attachments and (wanted := requested_pages(text)):
             earlier = await self._earlier_pages(message, wanted)
-            if isinstance(earlier, str):
+            if isinstance(earlier, str):  # the kept PDF cannot be read: the question was about its pages
                 yield Text(earlier, kind="error")
                 return
             if earlier is not None:
@@ -296,10 +294,9 @@ class Conversations:
             return None
         pdf = found.pdf
         name = file_label(pdf.name, pdf=True)
-        if not found.present:
-            return pdf_no_such_page(name, format_pages(found.missing), pdf.total)
         notes = (pdf_no_such_page(name, format_pages(found.missing), pdf.total),) if found.missing else ()
-        if not found.unread:  # every named page is in the conversation already
+        if not found.unread:  # every named page is in the conversation already, or none exists
+            # ("the intranet page 404s": a question that merely says "page N" is answered all the same)
             return Prepared((), (), notes=notes)
         try:
             data = await self.pictures.load(pdf.sha256)
@@ -498,26 +495,33 @@ class Conversations:
 
     # --- presets --------------------------------------------------------------------------------
 
-    async def _preset(self, message: IncomingMessage, preset: Preset, argument: str) -> AsyncIterator[Reply]:
+    async def _preset(
+        self, message: IncomingMessage, preset: Preset, argument: str, retried: Sequence[PictureSource] = ()
+    ) -> AsyncIterator[Reply]:
         """A preset question on the picture sent with the command, else the session's last picture;
-        asked through the same queue and session as any question."""
+        asked through the same queue and session as any question. `retried`: the sources of the
+        pictures of a preset asked again by /retry (its PDF's pages come back as plain pictures)."""
         # /find marks the picture as sent: a long screenshot stays whole there (the others read tiles)
         prepared = await self._check_all(message.attachments, argument, tiles=preset.name != "find")
-        if isinstance(prepared, str):
-            yield Text(prepared, kind="error")
+        for reply in _received(prepared, message.attachments):
+            yield reply
+        if isinstance(prepared, str) or (message.attachments and not prepared.pictures):
             return
-        for line in prepared.problems:
-            yield Text(line, kind="error")
         checked = prepared.pictures
-        await self._keep(checked)
+        if preset.name == "find" and checked and is_video(checked[-1].data):
+            yield Text(_(FIND_NEEDS_A_PICTURE), kind="error")  # boxes are drawn on a still picture
+            return
+        await self._keep(checked, prepared.files)
         session = await self._current(message)
         if preset.needs_argument and not argument.strip():
             usage = _("Usage: /{name} {usage}, for example {example}").format(
                 name=preset.name, usage=_(preset.usage), example=_(preset.example)
             )
             if checked:  # keep the pictures, so the corrected command can use them
-                hashes = [picture.sha256 for picture in checked]
-                await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+                await self.store.add_turn(
+                    session.id, user_id=message.user_id, text="", image_hashes=prepared.hashes, status="attached",
+                    image_sources=prepared.sources,
+                )
                 usage += _(" (the picture is kept)")
             yield Text(usage)
             return
@@ -536,6 +540,9 @@ class Conversations:
                     yield Text(_(NO_PICTURE))
                     return
                 target = found
+                if preset.name == "find" and await self._is_video(target):
+                    yield Text(_(FIND_NEEDS_A_PICTURE), kind="error")
+                    return
                 if target not in carried:
                     # An earlier picture goes into this question again, right next to the instruction.
                     own = [target]
@@ -545,8 +552,10 @@ class Conversations:
             except EngineError as exc:
                 log.warning("session %s: /%s: the model's architecture is not known: %s", session.id, preset.name, exc)
                 if checked:  # keep the pictures, so the same command works once the server is back
-                    hashes = [picture.sha256 for picture in checked]
-                    await self.store.add_turn(session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached")
+                    await self.store.add_turn(
+                        session.id, user_id=message.user_id, text="", image_hashes=prepared.hashes, status="attached",
+                        image_sources=prepared.sources,
+                    )
                 yield Text(engine_sentence(exc.user_message), kind="error")
                 return
             if preset.needs_argument:  # /find marks one picture: name it when the question has several
@@ -556,11 +565,18 @@ class Conversations:
                 text = preset.prompt(arch, argument, pictures=len(in_question), language=message.language)
             command = f"/{preset.name} {argument.strip()}".rstrip()
             turn = await self.store.add_turn(
-                session.id, user_id=message.user_id, text=text, image_hashes=tuple(own), command=command
+                session.id, user_id=message.user_id, text=text, image_hashes=tuple(own), command=command,
+                image_sources=(prepared.sources or tuple(retried)) if checked else (),
             )
             present = self._presenter(preset, arch, target, argument)
             async for reply in self._answer(session, turn, present):
                 yield reply
+
+    async def _is_video(self, sha256: str) -> bool:
+        try:
+            return is_video(await self.pictures.load(sha256))
+        except FileNotFoundError:
+            return False  # the answer's presenter says the picture is missing
 
     def _presenter(self, preset: Preset, arch: ModelArch, target: str, argument: str) -> Presenter | None:
         """What the user gets besides the answer: files for /table and /code, the marked picture for /find."""
@@ -664,7 +680,7 @@ class Conversations:
         if preset is None or parsed is None:
             yield Text(_("{command} can no longer be retried; please send it again.").format(command=last.command), kind="error")
             return
-        async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1]):
+        async for reply in self._preset(replace(message, attachments=pictures), preset, parsed[1], last.image_sources):
             yield reply
 
     async def _export(self, message: IncomingMessage) -> Document:
@@ -760,6 +776,17 @@ class Conversations:
         remaining = [entry.done.wait() for entry in self._inflight.values()]
         if remaining:
             await asyncio.wait([asyncio.ensure_future(r) for r in remaining], timeout=5)
+
+
+def _received(prepared: Prepared | str, attachments: Sequence[Attachment]) -> list[Reply]:
+    """What a question or a preset says first about the message's files (`_check_all`): why they are
+    refused, the files left out (the rest goes on) and, when anything can be read, what was read of each."""
+    if isinstance(prepared, str):
+        return [Text(prepared, kind="error")]
+    replies: list[Reply] = [Text(line, kind="error") for line in prepared.problems]
+    if attachments and not prepared.pictures:
+        return replies  # nothing of what was sent can be read: the question was about it
+    return replies + [Notice(line) for line in prepared.notes]
 
 
 def _turn_stats(stats: GenerationStats | None) -> TurnStats:

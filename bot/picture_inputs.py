@@ -15,7 +15,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import assert_never
+from typing import Literal, assert_never
 
 from PIL import Image
 
@@ -35,6 +35,7 @@ from bot.wording import (
     PDF_TOO_LARGE,
     PDF_TOO_SLOW,
     file_label,
+    pdf_no_such_page,
     pdf_over_limit,
     pdf_pages_left_out,
     pdf_pages_read,
@@ -92,25 +93,53 @@ class PictureInputs:
         """Raises PictureRejected for a picture that cannot be read (the whole message is refused).
 
         `tiles=False` keeps every picture whole, as the engine's limits allow (for /find, whose boxes
-        are drawn on the picture as sent)."""
+        are drawn on the picture as sent). The PDFs and long screenshots of one message share one budget
+        of pictures (`_Budget`), so that two of them fit the context as one does."""
+        kinds: list[_Kind] = []
+        checked: dict[int, CheckedPicture] = {}
+        for index, attachment in enumerate(attachments):  # every picture checked before any PDF is rendered
+            if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
+                kinds.append("pdf")
+            elif is_video(attachment.data):
+                kinds.append("video")
+            elif not tiles:
+                kinds.append("whole")
+            else:
+                checked[index] = picture = await asyncio.to_thread(
+                    self._check, attachment.data, attachment.filename, STRIP_ASPECT
+                )
+                kinds.append("tiles" if self._plan(picture, self._limits.max_tiles) is not None else "picture")
+        budget = _Budget.of(kinds, max(self._limits.max_pdf_pages, self._limits.max_tiles))
         pictures: list[CheckedPicture] = []
         sources: list[PictureSource] = []
         notes: list[str] = []
         problems: list[str] = []
         files: list[KeptFile] = []
-        for attachment in attachments:
-            if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
-                outcome = await self._pdf(attachment, text)
-            elif is_video(attachment.data):  # a screen recording or an animated GIF, read whole
-                outcome = Prepared((await check_video(attachment.data, self._limits.video, name=attachment.filename),), ())
-            else:
-                outcome = await self._picture(attachment) if tiles else await self._whole(attachment)
+        for index, (attachment, kind) in enumerate(zip(attachments, kinds, strict=True)):
+            match kind:
+                case "pdf":
+                    outcome = await self._pdf(attachment, text, min(self._limits.max_pdf_pages, budget.share()))
+                case "video":  # a screen recording or an animated GIF, read whole
+                    video = await check_video(attachment.data, self._limits.video, name=attachment.filename)
+                    outcome = Prepared((video,), ())
+                case "whole":
+                    outcome = await self._whole(attachment)
+                case "tiles" | "picture":
+                    max_tiles = min(self._limits.max_tiles, budget.share()) if kind == "tiles" else self._limits.max_tiles
+                    outcome = await self._picture(attachment, checked[index], max_tiles)
+                case _:
+                    assert_never(kind)
+            if kind in _SHARING:
+                budget.spent(len(outcome.pictures))
             pictures.extend(outcome.pictures)
             sources.extend(outcome.sources)
             notes.extend(outcome.notes)
             problems.extend(outcome.problems)
             files.extend(outcome.files)
         return Prepared(tuple(pictures), tuple(sources), tuple(notes), tuple(problems), tuple(files))
+
+    def _plan(self, picture: CheckedPicture, max_tiles: int) -> TilePlan | None:
+        return plan_tiles(picture.width, picture.height, max_pixels=self._limits.max_pixels, max_tiles=max_tiles)
 
     def _check(self, data: bytes, name: str | None, max_aspect: float = 200.0) -> CheckedPicture:
         limits = self._limits
@@ -120,16 +149,19 @@ class PictureInputs:
 
     # --- PDFs ---------------------------------------------------------------------------------
 
-    async def _pdf(self, attachment: Attachment, text: str) -> Prepared:
+    async def _pdf(self, attachment: Attachment, text: str, max_pages: int) -> Prepared:
         name = _label(attachment, pdf=True)
         data = attachment.data
         if len(data) > self._limits.max_bytes:
             return Prepared((), (), problems=(pdf_over_limit(name, len(data), self._limits.max_bytes),))
-        outcome = await self._render(data, attachment.filename, requested_pages(text))
+        wanted = requested_pages(text)
+        outcome = await self._render(data, attachment.filename, wanted, max_pages=max_pages)
         if isinstance(outcome, str):
             return Prepared((), (), problems=(outcome,))
         prepared, rendered = outcome
-        return replace(prepared, notes=self._pdf_notes(name, rendered))
+        missing = [n for n in wanted if n > rendered.total]  # the renderer read the first pages instead
+        notes = (pdf_no_such_page(name, format_pages(missing), rendered.total),) if missing else ()
+        return replace(prepared, notes=notes + self._pdf_notes(name, rendered))
 
     async def earlier_pages(
         self, data: bytes, filename: str | None, pages: tuple[int, ...], *, document: int | None = None
@@ -137,7 +169,7 @@ class PictureInputs:
         """`pages` of a PDF sent earlier and kept (`bot.earlier_pages`), at most `max_pdf_pages` of them;
         `document` names them "Document d, page n" when the conversation has several PDFs."""
         name = file_label(filename, pdf=True)
-        outcome = await self._render(data, filename, pages, document=document)
+        outcome = await self._render(data, filename, pages, max_pages=self._limits.max_pdf_pages, document=document)
         if isinstance(outcome, str):
             return Prepared((), (), problems=(outcome,))
         prepared, rendered = outcome
@@ -150,12 +182,12 @@ class PictureInputs:
         return replace(prepared, files=(), notes=tuple(notes))  # the file is kept already
 
     async def _render(
-        self, data: bytes, filename: str | None, wanted: tuple[int, ...], *, document: int | None = None
+        self, data: bytes, filename: str | None, wanted: tuple[int, ...], *, max_pages: int, document: int | None = None
     ) -> tuple[Prepared, RenderedPdf] | str:
         """The PDF's pages as checked pictures with their source, or the line saying why it cannot be read."""
         name = file_label(filename, pdf=True)
         try:
-            rendered = await self._renderer.render(data, wanted=wanted, max_pages=self._limits.max_pdf_pages)
+            rendered = await self._renderer.render(data, wanted=wanted, max_pages=max_pages)
             pages = [await asyncio.to_thread(self._check, page.data, None) for page in rendered.pages]
         except PdfUnreadable as exc:
             return pdf_problem(_unreadable(exc.problem), name)
@@ -188,10 +220,9 @@ class PictureInputs:
     async def _whole(self, attachment: Attachment) -> Prepared:
         return Prepared((await asyncio.to_thread(self._check, attachment.data, attachment.filename),), ())
 
-    async def _picture(self, attachment: Attachment) -> Prepared:
-        checked = await asyncio.to_thread(self._check, attachment.data, attachment.filename, STRIP_ASPECT)
-        limits = self._limits
-        plan = plan_tiles(checked.width, checked.height, max_pixels=limits.max_pixels, max_tiles=limits.max_tiles)
+    async def _picture(self, attachment: Attachment, checked: CheckedPicture, max_tiles: int) -> Prepared:
+        """`checked` is the picture as sent (checked up to STRIP_ASPECT); tiles, or padded, when long."""
+        plan = self._plan(checked, max_tiles)
         if plan is None and max(checked.width, checked.height) / min(checked.width, checked.height) <= 200:
             return Prepared((checked,), ())
         pieces = await asyncio.to_thread(_cut, checked.data, plan)
@@ -211,6 +242,33 @@ class PictureInputs:
             percent = int(plan.read_fraction * 100)
             notes = (screenshot_too_long(_label(attachment, pdf=False), percent, plan.tall),)
         return Prepared(tuple(parts), (source,), notes=notes)
+
+
+_Kind = Literal["pdf", "video", "whole", "tiles", "picture"]
+_SHARING: tuple[_Kind, ...] = ("pdf", "tiles")  # the files read as several pictures
+
+
+@dataclass
+class _Budget:
+    """Pictures the PDFs and long screenshots of one message may still become: the larger of
+    `max_pdf_pages` and `max_tiles` (what one such file may take alone, so one fits the context),
+    less the message's other pictures; each file gets an even share of what is left when its turn
+    comes, so a short PDF leaves its unused share to the files after it."""
+
+    left: int
+    files: int  # sharing files not read yet
+
+    @classmethod
+    def of(cls, kinds: Sequence[_Kind], pictures: int) -> _Budget:
+        files = sum(kind in _SHARING for kind in kinds)
+        return cls(max(files, pictures - (len(kinds) - files)), files)
+
+    def share(self) -> int:
+        return max(1, self.left // max(1, self.files))
+
+    def spent(self, pictures: int) -> None:
+        self.left -= pictures
+        self.files -= 1
 
 
 def _cut(data: bytes, plan: TilePlan | None) -> list[bytes]:

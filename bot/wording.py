@@ -83,6 +83,7 @@ INTERNAL_ERROR = N_("Something went wrong while answering; please try again.")
 NO_PICTURE = N_("There is no picture to work on: send one with the command, or send a picture first.")
 STOPPED = N_("Stopped: this conversation was cleared.")
 ANSWER_INTERRUPTED = N_("The answer was interrupted; send /retry to try again.")
+FIND_NEEDS_A_PICTURE = N_("/find marks things on a still picture, not on a video or an animation; please send a screenshot or a photo.")
 PRESENT_FAILED = N_("The answer is above, but making its file or picture failed.")
 
 # --- replies while and after answering ----------------------------------------------------------

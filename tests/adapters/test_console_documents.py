@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from bot.config import Settings
 from bot.messages import Attachment, IncomingMessage
 from bot.wording import PDF_DAMAGED, PDF_EMPTY, PDF_NO_PAGES, PDF_PASSWORD, PDF_TOO_SLOW
+from engine.arch import DEFAULT_MAX_PIXELS
 from tests.adapters.test_console import Chat, session_turns, write_picture
 from tests.pdfs import coloured_pdf, corrupt_pdf, encrypted_pdf, no_pages_pdf, slow_pdf, tall_screenshot
 
@@ -70,6 +73,12 @@ async def test_pages_named_in_the_question_are_read_and_the_reply_says_which(ser
         chat = Chat(service, tmp_path, thread="chinese")
         out = await chat.send(f"/image {pdf}", "第7-8页是什么?")
         assert "I read pages 7-8" in out and dominant_channels(chat.calls[-1]) == [0, 1]  # pages 7, 8: red, green
+        chat = Chat(service, tmp_path, thread="beyond")
+        out = await chat.send(f"/image {pdf}", "What is on page 40?")  # the first pages instead, and why
+        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out
+        assert "'manual.pdf' has 12 pages; I read pages 1-4." in out and "bot> " in out
+        out = await chat.send(f"/image {pdf}", "Compare page 3 with page 40")
+        assert "so I can't read page 40." in out and "I read page 3." in out
         chat = Chat(service, tmp_path, thread="unnamed")
         out = await chat.send(f"/image {pdf}", "Summarise it")
         assert "'manual.pdf' has 12 pages; I read pages 1-4." in out and "up to 4 at a time" in out
@@ -177,13 +186,14 @@ async def test_a_later_question_reads_the_pages_it_names_from_the_kept_pdf(servi
         assert "(The picture above is Page 12.)\n第12页写了什么" in chat.last_prompt_text()
         assert new_picture_weakest_channel(chat.calls[-1]) == 1  # page 12 is magenta
         asked = len(chat.calls)
-        out = await chat.send("And page 40?")
-        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out and len(chat.calls) == asked
+        out = await chat.send("And page 40?")  # said, and the question is answered all the same
+        assert "'manual.pdf' has only 12 pages, so I can't read page 40." in out and len(chat.calls) == asked + 1
+        assert "bot> " in out.split("12 pages, so I can't read page 40.")[1]
         await chat.send("Is page 11 about the same thing as page 3?")  # both read already: no new picture
         assert "The picture above" not in chat.last_prompt_text().rsplit("<|im_start|>user", 1)[-1]
         turns = await session_turns(service)
         assert [(t.image_sources[0].numbers if t.image_sources else ()) for t in turns] == [
-            tuple(range(1, 9)), (11,), (12,), ()
+            tuple(range(1, 9)), (11,), (12,), (), ()
         ]
         assert {s.sha256 for t in turns for s in t.image_sources} == {digest}
         await chat.send("/export")
@@ -222,3 +232,74 @@ async def test_pages_named_after_a_pdf_sent_alone_join_its_pages_in_the_question
         assert "I read pages 1-2" in replies[0].text  # as a Telegram document without a caption
         await chat.send("What is on page 11?")
         assert "(The 3 pictures above are, in order: Page 1, Page 2, Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
+
+
+async def test_a_question_that_merely_says_page_n_is_answered(service_factory, tmp_path: Path) -> None:
+    pdf = write(tmp_path, "manual.pdf", coloured_pdf(12))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        await chat.send(f"/image {pdf}", "Summarise it")
+        asked = len(chat.calls)
+        out = await chat.send("The intranet page 404s when I click the link, why?")
+        assert "bot> " in out and "error" not in out and "pages" not in out and len(chat.calls) == asked + 1
+        out = await chat.send("Our wiki page 404 is broken, why?")  # names a page no PDF here has: said, then answered
+        assert "'manual.pdf' has only 12 pages, so I can't read page 404." in out and len(chat.calls) == asked + 2
+        assert "error" not in out and "The picture above" not in chat.last_prompt_text().rsplit("<|im_start|>user", 1)[-1]
+
+
+async def test_a_preset_with_a_pdf_says_what_it_read_and_keeps_the_pdf(service_factory, tmp_path: Path) -> None:
+    data = coloured_pdf(12)
+    pdf = write(tmp_path, "manual.pdf", data)
+    digest = hashlib.sha256(data).hexdigest()
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {pdf}", "/ocr")
+        assert "'manual.pdf' has 12 pages; I read pages 1-8." in out and "bot> " in out
+        assert "Page 1, Page 2, Page 3, Page 4, Page 5, Page 6, Page 7, Page 8.)" in chat.last_prompt_text()
+        assert service.conversations.pictures.path(digest).read_bytes() == data  # kept for pages named later
+        await chat.send("/retry")  # asked again with its pages named the same way
+        assert "Page 1, Page 2, Page 3, Page 4, Page 5, Page 6, Page 7, Page 8.)" in chat.last_prompt_text()
+        await chat.send("What is on page 11?")
+        assert "(The picture above is Page 11.)\nWhat is on page 11?" in chat.last_prompt_text()
+        assert new_picture_weakest_channel(chat.calls[-1]) == 0  # page 11 is cyan
+        await chat.send("/export")
+        [export] = list((tmp_path / "exports").glob("*.json"))
+        turns = json.loads(export.read_bytes())["turns"]
+        assert [t["user_input"] for t in turns] == ["/ocr", "/ocr", "What is on page 11?"]
+        assert turns[0]["sources"] == turns[1]["sources"] and [s["sha256"] for s in turns[0]["sources"]] == [digest]
+        assert [p["page"] for p in turns[0]["sources"][0]["parts"]] == list(range(1, 9))
+        assert [p["page"] for p in turns[2]["sources"][0]["parts"]] == [11]
+
+
+async def test_two_pdfs_in_one_message_share_the_pages_read(service_factory, tmp_path: Path) -> None:
+    first = write(tmp_path, "first.pdf", coloured_pdf(12))
+    second = write(tmp_path, "second.pdf", coloured_pdf(12))
+    # The default context, pixels and budgets: 16 pages would not fit (20 887 tokens of 16 384)
+    async with service_factory(max_pixels=DEFAULT_MAX_PIXELS) as service:
+        assert service.settings.context_tokens == Settings.model_construct().context_tokens == 16384
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {first}", f"/image {second}", "Compare them")
+        assert "'first.pdf' has 12 pages; I read pages 1-5." in out and "'second.pdf' has 12 pages; I read pages 1-5." in out
+        assert "bot> " in out and "error" not in out and chat.images_in_last_prompt() == 10
+        short = write(tmp_path, "short.pdf", coloured_pdf(3))
+        chat = Chat(service, tmp_path, thread="short first")
+        out = await chat.send(f"/image {short}", f"/image {second}", "Compare them")  # its unused share goes on
+        assert "'second.pdf' has 12 pages; I read pages 1-7." in out and chat.images_in_last_prompt() == 10
+        chat = Chat(service, tmp_path, thread="one")
+        out = await chat.send(f"/image {first}", "Summarise it")  # alone, a PDF gets its own budget
+        assert "'first.pdf' has 12 pages; I read pages 1-8." in out
+
+
+async def test_two_long_screenshots_in_one_message_share_the_tiles(service_factory, tmp_path: Path) -> None:
+    first = write(tmp_path, "first.png", tall_screenshot((1080, 8000)))
+    second = write(tmp_path, "second.png", tall_screenshot((1080, 8000)))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {first}", f"/image {second}", "What differs?")
+        shared = re.findall(r"'(\w+).png' is too long to read whole; I read its top part \((\d+)%\)", out)
+        assert [name for name, _ in shared] == ["first", "second"] and shared[0][1] == shared[1][1]
+        assert "bot> " in out and "error" not in out and chat.images_in_last_prompt() == 10  # 5 tiles each
+        chat = Chat(service, tmp_path, thread="one")
+        out = await chat.send(f"/image {first}", "What is this?")  # alone: all 10 tiles, as before
+        [alone] = re.findall(r"I read its top part \((\d+)%\)", out)
+        assert chat.images_in_last_prompt() == 10 and int(alone) > int(shared[0][1])

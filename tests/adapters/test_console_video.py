@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.videos import REFUSAL_TEXTS
-from bot.wording import video_refused
+from bot.wording import FIND_NEEDS_A_PICTURE, video_refused
 from engine.videos import VideoProblem
-from tests.adapters.test_console import Chat, session_turns
+from tests.adapters.test_console import Chat, session_turns, write_picture
 from tests.engine.videos import clip, sound_only
 
 
@@ -88,3 +88,20 @@ def test_a_video_of_unknown_length_is_labelled_in_plain_words() -> None:
 
     assert label_videos("Q", [None]).startswith("(The length of the video above is unknown; say when")
     assert label_videos("Q", [None, 7.0]).startswith("(The 2 videos above are, in order: Video 1 (unknown length), Video 2 (0:07);")
+
+
+@pytest.mark.parametrize("container", ["mp4", "gif"])
+async def test_find_on_a_video_is_refused_before_the_model_is_asked(service_factory, tmp_path: Path, container: str) -> None:
+    path = tmp_path / f"recording.{container}"
+    path.write_bytes(clip(seconds=3.0, container=container))
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    async with service_factory() as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {path}", "/find the button")
+        assert FIND_NEEDS_A_PICTURE in out and not chat.calls
+        await chat.send(f"/image {path}", "What happens?")
+        asked = len(chat.calls)
+        out = await chat.send("/find the button")  # the conversation's last picture is the video
+        assert FIND_NEEDS_A_PICTURE in out and len(chat.calls) == asked
+        out = await chat.send(f"/image {red}", "/find the button")  # a picture: marked as before
+        assert FIND_NEEDS_A_PICTURE not in out and len(chat.calls) == asked + 1 and "error" not in out

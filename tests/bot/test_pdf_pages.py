@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from bot.page_choice import format_pages, requested_pages
+from bot.page_choice import chinese_number, format_pages, requested_pages
 from bot.pdf_pages import PdfProblem, PdfRenderer, PdfUnreadable, is_pdf
 from bot.pdf_worker import render_scale
 from tests.pdfs import (
@@ -115,6 +115,18 @@ def test_pdfs_are_known_by_their_header_or_their_description() -> None:
         ("第2页", (2,)),
         ("第3至第5页", (3, 4, 5)),
         ("the 2 pages", ()),
+        ("第3页到第5页", (3, 4, 5)),
+        ("第3至5页", (3, 4, 5)),
+        ("第三页", (3,)),
+        ("第十一页", (11,)),
+        ("第二十页写了什么", (20,)),
+        ("第两页和第九十九页", (2, 99)),
+        ("3-5页", (3, 4, 5)),
+        ("3到5页", (3, 4, 5)),
+        ("这个文件有3页", ()),
+        ("看一到两页", ()),
+        ("The intranet page 404s when I click the link, why?", ()),
+        ("pages 3-5s", ()),
         ("what is the total?", ()),
     ],
 )
@@ -126,3 +138,10 @@ def test_huge_ranges_are_bounded_and_pages_are_worded() -> None:
     assert len(requested_pages("pages 1-999999")) == 1000
     assert format_pages([1, 2, 3, 5]) == "pages 1-3 and 5" and format_pages([4]) == "page 4"
     assert format_pages([1, 3, 4, 9]) == "pages 1, 3-4 and 9"
+
+
+def test_chinese_numerals_up_to_ninety_nine() -> None:
+    assert [chinese_number(t) for t in ("三", "十", "十一", "二十", "二十三", "九十九", "两", "一〇", "12")] == [
+        3, 10, 11, 20, 23, 99, 2, 10, 12
+    ]
+    assert [chinese_number(t) for t in ("十十", "三四五", "百", "一十二三")] == [None, None, None, None]
