@@ -214,8 +214,10 @@ class ConsoleTransport:
 
     async def finish_stream(self, stream: StreamRef, text: str, *, answer: AnswerDone | None = None) -> MessageRef:
         shown = self._streamed.pop(stream)
-        if text.startswith(shown):
-            self._print(text[len(shown) :] + "\n")
+        visible = shown.strip()  # the final answer is the streamed text without its outer spaces
+        if text.startswith(visible):
+            rest = text[len(visible) :]
+            self._print((rest.lstrip() if shown != shown.rstrip() else rest) + "\n")
         else:  # the final answer differs from the stream (e.g. /find's list of boxes): show it too
             self._print(f"\nbot> {text}\n")
         return stream

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.console import ConsoleAdapter
+from adapters.console import ConsoleAdapter, ConsoleTransport
 from bot.messages import Answer, AnswerDelta, Attachment, IncomingMessage, Notice, Text
 from tests.conftest import picture_bytes
 from tests.engine.test_local_engine import record_hook, slow_hook
@@ -336,3 +336,23 @@ async def test_help_lists_good_and_bad(service_factory, tmp_path: Path) -> None:
         shown = await Chat(service, tmp_path).send("/help")
         assert "/good - Mark the last answer as helpful" in shown
         assert "/bad - Mark the last answer as not helpful" in shown
+
+
+@pytest.mark.parametrize(
+    ("streamed", "final", "printed"),
+    [
+        ([" The", " The dialog"], "The dialog says hi", "bot>  The dialog says hi\n"),  # a leading space, stripped at the end
+        (["Done "], "Done", "bot> Done \n"),
+        (["Two ", "Two lines\n\n"], "Two lines\n\nand more", "bot> Two lines\n\nand more\n"),
+        (["Boxes"], '[{"bbox_2d": [1, 2, 3, 4]}]', 'bot> Boxes\nbot> [{"bbox_2d": [1, 2, 3, 4]}]\n'),  # a different final text
+    ],
+)
+async def test_a_streamed_answer_is_printed_once(tmp_path: Path, streamed: list[str], final: str, printed: str) -> None:
+    """The final answer is the streamed text stripped: the terminal adds only what is new, never the answer twice."""
+    out = io.StringIO()
+    transport = ConsoleTransport(out, tmp_path)
+    stream = await transport.start_stream()
+    for text in streamed:
+        await transport.update_stream(stream, text)
+    await transport.finish_stream(stream, final)
+    assert out.getvalue() == printed
