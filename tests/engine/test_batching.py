@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -113,14 +114,28 @@ async def test_requests_submitted_together_run_as_one_batch(engine: LocalEngine)
         assert_same(solo_hook, hook, f"solo-{name}", request.request_id, request.limits.max_new_tokens)
 
 
+class CancelInFullBatch(Recorder):
+    """Cancels `victim` at its first step in a batch of three (not at a fixed token count: on a loaded
+    machine the first request could finish before the third one joined)."""
+
+    def __init__(self, victim: str, cancel: Any) -> None:
+        super().__init__(delay=0.02)  # slow steps: the three overlap however loaded the machine is
+        self._victim, self._cancel, self._fired = victim, cancel, False
+
+    def on_logits(self, request_ids: Sequence[str], logits: torch.Tensor) -> None:
+        super().on_logits(request_ids, logits)
+        if not self._fired and len(request_ids) == 3 and self._victim in request_ids:
+            self._fired = True
+            self._cancel()
+
+
 async def test_cancelling_one_request_leaves_the_others_unchanged(engine: LocalEngine) -> None:
     solo_hook, solo_texts = await alone(engine, mixed_requests("solo"))
-    hook = Recorder(delay=0.01)
-    engine.generate_hook = hook
     requests = mixed_requests("batch")
     victim = requests[1].request_id
     loop = asyncio.get_running_loop()
-    hook.cancel_at[victim] = (3, lambda: asyncio.run_coroutine_threadsafe(engine.cancel(victim), loop))
+    hook = CancelInFullBatch(victim, lambda: asyncio.run_coroutine_threadsafe(engine.cancel(victim), loop))
+    engine.generate_hook = hook
     results = await asyncio.gather(*(answer(engine, r) for r in requests))
     cancelled = results[1][1]
     assert cancelled.finish_reason == "cancelled" and cancelled.output_tokens < requests[1].limits.max_new_tokens
