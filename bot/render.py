@@ -222,8 +222,15 @@ class _Run:
         self._poke()
 
     async def _show_status(self, status: Status) -> None:
+        shown, self.shown_status = self.shown_status, status
+        try:
+            await self._write_status(status)
+        except TransportError:
+            self.shown_status = shown  # not shown: the next update tries again
+            raise
+
+    async def _write_status(self, status: Status) -> None:
         t = self.t
-        self.shown_status = status
         if t.status_line is not None:
             await t.status_line.show_status(status)
         elif self.placeholder is not None and t.edits is not None:
