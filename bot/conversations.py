@@ -58,6 +58,7 @@ from bot.wording import (
     PRESENT_FAILED,
     SHUTTING_DOWN,
     STOPPED,
+    UNNAMED_PDF,
     engine_sentence,
     file_label,
     forget_done,
@@ -293,7 +294,7 @@ class Conversations:
         if found is None:
             return None
         pdf = found.pdf
-        name = file_label(pdf.name, pdf=True)
+        name = file_label(pdf.name, UNNAMED_PDF)
         notes = (pdf_no_such_page(name, format_pages(found.missing), pdf.total),) if found.missing else ()
         if not found.unread:  # every named page is in the conversation already, or none exists
             # ("the intranet page 404s": a question that merely says "page N" is answered all the same)

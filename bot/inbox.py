@@ -33,7 +33,7 @@ from bot.language import Language, choose
 from bot.messages import Attachment, IncomingMessage
 from bot.render import Renderer, RenderOptions
 from bot.transport import TextKind, Transport, TransportError
-from bot.wording import FAILED, file_label, not_pictures, pdf_over_limit, refusal
+from bot.wording import FAILED, UNNAMED_PDF, file_label, not_pictures, pdf_over_limit, refusal
 
 __all__ = ["Inbox"]
 
@@ -299,7 +299,7 @@ class Inbox:
     def _size_problem(self, file: IncomingFile, size: int | None) -> str | None:
         problem = self.conversations.check_attachment_size(size, video=file.is_video)
         if problem and file.is_pdf and size is not None:  # the same limit, worded for a PDF
-            return pdf_over_limit(file_label(file.name, pdf=True), size, self._settings.max_image_bytes)
+            return pdf_over_limit(file_label(file.name, UNNAMED_PDF), size, self._settings.max_image_bytes)
         return problem
 
     async def _say(self, transport: Transport, text: str, kind: TextKind) -> None:

@@ -34,6 +34,8 @@ from bot.wording import (
     PDF_PASSWORD,
     PDF_TOO_LARGE,
     PDF_TOO_SLOW,
+    UNNAMED_PDF,
+    UNNAMED_SCREENSHOT,
     file_label,
     pdf_no_such_page,
     pdf_over_limit,
@@ -78,10 +80,6 @@ class Prepared:
     @property
     def hashes(self) -> list[str]:
         return [picture.sha256 for picture in self.pictures]
-
-
-def _label(attachment: Attachment, *, pdf: bool) -> str:
-    return file_label(attachment.filename, pdf=pdf)
 
 
 class PictureInputs:
@@ -150,7 +148,7 @@ class PictureInputs:
     # --- PDFs ---------------------------------------------------------------------------------
 
     async def _pdf(self, attachment: Attachment, text: str, max_pages: int) -> Prepared:
-        name = _label(attachment, pdf=True)
+        name = file_label(attachment.filename, UNNAMED_PDF)
         data = attachment.data
         if len(data) > self._limits.max_bytes:
             return Prepared((), (), problems=(pdf_over_limit(name, len(data), self._limits.max_bytes),))
@@ -168,7 +166,7 @@ class PictureInputs:
     ) -> Prepared:
         """`pages` of a PDF sent earlier and kept (`bot.earlier_pages`), at most `max_pdf_pages` of them;
         `document` names them "Document d, page n" when the conversation has several PDFs."""
-        name = file_label(filename, pdf=True)
+        name = file_label(filename, UNNAMED_PDF)
         outcome = await self._render(data, filename, pages, max_pages=self._limits.max_pdf_pages, document=document)
         if isinstance(outcome, str):
             return Prepared((), (), problems=(outcome,))
@@ -185,7 +183,7 @@ class PictureInputs:
         self, data: bytes, filename: str | None, wanted: tuple[int, ...], *, max_pages: int, document: int | None = None
     ) -> tuple[Prepared, RenderedPdf] | str:
         """The PDF's pages as checked pictures with their source, or the line saying why it cannot be read."""
-        name = file_label(filename, pdf=True)
+        name = file_label(filename, UNNAMED_PDF)
         try:
             rendered = await self._renderer.render(data, wanted=wanted, max_pages=max_pages)
             pages = [await asyncio.to_thread(self._check, page.data, None) for page in rendered.pages]
@@ -240,7 +238,7 @@ class PictureInputs:
         notes: tuple[str, ...] = ()
         if not plan.complete:
             percent = int(plan.read_fraction * 100)
-            notes = (screenshot_too_long(_label(attachment, pdf=False), percent, plan.tall),)
+            notes = (screenshot_too_long(file_label(attachment.filename, UNNAMED_SCREENSHOT), percent, plan.tall),)
         return Prepared(tuple(parts), (source,), notes=notes)
 
 

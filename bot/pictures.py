@@ -18,6 +18,7 @@ from typing import assert_never
 
 from bot.filemodes import make_private_dir
 from bot.i18n import _
+from bot.wording import file_label
 from engine.pictures import PictureLimits, PictureProblem
 from engine.pictures import PictureRejected as _Refused
 from engine.pictures import check_picture as _check
@@ -78,7 +79,7 @@ def check_picture(
     try:
         info = _check(data, PictureLimits(max_bytes=max_bytes, max_pixels=max_pixels, max_aspect=max_aspect))
     except _Refused as refused:
-        label = _("'{name}'").format(name=name) if name else _("The file")  # “name” in Chinese
+        label = file_label(name)
         raise PictureRejected(_wording(refused, label, max_bytes)) from None
     return CheckedPicture(
         sha256=hashlib.sha256(data).hexdigest(), data=data, mime_type=info.mime_type, width=info.width, height=info.height

@@ -52,6 +52,10 @@ __all__ = [
     "forget_done",
     "forget_preview",
     "engine_sentence",
+    "UNNAMED_FILE",
+    "UNNAMED_PDF",
+    "UNNAMED_SCREENSHOT",
+    "UNNAMED_VIDEO",
     "file_label",
     "not_pictures",
     "over_download_limit",
@@ -174,7 +178,7 @@ def not_pictures(names: list[str]) -> str:
 
 def video_refused(text: str, name: str | None, limit: str = "") -> str:
     """One line for a video that cannot be watched (`text`: one of the VIDEO_ texts)."""
-    label = _("'{name}'").format(name=name) if name else _("The video")
+    label = file_label(name, UNNAMED_VIDEO)
     return _(text).format(label=label, limit=limit)
 
 
@@ -267,11 +271,18 @@ PDF_TOO_LARGE = N_("{name} is too large to open; please send only the pages you 
 PDF_ABSURD_PAGES = N_("The pages of {name} have sizes I can't render; please send screenshots of them instead.")
 
 
-def file_label(name: str | None, *, pdf: bool) -> str:
-    """A file as a reply names it: its name in quotes, else "The PDF" or "The screenshot"."""
+# What a reply calls a file that came without a name (`file_label`).
+UNNAMED_FILE = N_("The file")
+UNNAMED_PDF = N_("The PDF")
+UNNAMED_SCREENSHOT = N_("The screenshot")
+UNNAMED_VIDEO = N_("The video")
+
+
+def file_label(name: str | None, unnamed: str = UNNAMED_FILE) -> str:
+    """A file as a reply names it: its name in the language's quotes, else `unnamed` (an UNNAMED_ text)."""
     if name:
         return _("'{name}'").format(name=name)
-    return _("The PDF") if pdf else _("The screenshot")
+    return _(unnamed)
 
 
 def pdf_problem(text: str, name: str) -> str:
