@@ -81,6 +81,9 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
             await run_request(
                 engine, request("warm", "warm", [PromptTurn("user", "Hello")], 2)
             )
+            # Made before the running answer starts: making it is the client's work, and Pillow's
+            # filters hold the GIL, which stalled the engine's worker in the same process.
+            picture = prompt_image(photo_jpeg((args.width, args.height), seed=7))
             clock = StepClock()
             clock.loop = asyncio.get_running_loop()
             engine.generate_hook = clock
@@ -96,7 +99,6 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
             await clock.started.wait()
             words = SENTENCE.split()
             history = " ".join(words[i % len(words)] for i in range(args.history_words))
-            picture = prompt_image(photo_jpeg((args.width, args.height), seed=7))
             turns = [
                 PromptTurn("system", "You are a helpful helpdesk assistant."),
                 *([PromptTurn("user", history)] if history else []),

@@ -147,8 +147,9 @@ class Settings(BaseSettings):
     read_in_pieces: bool = _env(
         "VLMBOT_READ_IN_PIECES",
         True,
-        "While answers stream, read a newcomer's pictures and prompt in pieces of about one decode step "
-        "(smooth streams; the newcomer waits longer); off: in chunks of about four steps.",
+        "While answers stream, read a lone newcomer's pictures and prompt in pieces of under a decode "
+        "step (smooth streams; the newcomer waits longer); off: in chunks of about four steps. Several "
+        "newcomers are read whole, one after another, either way.",
     )
     prepare_workers: int = _env(
         "VLMBOT_PREPARE_WORKERS",

@@ -12,19 +12,23 @@ rows from the same cache length. So the loop here calls the model's forward itse
   the loop. Pictures are encoded when their first chunk comes, unless their features were cached; a
   chunk may end inside a picture (it is fed the slice of the picture's features it covers). Positions
   (M-RoPE) are those of the whole prompt, so the model's shared `rope_deltas` is never used.
-- The chunk adapts to time while answers are running: the size and time of the last chunk size the
-  next so that it takes about `CHUNK_STEPS` decode steps, but never fewer than `MIN_CHUNK_TOKENS`
-  (on a CPU one forward of a single token costs about a decode step: smaller chunks would multiply
-  a newcomer's wait for little gain). With nothing else running, prompts are read `chunk_tokens` at
-  a time. Encoding a picture is its own turn of the loop while answers are running (it cannot be
-  divided: a large picture still makes one longer gap). With nothing streaming, the pictures of all
-  prompts waiting to be read go through the vision tower in one call.
-- Each turn of the loop reads one chunk's worth of waiting prompts (those with little left first,
-  so a short question is not held behind a long prompt; then the oldest: shortest-first alone
-  starved a long prompt while slightly shorter ones kept arriving), then feeds the running batch one
-  step: running answers keep streaming while a long prompt is read, and a cancel or timeout of a
-  request being read takes effect at the next chunk boundary (what it read so far goes back to its
-  session's store).
+- How much is read per turn of the loop: with nothing else running, or with several prompts
+  waiting for their first token, `chunk_tokens` (a whole prompt at the default: one forward is the
+  cheapest way to read it, and the first in line gets its first token soonest); a long prompt read
+  to its end ends the turn, so the running answers (its own too) step before the next is read.
+  With one prompt waiting while answers stream, it is read in pieces of under a decode step
+  (`engine.read_pieces`, `read_in_pieces`) so they keep streaming smoothly, or (pieces off, or a
+  video) in chunks sized by time to about `CHUNK_STEPS` decode steps, never fewer than
+  `MIN_CHUNK_TOKENS` (on a CPU one forward of a single token costs about a decode step), with the
+  vision tower in a turn of its own.
+- Several prompts share one forward (`engine.prefill_batch`), and their pictures one vision-tower
+  call, where that pays (`_share`): on a GPU, where a forward over several costs little more than
+  one; on a CPU only short ones (follow-up questions, small pictures), since there it costs their sum
+  and reading long prompts together only holds back the first one's first token.
+- Waiting prompts are read in `_reading_order`: those with little left first (a short question is
+  not held behind a long prompt), then the oldest (shortest-first alone starved a long prompt while
+  slightly shorter ones kept arriving). A cancel or timeout of a request being read takes effect at
+  the next chunk boundary (what it read so far goes back to its session's store).
 - A finished prompt's KV is left-padded into the batch's cache (or the batch is left-padded to it),
   and every step feeds one token per row with a 2-D attention mask and per-row positions.
 - A row leaves when it stops, reaches its limit, is cancelled or times out; its KV (without
@@ -205,13 +209,16 @@ class BatchRunner:
         self._cache: Any | None = None
         self._mask: torch.Tensor | None = None  # (rows, cached length): 0 marks left padding
         self._padded = False  # any 0 in the mask; without padding the model needs no mask at all
+        # Does a forward over several prompts cost little more than one? On a GPU it does; on a CPU
+        # it costs their sum, so reading long prompts together only delays the first in line.
+        self._sharing_pays = loaded.device.type != "cpu"
         self._stop_ids = stop_token_ids(loaded)
         self._deepstack = loaded.arch.name == "qwen3_vl"
         self._pad_id = _pad_id(loaded)
         self._step_s: float | None = None  # a decode step's time, smoothed
         self._last_chunk: tuple[int, float] | None = None  # the last prompt chunk's tokens and seconds
-        # While answers stream, read newcomers in pieces of about a decode step (engine.read_pieces)?
-        self.read_in_pieces = False
+        # While answers stream, read a lone newcomer in pieces of under a decode step (engine.read_pieces)?
+        self.read_in_pieces = False  # the operator's default is on (VLMBOT_READ_IN_PIECES)
         self._vision_tokens = FIRST_VISION_TOKENS  # tokens of the next vision-tower piece
         self.counters = {
             "prefix_hits": 0,
@@ -320,7 +327,9 @@ class BatchRunner:
         """Prompt tokens to read this turn: all `chunk_tokens` when nothing streams, else what should
         take about `CHUNK_STEPS` decode steps, scaled from the last chunk's size and time (at most
         doubling, at least `MIN_CHUNK_TOKENS`)."""
-        if not self.rows:
+        if not self.rows or len(self.reading) > 1:
+            # Nothing streams, or several wait for their first token: each is read whole in turn
+            # (one forward is the cheapest way to read a prompt), running answers step in between.
             return self.chunk_tokens
         if self._step_s is None or self._last_chunk is None:
             return min(self.chunk_tokens, FIRST_CHUNK_TOKENS)
@@ -331,7 +340,7 @@ class BatchRunner:
     def _read(self, hook: DecodeHook | None) -> None:
         """Read up to `_chunk_budget()` tokens of the waiting prompts in `_reading_order`. The prompts
         that share the budget are read in one forward (`engine.prefill_batch`), at most `batch_size`."""
-        if self.rows and self.read_in_pieces and not any(slot.video for slot in self._reading_order()[0].prompt.images):
+        if self.rows and self.read_in_pieces and len(self.reading) == 1 and not any(slot.video for slot in self._reading_order()[0].prompt.images):
             read_piece(self, hook)  # pictures only: a video's prompt is read in chunks as usual
             return
         finish_pending(self, hook)
@@ -343,6 +352,8 @@ class BatchRunner:
             group: list[tuple[_Reading, int]] = []
             for reading in order[: self.batch_size]:
                 end = min(len(reading.prompt.ids), reading.done + budget)
+                if group and not self._share([e - r.done for r, e in group] + [end - reading.done]):
+                    break  # on a CPU a long prompt is read alone
                 if self.rows and self._missing(reading, end):
                     if group:
                         break  # its pictures are encoded in a turn of their own
@@ -355,9 +366,20 @@ class BatchRunner:
                 budget -= end - reading.done
                 if budget <= 0:
                     break
+            starts = [reading.done for reading, _ in group]
             if len(group) == 1 or not self._read_together(group, hook):
                 for reading, end in group:
                     self._read_alone(reading, end, hook)
+            read = [end - start for (_, end), start in zip(group, starts, strict=True)]
+            if self.reading and any(end == len(r.prompt.ids) for r, end in group) and not self._share(read):
+                return  # a long prompt was read to its end: the answers (its own too) step before the next
+
+    def _share(self, tokens: list[int]) -> bool:
+        """May work of these sizes (prompt chunks, pictures; in tokens) share one forward? On a GPU,
+        yes: a forward over several costs little more than one. On a CPU it costs their sum, so only
+        short ones share (follow-up questions, small pictures: the weights are read once for all);
+        a long one would only hold back the first token of the one before it."""
+        return self._sharing_pays or all(size <= SHORT_PROMPT_TOKENS for size in tokens)
 
     def _reading_order(self) -> list[_Reading]:
         """Prompts with at most `SHORT_PROMPT_TOKENS` left first, the least left first (a
@@ -483,7 +505,7 @@ class BatchRunner:
         """With nothing streaming, one vision-encoder call for the pictures of every prompt waiting
         to be read (several newcomers' pictures together); if it fails, each prompt encodes its own."""
         pending = [(r, i) for r in self.reading for i in r.to_encode if i not in r.features]
-        if len({id(r) for r, _ in pending}) < 2:
+        if len({id(r) for r, _ in pending}) < 2 or not self._share([r.prompt.images[i].length for r, i in pending]):
             return
         try:
             self._encode_pictures(pending)
