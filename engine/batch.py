@@ -175,6 +175,7 @@ class _Reading:
     features: dict[int, ImageFeatures]  # by slot index: known features of the pictures still to read
     to_encode: list[int]  # slot indexes whose features are computed when their chunk comes
     pending: Pending | None = None  # work in progress while answers stream (engine.read_pieces)
+    cached: int = 0  # prompt tokens that came from the session's cache
 
     @property
     def rid(self) -> str:
@@ -321,7 +322,7 @@ class BatchRunner:
             view = model_inputs_view(prompt, pixel_values, common)
             view["feature_hits"] = len(features)
             hook.on_prefill(request.request_id, view)
-        return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode)
+        return _Reading(work, prompt, cache, common, epoch, note, note is not None, features, to_encode, cached=common)
 
     def _chunk_budget(self) -> int:
         """Prompt tokens to read this turn: all `chunk_tokens` when nothing streams, else what should
@@ -340,17 +341,21 @@ class BatchRunner:
     def _read(self, hook: DecodeHook | None) -> None:
         """Read up to `_chunk_budget()` tokens of the waiting prompts in `_reading_order`. The prompts
         that share the budget are read in one forward (`engine.prefill_batch`), at most `batch_size`."""
-        if self.rows and self.read_in_pieces and len(self.reading) == 1 and not any(slot.video for slot in self._reading_order()[0].prompt.images):
-            read_piece(self, hook)  # pictures only: a video's prompt is read in chunks as usual
+        if self.rows and self.read_in_pieces and len(self.reading) == 1 and self._in_pieces(self.reading[0]):
+            read_piece(self, hook)
             return
-        finish_pending(self, hook)
         budget = self._chunk_budget()
         if not self.rows:
+            finish_pending(self, self.reading, hook)
             self._encode_waiting()
         while self.reading and budget > 0:
             order = self._reading_order()
             group: list[tuple[_Reading, int]] = []
             for reading in order[: self.batch_size]:
+                if reading.pending is not None:  # begun in pieces, now with others waiting
+                    if not group:  # (a short question in front of it is read first)
+                        finish_pending(self, [reading], hook)
+                    break
                 end = min(len(reading.prompt.ids), reading.done + budget)
                 if group and not self._share([e - r.done for r, e in group] + [end - reading.done]):
                     break  # on a CPU a long prompt is read alone
@@ -366,6 +371,8 @@ class BatchRunner:
                 budget -= end - reading.done
                 if budget <= 0:
                     break
+            if not group:
+                return  # finishing work begun in pieces was this turn's work
             starts = [reading.done for reading, _ in group]
             if len(group) == 1 or not self._read_together(group, hook):
                 for reading, end in group:
@@ -380,6 +387,12 @@ class BatchRunner:
         short ones share (follow-up questions, small pictures: the weights are read once for all);
         a long one would only hold back the first token of the one before it."""
         return self._sharing_pays or all(size <= SHORT_PROMPT_TOKENS for size in tokens)
+
+    def _in_pieces(self, reading: _Reading) -> bool:
+        """Is this lone newcomer read in pieces while answers stream? Not a short prompt (a follow-up
+        question: read whole, it costs a few steps at most) nor a video's (read in chunks)."""
+        new = len(reading.prompt.ids) - reading.cached
+        return new > SHORT_PROMPT_TOKENS and not any(slot.video for slot in reading.prompt.images)
 
     def _reading_order(self) -> list[_Reading]:
         """Prompts with at most `SHORT_PROMPT_TOKENS` left first, the least left first (a

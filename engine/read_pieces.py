@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,9 +70,9 @@ def read_piece(runner: BatchRunner, hook: DecodeHook | None) -> None:
         runner._read_failed(reading, exc, hook)
 
 
-def finish_pending(runner: BatchRunner, hook: DecodeHook | None) -> None:
-    """With nothing streaming any more, finish the work in progress at once."""
-    for reading in [r for r in runner.reading if r.pending is not None]:
+def finish_pending(runner: BatchRunner, readings: Sequence[_Reading], hook: DecodeHook | None) -> None:
+    """Finish these readings' work in progress at once (nothing streams any more, or others wait too)."""
+    for reading in [r for r in readings if r.pending is not None]:
         try:
             while reading.pending is not None:
                 _piece(runner, reading, hook, whole=True)

@@ -4,8 +4,10 @@ steps, and the newcomer's first-token scores are those of a full recompute (both
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -69,5 +71,70 @@ async def test_a_newcomer_is_read_in_pieces_between_the_steps_of_a_running_answe
         for mine_layer, their_layer in zip(pieces.cache.layers, whole.cache.layers, strict=True):
             assert torch.allclose(mine_layer.keys, their_layer.keys, atol=1e-5)
             assert torch.allclose(mine_layer.values, their_layer.values, atol=1e-5)
+    finally:
+        await eng.close()
+
+
+class HeldInPieces(Timeline):
+    """Holds the running answer's first step after the newcomer's first prompt chunk began (in
+    pieces, so work is left half done) until `release` is set; records who got a first token when."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached, self.release = threading.Event(), threading.Event()
+        self.firsts: list[str] = []
+        self.runner: Any = None
+        self.half_read_when_follow_began: bool | None = None
+
+    def on_prefill_chunk(self, request_id: str, start: int, end: int) -> None:
+        super().on_prefill_chunk(request_id, start, end)
+        if request_id == "follow":  # is the newcomer's chunk begun in pieces still unfinished?
+            self.half_read_when_follow_began = any(r.rid == "newcomer" and r.pending for r in self.runner.reading)
+
+    def on_step(self, request_ids: Sequence[str]) -> None:
+        super().on_step(request_ids)
+        if not self.reached.is_set() and ("chunk", "newcomer") in self.events:
+            self.reached.set()
+            self.release.wait(30)
+
+    def on_logits(self, request_ids: Sequence[str], logits: torch.Tensor) -> None:
+        super().on_logits(request_ids, logits)
+        self.firsts += [rid for rid in request_ids if rid not in self.firsts]
+
+
+async def test_a_short_question_is_read_whole_before_the_rest_of_a_newcomer_begun_in_pieces(tiny_model_dir: Path) -> None:
+    """A follow-up question arriving while a picture is read in pieces does not wait for the rest of
+    it (its own read costs a few steps): it is read in one forward, first; the picture goes on after."""
+    eng = LocalEngine(
+        LocalEngineOptions(
+            model_path=tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True
+        )
+    )
+    await eng.start()
+    try:
+        hook = HeldInPieces()
+        hook.runner = eng._runner
+        eng.generate_hook = hook
+        running = asyncio.create_task(answer(eng, ask("running", "a", QUESTION, 2000)))
+        await asyncio.to_thread(hook.stepped.wait, 10)
+        pictures = (noisy_picture((300, 200), seed=83), noisy_picture((120, 260), seed=84))
+        turns = [SYSTEM, PromptTurn("user", "Compare these two pictures, please. " * 8, pictures)]
+        newcomer = asyncio.create_task(answer(eng, ask("newcomer", "b", turns, 2)))
+        await asyncio.to_thread(hook.reached.wait, 30)  # its prompt is half read, in pieces
+        follow = asyncio.create_task(answer(eng, ask("follow", "c", QUESTION, 2)))
+        while not ((job := eng._jobs.get("follow")) and job.ready()):
+            await asyncio.sleep(0.005)
+        hook.release.set()
+        await asyncio.gather(newcomer, follow)
+        await eng.cancel("running")
+        await running
+        counters = eng._runner.counters if eng._runner is not None else {}
+        assert counters["vision_pieces"] > 0
+        assert hook.events.count(("chunk", "follow")) == 1  # whole, not in pieces
+        assert hook.half_read_when_follow_began  # it did not wait for the newcomer's chunk to end
+        assert hook.firsts.index("follow") < hook.firsts.index("newcomer")
+        for rid, their_turns in (("follow", QUESTION), ("newcomer", turns)):
+            expected = reference_logits(eng, their_turns, BUDGET)
+            assert torch.allclose(hook.logits[rid][0], expected, atol=1e-4), rid
     finally:
         await eng.close()
