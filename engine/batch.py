@@ -352,10 +352,10 @@ class BatchRunner:
             order = self._reading_order()
             group: list[tuple[_Reading, int]] = []
             for reading in order[: self.batch_size]:
-                if reading.pending is not None:  # begun in pieces, now with others waiting
-                    if not group:  # (a short question in front of it is read first)
+                if reading.pending is not None:  # begun in pieces (a short question before it is read first)
+                    if not group and len(self.reading) > 1:  # others wait behind it: finish it now
                         finish_pending(self, [reading], hook)
-                    break
+                    break  # alone again: it goes on in pieces next turn
                 end = min(len(reading.prompt.ids), reading.done + budget)
                 if group and not self._share([e - r.done for r, e in group] + [end - reading.done]):
                     break  # on a CPU a long prompt is read alone

@@ -85,14 +85,22 @@ class HeldInPieces(Timeline):
         self.firsts: list[str] = []
         self.runner: Any = None
         self.half_read_when_follow_began: bool | None = None
+        self.pieces_went_on = False
+        self.pending_at_follow: Any = None
 
     def on_prefill_chunk(self, request_id: str, start: int, end: int) -> None:
         super().on_prefill_chunk(request_id, start, end)
         if request_id == "follow":  # is the newcomer's chunk begun in pieces still unfinished?
-            self.half_read_when_follow_began = any(r.rid == "newcomer" and r.pending for r in self.runner.reading)
+            pending = [r.pending for r in self.runner.reading if r.rid == "newcomer" and r.pending is not None]
+            self.half_read_when_follow_began = bool(pending)
+            self.pending_at_follow = pending[0] if pending else None
 
     def on_step(self, request_ids: Sequence[str]) -> None:
         super().on_step(request_ids)
+        if {"follow", "running"} <= set(request_ids) and any(
+            r.rid == "newcomer" and r.pending is not None and r.pending is self.pending_at_follow for r in self.runner.reading
+        ):
+            self.pieces_went_on = True  # the follow-up answers while the same piece of work goes on
         if not self.reached.is_set() and ("chunk", "newcomer") in self.events:
             self.reached.set()
             self.release.wait(30)
@@ -104,7 +112,8 @@ class HeldInPieces(Timeline):
 
 async def test_a_short_question_is_read_whole_before_the_rest_of_a_newcomer_begun_in_pieces(tiny_model_dir: Path) -> None:
     """A follow-up question arriving while a picture is read in pieces does not wait for the rest of
-    it (its own read costs a few steps): it is read in one forward, first; the picture goes on after."""
+    it (its own read costs a few steps): it is read in one forward, first; the picture then goes on
+    in pieces."""
     eng = LocalEngine(
         LocalEngineOptions(
             model_path=tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True
@@ -132,6 +141,7 @@ async def test_a_short_question_is_read_whole_before_the_rest_of_a_newcomer_begu
         assert counters["vision_pieces"] > 0
         assert hook.events.count(("chunk", "follow")) == 1  # whole, not in pieces
         assert hook.half_read_when_follow_began  # it did not wait for the newcomer's chunk to end
+        assert hook.pieces_went_on  # and the picture, alone again, went on in pieces
         assert hook.firsts.index("follow") < hook.firsts.index("newcomer")
         for rid, their_turns in (("follow", QUESTION), ("newcomer", turns)):
             expected = reference_logits(eng, their_turns, BUDGET)
