@@ -48,7 +48,7 @@ def _head(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
             return handle.read(HEAD_BYTES)
-    except OSError:  # gone or unreadable: shown as a picture, and its own route says it is missing
+    except OSError:  # gone or unreadable: listed as a picture, never a reason to fail the whole view
         return b""
 
 
