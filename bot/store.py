@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -359,6 +359,15 @@ class Store:
                 await db.commit()
             except IntegrityError:
                 await db.rollback()
+
+    async def mime_types(self, hashes: Collection[str]) -> dict[str, str]:
+        """The type each stored file among `hashes` was recorded with (`record_image`), in one query; a hash
+        with no row is left out."""
+        if not hashes:
+            return {}
+        query = select(ImageRow.sha256, ImageRow.mime_type).where(ImageRow.sha256.in_(list(hashes)))
+        async with self._sessions() as db:
+            return {sha256: mime_type for sha256, mime_type in (await db.execute(query)).all()}
 
     async def image_in_session(self, sha256: str, session_id: str) -> bool:
         """Whether any turn of the session carries the picture (for serving images to owners only)."""

@@ -67,7 +67,7 @@ class AdminApi:
         turns = await self._store.turns(session.id)  # all of them, removed ones marked by in_context
         first = next((t.user_text for t in turns if t.user_text), None)
         votes = await self._store.votes_in_session(session.id)
-        videos = await video_hashes(self._conversations.pictures, turns)
+        videos = await video_hashes(self._store, self._conversations.pictures, turns)
         return web.json_response(
             {
                 "session": session_view(session, first) | {"owner": session.owner_id},

@@ -130,7 +130,7 @@ class ChatApi:
         turns = await self._store.turns(session.id, in_context_only=True)
         first = next((t.user_text for t in turns if t.user_text), None)
         votes = _own_votes(await self._store.votes_in_session(session.id), user_id)
-        videos = await video_hashes(self._conversations.pictures, turns)
+        videos = await video_hashes(self._store, self._conversations.pictures, turns)
         return {
             "session": session_view(session, first),
             "turns": [{**turn_view(t, videos), "vote": votes.get(t.id)} for t in turns],

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.i18n import _
 from bot.pictures import PictureFiles
-from bot.store import SessionInfo, TurnInfo
+from bot.store import SessionInfo, Store, TurnInfo
 
 __all__ = ["VIDEO_TYPES", "image_type", "session_view", "thread_of", "turn_view", "video_hashes"]
 
@@ -48,15 +48,21 @@ def _head(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
             return handle.read(HEAD_BYTES)
-    except FileNotFoundError:
+    except OSError:  # gone or unreadable: listed as a picture, never a reason to fail the whole view
         return b""
 
 
-async def video_hashes(pictures: PictureFiles, turns: Iterable[TurnInfo]) -> frozenset[str]:
-    """Which files the turns show are recordings (the page shows them as <video>, pictures as <img>)."""
+async def video_hashes(store: Store, pictures: PictureFiles, turns: Iterable[TurnInfo]) -> frozenset[str]:
+    """Which files the turns show are recordings (the page shows them as <video>, pictures as <img>).
+
+    The types recorded when the files were kept answer in one query, without opening a file; only a file
+    with no row in the store (none should lack one) is told by its first bytes."""
     hashes = {sha for turn in turns for sha in turn.image_hashes}
-    heads = await asyncio.to_thread(lambda: {sha: _head(pictures.path(sha)) for sha in hashes})
-    return frozenset(sha for sha, head in heads.items() if image_type(head) in VIDEO_TYPES)
+    types = await store.mime_types(hashes)
+    if unrecorded := hashes - types.keys():
+        heads = await asyncio.to_thread(lambda: {sha: _head(pictures.path(sha)) for sha in unrecorded})
+        types |= {sha: image_type(head) for sha, head in heads.items()}
+    return frozenset(sha for sha, mime in types.items() if mime in VIDEO_TYPES)
 
 
 def thread_of(session: SessionInfo) -> str:

@@ -74,3 +74,14 @@ async def test_old_deliveries_are_pruned_recent_ones_kept(tmp_path: Path) -> Non
         assert not await store.claim_delivery("slack", "C1/1.0")  # still remembered
         assert await store.prune_deliveries(older_than_s=-1) == 1
         assert await store.claim_delivery("slack", "C1/1.0")
+
+
+async def test_mime_types_are_the_recorded_ones_of_the_hashes_asked_for(tmp_path: Path) -> None:
+    clip, picture, other, unknown = "c" * 64, "p" * 64, "o" * 64, "u" * 64
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as store:
+        assert await store.mime_types([]) == {}
+        await store.record_image(clip, mime_type="video/quicktime", width=96, height=64, size_bytes=10)
+        await store.record_image(picture, mime_type="image/png", width=96, height=64, size_bytes=10)
+        await store.record_image(other, mime_type="video/webm", width=96, height=64, size_bytes=10)
+        await store.record_image(clip, mime_type="image/png", width=1, height=1, size_bytes=1)  # the first record stays
+        assert await store.mime_types({clip, picture, unknown}) == {clip: "video/quicktime", picture: "image/png"}
