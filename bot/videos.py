@@ -31,6 +31,14 @@ __all__ = ["REFUSAL_TEXTS", "check_video", "duration_label", "is_video", "video_
 _MIME = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 
 
+def _mime_type(data: bytes, container: str) -> str:
+    """The type the video is recorded with (`images.mime_type`, `bot.stored_files`): the engine reads MP4
+    and MOV alike, and a QuickTime file says so with its major brand "qt  " after "ftyp"."""
+    if container == "mp4" and data[4:8] == b"ftyp" and data[8:12] == b"qt  ":
+        return "video/quicktime"
+    return _MIME[container]
+
+
 def video_limits(settings: Settings) -> VideoLimits:
     return VideoLimits(
         max_bytes=settings.max_video_bytes,
@@ -74,7 +82,7 @@ async def check_video(data: bytes, limits: VideoLimits, *, name: str | None = No
     except VideoRejected as refused:
         raise PictureRejected(_wording(refused, name, limits)) from None
     info = sampled.info
-    return CheckedPicture(hashlib.sha256(data).hexdigest(), data, _MIME[info.container], info.width, info.height)
+    return CheckedPicture(hashlib.sha256(data).hexdigest(), data, _mime_type(data, info.container), info.width, info.height)
 
 
 def video_seconds(data: bytes) -> float | None:

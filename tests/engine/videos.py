@@ -29,7 +29,7 @@ def frame(index: int, size: tuple[int, int]) -> np.ndarray:
 def clip(
     seconds: float = 2.0, rate: int = 10, size: tuple[int, int] = (96, 64), container: str = "mp4", rotation: int = 0
 ) -> bytes:
-    """An MP4 (MPEG-4 part 2), WebM (VP8) or GIF of `seconds` seconds; `rotation` writes a display
+    """An MP4 or MOV (MPEG-4 part 2), WebM (VP8) or GIF of `seconds` seconds; `rotation` writes a display
     matrix (degrees counter-clockwise, as a phone flags a clip it stored sideways)."""
     frames = [frame(i, size) for i in range(round(seconds * rate))]
     if container == "gif":
@@ -37,7 +37,7 @@ def clip(
         out = io.BytesIO()
         pictures[0].save(out, format="GIF", save_all=True, append_images=pictures[1:], duration=1000 // rate, loop=0)
         return out.getvalue()
-    codec = {"mp4": "mpeg4", "webm": "libvpx"}[container]
+    codec = {"mp4": "mpeg4", "mov": "mpeg4", "webm": "libvpx"}[container]
     out = io.BytesIO()
     with av.open(out, "w", format=container) as muxer:
         stream = muxer.add_stream(codec, rate=rate)
