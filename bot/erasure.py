@@ -216,15 +216,21 @@ class DataRemoval:
         """The pictures' rows as the files users sent, by their recorded mime type (`bot.stored_files`): a
         PDF's page is not counted (its PDF is), the tiles of one long screenshot count as one picture."""
         files: dict[str, str] = {}  # a file sent -> its mime type
+        paged: set[str] = set()  # PDFs with pages among the rows
         for chunk in _chunks(hashes):
             for sha, mime_type in await db.execute(select(ImageRow.sha256, ImageRow.mime_type).where(ImageRow.sha256.in_(chunk))):
                 match made.get(sha):
                     case None:
                         files[sha] = mime_type
-                    case (SourceKind.PDF, _):
-                        continue
+                    case (SourceKind.PDF, whole):
+                        paged.add(whole)
                     case (SourceKind.TILES, whole):
                         files[whole] = mime_type
+        # A PDF sent before PDFs were kept (185e9a5) has no row of its own, only its pages: they stand for it.
+        unkept = paged - files.keys()
+        for chunk in _chunks(unkept):
+            unkept -= set(await db.scalars(select(ImageRow.sha256).where(ImageRow.sha256.in_(chunk))))
+        files.update(dict.fromkeys(unkept, "application/pdf"))
         return FileCounts.of(kind_of(mime_type) for mime_type in files.values())
 
     async def _delete_rows(self, db: AsyncSession, plan: _Plan, sessions: set[str]) -> tuple[int, int]:

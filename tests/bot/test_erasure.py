@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, insert, inspect, select, update
+from sqlalchemy import Integer, String, delete, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -230,6 +230,20 @@ async def test_forget_names_pictures_pdfs_and_recordings_apart(service_factory) 
             "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture."
         )
         assert sorted(set((await mime_types(service)).values())) == ["application/pdf", "image/png"]
+
+
+async def test_forget_counts_a_pdf_sent_before_pdfs_were_kept_by_its_pages(service_factory) -> None:
+    """Turns from before PDFs were kept list a PDF's pages and no row of the PDF: the pages are still one PDF."""
+    pdf = coloured_pdf(2)
+    async with service_factory(max_new_tokens=4) as service:
+        assert isinstance((await ask_with(service, "chat:111", ANN, Attachment(pdf, "old.pdf", "application/pdf")))[-1], Answer)
+        async with service.store.engine.begin() as db:
+            await db.execute(delete(ImageRow).where(ImageRow.sha256 == sha(pdf)))
+        assert len(await mime_types(service)) == 2  # its pages
+        assert await forget(service, "chat:111", ANN, "/forget confirm") == (
+            "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 PDF document."
+        )
+        assert await mime_types(service) == {}
 
 
 def test_forget_wording_leaves_out_kinds_there_are_none_of() -> None:
