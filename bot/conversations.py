@@ -743,7 +743,7 @@ class Conversations:
         if not (plan.turns or plan.sessions or plan.user_rows):
             return _("Nothing of yours is stored from {where}.").format(where=where)
         if not argument:
-            return forget_preview(where, plan.turns, plan.conversations, plan.pictures, plan.kept_pictures, plan.user_rows)
+            return forget_preview(where, plan.turns, plan.conversations, plan.files, plan.files_kept.total, plan.user_rows)
         for inflight in list(self._inflight.values()):
             if inflight.turn_id in plan.turn_ids:  # an answer to a question about to go: stop it
                 self._cancelled_turns.add(inflight.turn_id)
@@ -752,7 +752,7 @@ class Conversations:
         for session_id in removed.touched_sessions:
             await self.engine.release_session(session_id)  # its KV cache holds the erased text
         log.info("%s:%s erased their data with /forget", message.platform, message.user_id)
-        return forget_done(removed.turns, removed.conversations, removed.pictures, removed.user_rows)
+        return forget_done(removed.turns, removed.conversations, removed.files, removed.user_rows)
 
     async def _status(self, message: IncomingMessage) -> str:
         health = self.engine.health()

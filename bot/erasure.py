@@ -7,6 +7,9 @@ for the PDFs pages were read from). Files go after the commit. A crash before th
 nothing; a crash after it leaves picture files that no row and no turn refers to, which the next prune
 sweeps with every other such file older than a day (pictures are written a moment before the turn that
 uses them, so younger ones are left alone).
+
+/forget tells the user what goes as the files they sent (`Removal.files`, `bot.stored_files`): a PDF's
+rendered pages count as the PDF, a long screenshot's tiles as one picture; the row counts are the operator's.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.picture_sources import kept_files
+from bot.picture_sources import SourceKind, kept_files, made_from
 from bot.pictures import PictureFiles
 from bot.schema import FeedbackRow, ImageRow, SessionRow, TurnRow
+from bot.stored_files import FileCounts, kind_of
 
 __all__ = ["GRACE_S", "TURN_CHILDREN", "USER_ROWS", "DataRemoval", "Removal"]
 
@@ -54,6 +58,8 @@ class Removal:
     exports: int = 0
     stray_files: int = 0  # picture files no row and no turn referred to
     user_rows: int = 0  # the user's rows about other things: their votes on other people's answers
+    files: FileCounts = FileCounts()  # the pictures' rows as the files users sent: pictures, PDFs, recordings
+    files_kept: FileCounts = FileCounts()  # the kept pictures' likewise
     touched_sessions: tuple[str, ...] = field(default=(), repr=False)
     turn_ids: frozenset[int] = field(default=frozenset(), repr=False)
 
@@ -74,6 +80,7 @@ class _Plan:
     candidates: set[str]  # pictures of those turns
     referenced: set[str] = field(default_factory=set)  # pictures of the turns that stay
     live: set[str] = field(default_factory=set)  # sessions with turns that stay
+    made: dict[str, tuple[SourceKind, str]] = field(default_factory=dict)  # candidates made from a file sent
 
 
 def _now() -> datetime:
@@ -103,11 +110,13 @@ class DataRemoval:
             owned = await self._owned(db, platform, user_id)
             doomed = {sid for sid in plan.touched | owned if sid not in plan.live}
             pictures, size = await self._picture_rows(db, plan.candidates - plan.referenced)
+            files = await self._files(db, plan.candidates - plan.referenced, plan.made)
+            files_kept = await self._files(db, plan.candidates & plan.referenced, plan.made)
             user_rows = 0
             for table, platform_column, user_column in USER_ROWS:
                 mine = (getattr(table, platform_column) == platform, getattr(table, user_column) == user_id)
                 user_rows += await db.scalar(select(func.count()).select_from(table).where(*mine)) or 0
-        return replace(self._removal(plan, doomed, pictures, size), user_rows=user_rows)
+        return replace(self._removal(plan, doomed, pictures, size), user_rows=user_rows, files=files, files_kept=files_kept)
 
     async def erase_user(self, platform: str, user_id: str) -> Removal:
         """Delete the user's turns on the platform, the answers in them, their pictures unless a kept turn
@@ -117,6 +126,8 @@ class DataRemoval:
             plan = await self._plan(db, TurnRow.user_id == user_id, platform)
             owned = await self._owned(db, platform, user_id)
             doomed = {sid for sid in plan.touched | owned if sid not in plan.live}
+            files = await self._files(db, plan.candidates - plan.referenced, plan.made)
+            files_kept = await self._files(db, plan.candidates & plan.referenced, plan.made)
             pictures, size = await self._delete_rows(db, plan, doomed)
             kept_owned = [sid for sid in owned if sid not in doomed]
             for chunk in _chunks(kept_owned):
@@ -125,7 +136,7 @@ class DataRemoval:
             for table, platform_column, user_column in USER_ROWS:
                 mine = (getattr(table, platform_column) == platform, getattr(table, user_column) == user_id)
                 user_rows += cast(CursorResult[Any], await db.execute(delete(table).where(*mine))).rowcount or 0
-        removal = replace(self._removal(plan, doomed, pictures, size), user_rows=user_rows)
+        removal = replace(self._removal(plan, doomed, pictures, size), user_rows=user_rows, files=files, files_kept=files_kept)
         exports = await asyncio.to_thread(self._remove_files, plan.candidates - plan.referenced, removal.touched_sessions)
         removal = replace(removal, exports=exports)
         log.info("erased %s:%s: %s", platform, user_id, removal.describe())
@@ -177,6 +188,7 @@ class DataRemoval:
                 plan.touched.add(session_id)
                 plan.candidates.update(hashes or ())
                 plan.candidates.update(kept_files(sources))  # the PDFs its pages came from
+                plan.made.update(made_from(sources))
         # Pictures are referenced from a JSON list per turn, which no index reaches: read them all.
         everything = await db.stream(select(*columns))
         async for turn_id, session_id, hashes, sources in everything:
@@ -198,6 +210,28 @@ class DataRemoval:
             for (size_bytes,) in await db.execute(select(ImageRow.size_bytes).where(ImageRow.sha256.in_(chunk))):
                 count, size = count + 1, size + size_bytes
         return count, size
+
+    @staticmethod
+    async def _files(db: AsyncSession, hashes: set[str], made: dict[str, tuple[SourceKind, str]]) -> FileCounts:
+        """The pictures' rows as the files users sent, by their recorded mime type (`bot.stored_files`): a
+        PDF's page is not counted (its PDF is), the tiles of one long screenshot count as one picture."""
+        files: dict[str, str] = {}  # a file sent -> its mime type
+        paged: set[str] = set()  # PDFs with pages among the rows
+        for chunk in _chunks(hashes):
+            for sha, mime_type in await db.execute(select(ImageRow.sha256, ImageRow.mime_type).where(ImageRow.sha256.in_(chunk))):
+                match made.get(sha):
+                    case None:
+                        files[sha] = mime_type
+                    case (SourceKind.PDF, whole):
+                        paged.add(whole)
+                    case (SourceKind.TILES, whole):
+                        files[whole] = mime_type
+        # A PDF sent before PDFs were kept (185e9a5) has no row of its own, only its pages: they stand for it.
+        unkept = paged - files.keys()
+        for chunk in _chunks(unkept):
+            unkept -= set(await db.scalars(select(ImageRow.sha256).where(ImageRow.sha256.in_(chunk))))
+        files.update(dict.fromkeys(unkept, "application/pdf"))
+        return FileCounts.of(kind_of(mime_type) for mime_type in files.values())
 
     async def _delete_rows(self, db: AsyncSession, plan: _Plan, sessions: set[str]) -> tuple[int, int]:
         """Every row of the plan, inside the caller's transaction; the pictures' count and bytes."""

@@ -4,6 +4,10 @@ Counted where the core decides: messages as `Conversations.handle` receives them
 message is turned away (access, by the adapters, is the one the core cannot see), answers and their
 times from each request's final `GenerationStats`. What the database knows (conversations active
 lately, pictures stored) is read when scraped, so every replica reports the shared truth.
+
+The picture store holds pictures, PDFs and videos: `vlmbot_pictures_stored` (and its bytes) stays the
+total of all of them, as dashboards read it, and `vlmbot_files_stored{kind}` splits it by the recorded
+mime type (`bot.stored_files`); a PDF's rendered pages and a long screenshot's tiles are pictures there.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.schema import ImageRow, SessionRow
+from bot.stored_files import FileKind, kind_of
 from bot.votes import Vote, VoteOutcome, VoteResult
 from engine.interface import GenerationStats
 
@@ -54,8 +59,8 @@ class _Snapshot(Collector):
     def __init__(self, in_progress: Callable[[], int]) -> None:
         self._in_progress = in_progress
         self.active = 0
-        self.pictures = 0
-        self.picture_bytes = 0
+        self.files = dict.fromkeys(FileKind, 0)
+        self.file_bytes = dict.fromkeys(FileKind, 0)
         self.up = 0
         self.adapters: dict[str, bool] = {}
 
@@ -69,8 +74,21 @@ class _Snapshot(Collector):
             f"Conversations with a message in the last {int(ACTIVE_WINDOW.total_seconds() // 60)} minutes (all replicas).",
             value=self.active,
         )
-        yield GaugeMetricFamily("vlmbot_pictures_stored", "Pictures stored (all replicas).", value=self.pictures)
-        yield GaugeMetricFamily("vlmbot_picture_bytes_stored", "Bytes of the pictures stored.", value=self.picture_bytes)
+        yield GaugeMetricFamily(
+            "vlmbot_pictures_stored", "Files stored: pictures, PDFs and videos (all replicas; by kind: vlmbot_files_stored).",
+            value=sum(self.files.values()),
+        )
+        yield GaugeMetricFamily(
+            "vlmbot_picture_bytes_stored", "Bytes of the files stored (by kind: vlmbot_file_bytes_stored).",
+            value=sum(self.file_bytes.values()),
+        )
+        files = GaugeMetricFamily("vlmbot_files_stored", "Files stored, by kind: picture, pdf, video (all replicas).", labels=["kind"])
+        sizes = GaugeMetricFamily("vlmbot_file_bytes_stored", "Bytes of the files stored, by kind.", labels=["kind"])
+        for kind in FileKind:
+            files.add_metric([kind.value], self.files[kind])
+            sizes.add_metric([kind.value], self.file_bytes[kind])
+        yield files
+        yield sizes
         yield GaugeMetricFamily("vlmbot_up", "1 while the adapters run and the engine answers (as /health).", value=self.up)
         adapters = GaugeMetricFamily("vlmbot_adapter_running", "1 while the adapter runs.", labels=["adapter"])
         for name, running in sorted(self.adapters.items()):
@@ -154,9 +172,15 @@ class BotMetrics:
         since = datetime.now(UTC) - ACTIVE_WINDOW
         async with database.connect() as db:
             active = await db.scalar(select(func.count()).select_from(SessionRow).where(SessionRow.updated_at >= since))
-            count, size = (await db.execute(select(func.count(), func.coalesce(func.sum(ImageRow.size_bytes), 0)))).one()
+            by_type = await db.execute(
+                select(ImageRow.mime_type, func.count(), func.coalesce(func.sum(ImageRow.size_bytes), 0)).group_by(ImageRow.mime_type)
+            )
+            files, sizes = dict.fromkeys(FileKind, 0), dict.fromkeys(FileKind, 0)
+            for mime_type, count, size in by_type:
+                files[kind_of(mime_type)] += int(count)
+                sizes[kind_of(mime_type)] += int(size)
         self._snapshot.active = int(active or 0)
-        self._snapshot.pictures, self._snapshot.picture_bytes = int(count), int(size)
+        self._snapshot.files, self._snapshot.file_bytes = files, sizes
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,7 +11,7 @@ from enum import StrEnum
 from itertools import count
 from typing import Any, assert_never
 
-__all__ = ["PictureSource", "SourceKind", "kept_files", "picture_names"]
+__all__ = ["PictureSource", "SourceKind", "kept_files", "made_from", "picture_names"]
 
 
 class SourceKind(StrEnum):
@@ -64,6 +64,17 @@ def kept_files(entries: Sequence[dict[str, Any]] | None) -> set[str]:
     """The files a turn's stored `image_sources` keep in the picture store besides its pictures: its PDFs
     (read again when a later question names other pages); a long screenshot is kept as its tiles only."""
     return {str(entry["sha256"]) for entry in entries or () if entry.get("kind") == SourceKind.PDF.value}
+
+
+def made_from(entries: Sequence[dict[str, Any]] | None) -> dict[str, tuple[SourceKind, str]]:
+    """The pictures a turn's stored `image_sources` made from a file the user sent, each by its hash: how
+    (a PDF's page, a long screenshot's tile) and the hash of that file (/forget counts them as the file)."""
+    made: dict[str, tuple[SourceKind, str]] = {}
+    for entry in entries or ():
+        source = PictureSource.from_json(entry)
+        for part in source.parts:
+            made[part] = (source.kind, source.sha256)
+    return made
 
 
 def picture_names(hashes: Sequence[str], sources: Sequence[PictureSource]) -> list[str]:

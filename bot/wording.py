@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from bot.i18n import N_, _, ngettext
+from bot.stored_files import FileCounts
 from engine.interface import EngineHealth
 from engine.quantization import NO_QUANTIZATION
 
@@ -57,6 +58,7 @@ __all__ = [
     "UNNAMED_SCREENSHOT",
     "UNNAMED_VIDEO",
     "file_label",
+    "file_list",
     "not_pictures",
     "over_download_limit",
     "page_list",
@@ -203,32 +205,83 @@ def too_big(size: int, limit: int) -> str:
 # --- /forget and /status ------------------------------------------------------------------------
 
 
-def forget_preview(where: str, turns: int, conversations: int, pictures: int, kept: int, votes: int) -> str:
-    """What /forget confirm would erase of the user's on the platform called `where`."""
-    kept_note = _(" ({count} more stay: messages that are kept use them)").format(count=kept) if kept else ""
+def forget_preview(where: str, turns: int, conversations: int, files: FileCounts, kept: int, votes: int) -> str:
+    """What /forget confirm would erase of the user's on the platform called `where`; `kept`: the files of
+    those messages that stay because messages that are kept use them."""
+    listed = file_list(files)
+    if listed and kept:
+        listed += ngettext(
+            " ({count} more stays: messages that are kept use it)", " ({count} more stay: messages that are kept use them)", kept
+        ).format(count=kept)
+    if not listed:
+        kept_note = ngettext(
+            " ({count} file in them stays: messages that are kept use it)",
+            " ({count} files in them stay: messages that are kept use them)",
+            kept,
+        ).format(count=kept) if kept else ""
+        if votes:
+            text = _(
+                "/forget confirm erases everything of yours from {where}: {turns} message(s) and the answers to them in "
+                "{conversations} conversation(s){kept}, and your {votes} vote(s) on answers. "
+                "Other people's messages stay. This cannot be undone."
+            )
+        else:
+            text = _(
+                "/forget confirm erases everything of yours from {where}: {turns} message(s) and the answers to them in "
+                "{conversations} conversation(s){kept}. Other people's messages stay. This cannot be undone."
+            )
+        return text.format(where=where, turns=turns, conversations=conversations, kept=kept_note, votes=votes)
     if votes:
         text = _(
             "/forget confirm erases everything of yours from {where}: {turns} message(s) and the answers to them in "
-            "{conversations} conversation(s), {pictures} picture(s){kept}, and your {votes} vote(s) on answers. "
+            "{conversations} conversation(s), {files}, and your {votes} vote(s) on answers. "
             "Other people's messages stay. This cannot be undone."
         )
     else:
         text = _(
             "/forget confirm erases everything of yours from {where}: {turns} message(s) and the answers to them in "
-            "{conversations} conversation(s), and {pictures} picture(s){kept}. Other people's messages stay. This cannot be undone."
+            "{conversations} conversation(s), and {files}. Other people's messages stay. This cannot be undone."
         )
-    return text.format(where=where, turns=turns, conversations=conversations, pictures=pictures, kept=kept_note, votes=votes)
+    return text.format(where=where, turns=turns, conversations=conversations, files=listed, votes=votes)
 
 
-def forget_done(turns: int, conversations: int, pictures: int, votes: int) -> str:
-    if votes:
+def forget_done(turns: int, conversations: int, files: FileCounts, votes: int) -> str:
+    listed = file_list(files)
+    if listed and votes:
         text = _(
             "Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s), and "
-            "{pictures} picture(s); and {votes} vote(s) of yours on answers."
+            "{files}; and {votes} vote(s) of yours on answers."
+        )
+    elif listed:
+        text = _("Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s), and {files}.")
+    elif votes:
+        text = _(
+            "Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s), and "
+            "{votes} vote(s) of yours on answers."
         )
     else:
-        text = _("Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s), and {pictures} picture(s).")
-    return text.format(turns=turns, conversations=conversations, pictures=pictures, votes=votes)
+        text = _("Erased {turns} message(s) of yours and the answers to them in {conversations} conversation(s).")
+    return text.format(turns=turns, conversations=conversations, files=listed, votes=votes)
+
+
+def file_list(files: FileCounts) -> str:
+    """"2 pictures, 1 PDF document and 1 recording": the kinds there are, in that order; "" for none."""
+    parts = []
+    if files.pictures:
+        parts.append(ngettext("{count} picture", "{count} pictures", files.pictures).format(count=files.pictures))
+    if files.pdfs:
+        parts.append(ngettext("{count} PDF document", "{count} PDF documents", files.pdfs).format(count=files.pdfs))
+    if files.videos:
+        parts.append(ngettext("{count} recording", "{count} recordings", files.videos).format(count=files.videos))
+    match parts:
+        case []:
+            return ""
+        case [one]:
+            return one
+        case [first, second]:
+            return _("{first} and {second}").format(first=first, second=second)
+        case _:
+            return _("{first}, {second} and {third}").format(first=parts[0], second=parts[1], third=parts[2])
 
 
 def status_text(position: int | None, health: EngineHealth) -> str:

@@ -204,6 +204,7 @@ async def test_a_later_question_reads_the_pages_it_names_from_the_kept_pdf(servi
         pages = [service.conversations.pictures.path(sha) for t in turns for sha in t.image_hashes]
         out = await chat.send("/forget confirm")
         assert not kept.exists() and not any(page.exists() for page in pages)
+        assert "conversation(s), and 1 PDF document." in out  # its 10 pages read are the PDF, not pictures
 
 
 async def test_with_several_pdfs_the_most_recent_one_with_the_pages_is_read(service_factory, tmp_path: Path) -> None:

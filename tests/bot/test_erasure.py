@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, insert, inspect, select, update
+from sqlalchemy import Integer, String, delete, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from adapters.slack.commands import from_text
 from bot.erasure import DataRemoval
+from bot.i18n import speaking
+from bot.language import Language
 from bot.messages import Answer, Attachment, IncomingMessage, Reply, Text
 from bot.picture_sources import SourceKind, kept_files
 from bot.schema import ImageRow, SessionRow, TurnRow
+from bot.stored_files import FileCounts
+from bot.wording import forget_done, forget_preview
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
 from tests.adapters.telegram.harness import (
     ALLOWED_USER,
@@ -34,7 +38,8 @@ from tests.adapters.telegram.harness import (
     settle,
 )
 from tests.conftest import picture_bytes
-from tests.pdfs import coloured_pdf
+from tests.engine.videos import clip
+from tests.pdfs import coloured_pdf, tall_screenshot
 
 VLMBOT = str(Path(sys.executable).with_name("vlmbot"))
 
@@ -123,13 +128,13 @@ async def test_forget_erases_only_the_users_own_data(database_url: str, service_
         [summary] = await say(service, "telegram", "chat:111", ANN, "/forget")
         assert summary == Text(
             "/forget confirm erases everything of yours from Telegram: 4 message(s) and the answers to them in "
-            "2 conversation(s), and 2 picture(s) (1 more stay: messages that are kept use them). "
+            "2 conversation(s), and 2 pictures (1 more stays: messages that are kept use it). "
             "Other people's messages stay. This cannot be undone."
         )
         assert await snapshot(service) == before  # only said what would go
 
         [done] = await say(service, "telegram", "chat:111", ANN, "/forget confirm")
-        assert done == Text("Erased 4 message(s) of yours and the answers to them in 2 conversation(s), and 2 picture(s).")
+        assert done == Text("Erased 4 message(s) of yours and the answers to them in 2 conversation(s), and 2 pictures.")
         after = await snapshot(service)
         assert (("telegram", ANN) not in after.turns) and after.turns[("telegram", BOB)] == before.turns[("telegram", BOB)]
         assert after.turns[("slack", ANN)] == ["On Slack"]  # another platform
@@ -144,6 +149,129 @@ async def test_forget_erases_only_the_users_own_data(database_url: str, service_
         assert await say(service, "telegram", "chat:111", ANN, "/forget") == [Text("Nothing of yours is stored from Telegram.")]
         follow_up = await say(service, "telegram", "chat:-100200", BOB, "Still there?")
         assert isinstance(follow_up[-1], Answer)  # the group's conversation goes on
+
+
+async def ask_with(service: Any, thread: str, user: str, *files: Attachment, language: Language = Language.EN) -> list[Reply]:
+    with speaking(language):
+        message = IncomingMessage("telegram", thread, user, "What do these show?", files, language=language)
+        return [reply async for reply in service.conversations.handle(message)]
+
+
+async def forget(service: Any, thread: str, user: str, text: str, language: Language = Language.EN) -> str:
+    with speaking(language):
+        [reply] = await say(service, "telegram", thread, user, text)
+    assert isinstance(reply, Text)
+    return reply.text
+
+
+async def mime_types(service: Any) -> dict[str, str]:
+    async with service.store.engine.connect() as db:
+        return dict((await db.execute(select(ImageRow.sha256, ImageRow.mime_type))).all())
+
+
+async def test_forget_names_pictures_pdfs_and_recordings_apart(service_factory) -> None:
+    """A kept PDF and a screen recording are not "pictures": /forget says what each file is, in English and
+    in Chinese; a PDF's rendered pages count as the PDF, a long screenshot's tiles as the one picture sent."""
+    ann_pdf, bob_pdf, bob_mov = coloured_pdf(2), coloured_pdf(3, size=(300, 300)), clip(1.0, container="mov")
+    ann = (
+        Attachment(ANN_PRIVATE, "photo.png", "image/png"),
+        Attachment(ann_pdf, "manual.pdf", "application/pdf"),
+        Attachment(clip(1.0), "screen.mp4", "video/mp4"),
+    )
+    bob = (
+        Attachment(BOB_ONLY, "photo.png", "image/png"),
+        Attachment(bob_pdf, "manual.pdf", "application/pdf"),
+        Attachment(bob_mov, "screen.mov", "video/quicktime"),
+    )
+    async with service_factory(max_new_tokens=4, max_tiles=2) as service:
+        assert isinstance((await ask_with(service, "chat:111", ANN, *ann))[-1], Answer)
+        assert isinstance((await ask_with(service, "chat:222", BOB, *bob, language=Language.ZH))[-1], Answer)
+        stored = await mime_types(service)
+        assert stored[sha(ann_pdf)] == stored[sha(bob_pdf)] == "application/pdf"
+        assert stored[sha(ann[2].data)] == "video/mp4" and stored[sha(bob_mov)] == "video/quicktime"
+        assert sorted(stored.values()).count("image/png") == 2 + 2 + 3  # the photos and the PDFs' pages
+
+        english = (
+            "/forget confirm erases everything of yours from Telegram: 1 message(s) and the answers to them in "
+            "1 conversation(s), and 1 picture, 1 PDF document and 1 recording. Other people's messages stay. "
+            "This cannot be undone."
+        )
+        assert await forget(service, "chat:111", ANN, "/forget") == english
+        chinese = (
+            "/forget confirm 会删除你在Telegram的全部内容：1 个对话中的 1 条消息及对它们的回答，"
+            "以及 1 张图片、1 份 PDF 文档和 1 段录屏。其他人的消息会保留。此操作无法撤销。"
+        )
+        assert await forget(service, "chat:222", BOB, "/forget", Language.ZH) == chinese
+        assert await forget(service, "chat:111", ANN, "/forget confirm") == (
+            "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture, 1 PDF document "
+            "and 1 recording."
+        )
+        assert await forget(service, "chat:222", BOB, "/forget confirm", Language.ZH) == (
+            "已删除你在 1 个对话中的 1 条消息及对它们的回答，以及 1 张图片、1 份 PDF 文档和 1 段录屏。"
+        )
+        assert await mime_types(service) == {}
+
+        # Ann sends a long screenshot (cut into 2 tiles) and a PDF Bob sends too: one picture goes, the PDF stays.
+        shared = coloured_pdf(1)
+        screenshot = Attachment(tall_screenshot((200, 1500)), "settings.png", "image/png")
+        assert isinstance((await ask_with(service, "chat:-100200", ANN, screenshot, Attachment(shared, "a.pdf", None)))[-1], Answer)
+        assert isinstance((await ask_with(service, "chat:-100200", BOB, Attachment(shared, "b.pdf", None)))[-1], Answer)
+        assert len(await mime_types(service)) == 2 + 1 + 1  # the tiles, the PDF and its page
+        assert await forget(service, "chat:-100200", ANN, "/forget") == (
+            "/forget confirm erases everything of yours from Telegram: 1 message(s) and the answers to them in "
+            "1 conversation(s), and 1 picture (1 more stays: messages that are kept use it). Other people's messages "
+            "stay. This cannot be undone."
+        )
+        assert await forget(service, "chat:-100200", ANN, "/forget", Language.ZH) == (
+            "/forget confirm 会删除你在Telegram的全部内容：1 个对话中的 1 条消息及对它们的回答，以及 1 张图片"
+            "（另有 1 个文件会保留：仍保留的消息还要用到）。其他人的消息会保留。此操作无法撤销。"
+        )
+        assert await forget(service, "chat:-100200", ANN, "/forget confirm") == (
+            "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture."
+        )
+        assert sorted(set((await mime_types(service)).values())) == ["application/pdf", "image/png"]
+
+
+async def test_forget_counts_a_pdf_sent_before_pdfs_were_kept_by_its_pages(service_factory) -> None:
+    """Turns from before PDFs were kept list a PDF's pages and no row of the PDF: the pages are still one PDF."""
+    pdf = coloured_pdf(2)
+    async with service_factory(max_new_tokens=4) as service:
+        assert isinstance((await ask_with(service, "chat:111", ANN, Attachment(pdf, "old.pdf", "application/pdf")))[-1], Answer)
+        async with service.store.engine.begin() as db:
+            await db.execute(delete(ImageRow).where(ImageRow.sha256 == sha(pdf)))
+        assert len(await mime_types(service)) == 2  # its pages
+        assert await forget(service, "chat:111", ANN, "/forget confirm") == (
+            "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 PDF document."
+        )
+        assert await mime_types(service) == {}
+
+
+def test_forget_wording_leaves_out_kinds_there_are_none_of() -> None:
+    """No file goes: the sentence names none, and says the files that stay as theirs; votes, plurals and the
+    PDF-only case in both languages."""
+    kept_only = forget_preview("Slack", 2, 1, FileCounts(), 3, 0)
+    assert kept_only == (
+        "/forget confirm erases everything of yours from Slack: 2 message(s) and the answers to them in 1 conversation(s) "
+        "(3 files in them stay: messages that are kept use them). Other people's messages stay. This cannot be undone."
+    )
+    assert forget_preview("Slack", 1, 1, FileCounts(pdfs=2), 1, 4).startswith(
+        "/forget confirm erases everything of yours from Slack: 1 message(s) and the answers to them in 1 conversation(s), "
+        "2 PDF documents (1 more stays: messages that are kept use it), and your 4 vote(s) on answers."
+    )
+    assert forget_done(1, 1, FileCounts(pictures=3, videos=2), 0) == (
+        "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 3 pictures and 2 recordings."
+    )
+    assert forget_done(1, 1, FileCounts(), 2) == (
+        "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 2 vote(s) of yours on answers."
+    )
+    with speaking(Language.ZH):
+        assert forget_preview("Slack", 2, 1, FileCounts(), 1, 0) == (
+            "/forget confirm 会删除你在Slack的全部内容：1 个对话中的 2 条消息及对它们的回答（其中的 1 个文件会保留：仍保留的消息还要用到）。"
+            "其他人的消息会保留。此操作无法撤销。"
+        )
+        assert forget_done(1, 1, FileCounts(pdfs=1, videos=2), 0) == (
+            "已删除你在 1 个对话中的 1 条消息及对它们的回答，以及 1 份 PDF 文档和 2 段录屏。"
+        )
 
 
 async def test_forget_stops_an_answer_to_an_erased_question(service_factory) -> None:
@@ -305,7 +433,7 @@ async def test_forget_through_telegram_and_slack_wording(service_factory) -> Non
             await settle(telegram, adapter)
         texts = telegram.texts(ALLOWED_USER)
         assert texts[-2].startswith("/forget confirm erases everything of yours from Telegram: 1 message(s)")
-        assert texts[-1] == "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture(s)."
+        assert texts[-1] == "Erased 1 message(s) of yours and the answers to them in 1 conversation(s), and 1 picture."
         assert [s.thread_key for s in await service.store.list_sessions(platform="telegram")] == [f"chat:{GROUP}"]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.messages import Answer, IncomingMessage, Text
+from bot.messages import Answer, Attachment, IncomingMessage, Text
 from bot.monitoring import Monitoring, engine_probe
 from tests.adapters.telegram.botapi_standin import BotApiStandIn
 from tests.adapters.telegram.harness import (
@@ -25,6 +25,8 @@ from tests.adapters.telegram.harness import (
     settle,
 )
 from tests.engine.test_local_engine import slow_hook
+from tests.engine.videos import clip
+from tests.pdfs import coloured_pdf
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -102,8 +104,30 @@ async def test_messages_refusals_and_answers_through_telegram(service_factory) -
     assert value(samples, "vlmbot_active_conversations") == 1
     assert value(samples, "vlmbot_pictures_stored") == 1
     assert value(samples, "vlmbot_picture_bytes_stored") == len(picture)
+    assert value(samples, "vlmbot_files_stored", kind="picture") == 1
+    assert value(samples, "vlmbot_files_stored", kind="pdf") == value(samples, "vlmbot_files_stored", kind="video") == 0
     assert value(samples, "vlmbot_answers_in_progress") == 0
     assert value(samples, "vlmbot_up") == 1 and value(samples, "vlmbot_adapter_running", adapter="telegram") == 1
+
+
+async def test_stored_files_by_kind_sum_to_the_pictures_stored(service_factory) -> None:
+    """A PDF and a screen recording are counted apart from the pictures (by their recorded mime type); the
+    old total keeps counting every file, as dashboards read it."""
+    photo, pdf, recording = png(), coloured_pdf(2), clip(1.0)
+    files = (Attachment(photo, "p.png", "image/png"), Attachment(pdf, "m.pdf", "application/pdf"), Attachment(recording, "s.mp4", "video/mp4"))
+    async with service_factory(max_new_tokens=4) as service, monitoring_of(service) as monitoring:
+        message = IncomingMessage("slack", "C1/1.0", "U1", "What do these show?", files)
+        assert isinstance([reply async for reply in service.conversations.handle(message)][-1], Answer)
+        samples = await scrape(monitoring)
+        pages = value(samples, "vlmbot_files_stored", kind="picture") - 1
+    assert pages == 2  # a PDF's rendered pages are pictures in the store
+    assert value(samples, "vlmbot_files_stored", kind="pdf") == 1
+    assert value(samples, "vlmbot_files_stored", kind="video") == 1
+    assert value(samples, "vlmbot_pictures_stored") == 1 + 2 + 1 + 1
+    assert value(samples, "vlmbot_file_bytes_stored", kind="pdf") == len(pdf)
+    assert value(samples, "vlmbot_file_bytes_stored", kind="video") == len(recording)
+    total = sum(value(samples, "vlmbot_file_bytes_stored", kind=kind) for kind in ("picture", "pdf", "video"))
+    assert value(samples, "vlmbot_picture_bytes_stored") == total > len(photo) + len(pdf) + len(recording)
 
 
 async def test_busy_and_answers_in_progress(service_factory) -> None:
