@@ -124,7 +124,6 @@ async def test_a_clip_and_a_long_pdf_are_answered_within_the_context(service_fac
         assert "'manual.pdf' has 12 pages; I read pages 1-2." in out.split("bot> ")[0]  # said before the answer
         assert "bot> " in out and "error" not in out.lower()
         prefill = chat.calls[-1]["input_ids"].shape[1]
-        print("prefill tokens:", prefill)
         assert 8 * 1000 + 2 * 1000 < prefill <= context  # the clip and two pages, within the context
         assert video_in_last_prompt(chat)[0] == 8 and chat.images_in_last_prompt() == 2
         chat = Chat(service, tmp_path, thread="two clips")
