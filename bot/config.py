@@ -245,11 +245,18 @@ class Settings(BaseSettings):
         "Visual tokens one video may cost (at most half of VLMBOT_CONTEXT_TOKENS): the frames are sized to fit.",
         ge=16,
     )
+    video_timeout_s: float = _env(
+        "VLMBOT_VIDEO_TIMEOUT",
+        20.0,
+        "Seconds a video may take to decode (its first frame for counting, its sampled frames for reading); "
+        "a slower one is left out with a reply.",
+        gt=0,
+    )
     max_pdf_pages: int = _env(
         "VLMBOT_MAX_PDF_PAGES",
         8,
         "Pages of a PDF read as pictures (the first ones, or those the question names: \"pages 3-5\"); "
-        "the PDFs and long screenshots of one message share the larger of this and VLMBOT_MAX_TILES.",
+        "the PDFs, long screenshots and videos of one message share the larger of this and VLMBOT_MAX_TILES.",
         ge=1,
     )
     max_tiles: int = _env(

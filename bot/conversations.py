@@ -105,6 +105,7 @@ class ConversationLimits:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
+    video_tokens: int = 2560  # the visual tokens one video costs at most (the engine's `VideoBudget.max_tokens`)
     max_pdf_pages: int = 8
     max_tiles: int = 10
     pdf_timeout_s: float = 30.0
@@ -151,7 +152,7 @@ class Conversations:
         self._inputs = PictureInputs(
             InputLimits(
                 limits.max_image_bytes, limits.max_image_source_pixels, limits.max_pixels, limits.max_pdf_pages,
-                limits.max_tiles, limits.video,
+                limits.max_tiles, limits.video, limits.video_tokens,
             ),
             PdfRenderer(max_pixels=limits.max_pixels, timeout_s=limits.pdf_timeout_s),
         )

@@ -4,8 +4,12 @@ tiles, a screen recording's frames (checked here, sampled by the engine).
 Every file is checked like any picture (`bot.pictures`); a PDF is rendered page by page
 (`bot.pdf_pages`) at the engine's pixel budget, the pages the question names ("pages 3-5") or the
 first ones; a long screenshot is cut into tiles and a thin strip padded (`bot.tiles`). A picture that
-fails its check refuses the whole message, as before; a PDF that cannot be read is left out with one
-line saying why, and the rest of the message goes on.
+fails its check refuses the whole message, as before; a PDF or a video that cannot be read is left out
+with one line saying why, and the rest of the message goes on.
+
+One message's files share one budget of pictures (`_Budget`), so that what fits the context alone fits
+beside the others: its photos count one each, its videos what their frames may cost
+(`bot.videos.video_pictures`) and come off first, and its PDFs and long screenshots share what is left.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bot.pdf_pages import PdfProblem, PdfRenderer, PdfUnreadable, RenderedPdf, i
 from bot.picture_sources import PictureSource, SourceKind
 from bot.pictures import CheckedPicture, PictureRejected, check_picture
 from bot.tiles import STRIP_ASPECT, TilePlan, cut, plan_tiles
-from bot.videos import check_video, is_video
+from bot.videos import check_video, is_video, video_pictures
 from bot.wording import (
     PDF_ABSURD_PAGES,
     PDF_DAMAGED,
@@ -36,6 +40,7 @@ from bot.wording import (
     PDF_TOO_SLOW,
     UNNAMED_PDF,
     UNNAMED_SCREENSHOT,
+    VIDEO_LEFT_OUT,
     file_label,
     pdf_no_such_page,
     pdf_over_limit,
@@ -43,6 +48,7 @@ from bot.wording import (
     pdf_pages_read,
     pdf_problem,
     screenshot_too_long,
+    video_refused,
 )
 from engine.pictures import ALLOWED_FORMATS, decode_slot
 from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
@@ -58,6 +64,7 @@ class InputLimits:
     max_pdf_pages: int
     max_tiles: int
     video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
+    video_tokens: int = 2560  # the visual tokens one video costs at most (`bot.videos.video_budget`)
 
 
 @dataclass(frozen=True)
@@ -91,15 +98,24 @@ class PictureInputs:
         """Raises PictureRejected for a picture that cannot be read (the whole message is refused).
 
         `tiles=False` keeps every picture whole, as the engine's limits allow (for /find, whose boxes
-        are drawn on the picture as sent). The PDFs and long screenshots of one message share one budget
-        of pictures (`_Budget`), so that two of them fit the context as one does."""
+        are drawn on the picture as sent). The message's files share one budget of pictures (`_Budget`), so
+        that a video and two PDFs fit the context as one PDF does."""
         kinds: list[_Kind] = []
         checked: dict[int, CheckedPicture] = {}
-        for index, attachment in enumerate(attachments):  # every picture checked before any PDF is rendered
+        videos: dict[int, Prepared] = {}
+        costs: dict[int, int] = {}  # pictures each readable video may cost
+        for index, attachment in enumerate(attachments):  # every picture and video checked before any PDF is rendered
             if is_pdf(attachment.data, attachment.mime_type, attachment.filename):
                 kinds.append("pdf")
-            elif is_video(attachment.data):
+            elif is_video(attachment.data):  # a screen recording or an animated GIF
                 kinds.append("video")
+                try:
+                    video = await check_video(attachment.data, self._limits.video, name=attachment.filename)
+                except PictureRejected as refused:  # left out with its line; the rest of the message goes on
+                    videos[index] = Prepared((), (), problems=(refused.user_message,))
+                else:
+                    videos[index] = Prepared((video.picture,), ())
+                    costs[index] = video_pictures(video.frames, self._limits.video_tokens, self._limits.max_pixels)
             elif not tiles:
                 kinds.append("whole")
             else:
@@ -108,6 +124,9 @@ class PictureInputs:
                 )
                 kinds.append("tiles" if self._plan(picture, self._limits.max_tiles) is not None else "picture")
         budget = _Budget.of(kinds, max(self._limits.max_pdf_pages, self._limits.max_tiles))
+        for index, cost in costs.items():  # the videos first: the PDFs and long screenshots get what is left
+            if not budget.take_video(cost):
+                videos[index] = Prepared((), (), notes=(video_refused(VIDEO_LEFT_OUT, attachments[index].filename),))
         pictures: list[CheckedPicture] = []
         sources: list[PictureSource] = []
         notes: list[str] = []
@@ -117,9 +136,8 @@ class PictureInputs:
             match kind:
                 case "pdf":
                     outcome = await self._pdf(attachment, text, min(self._limits.max_pdf_pages, budget.share()))
-                case "video":  # a screen recording or an animated GIF, read whole
-                    video = await check_video(attachment.data, self._limits.video, name=attachment.filename)
-                    outcome = Prepared((video,), ())
+                case "video":  # read whole, checked above
+                    outcome = videos[index]
                 case "whole":
                     outcome = await self._whole(attachment)
                 case "tiles" | "picture":
@@ -248,18 +266,29 @@ _SHARING: tuple[_Kind, ...] = ("pdf", "tiles")  # the files read as several pict
 
 @dataclass
 class _Budget:
-    """Pictures the PDFs and long screenshots of one message may still become: the larger of
-    `max_pdf_pages` and `max_tiles` (what one such file may take alone, so one fits the context),
-    less the message's other pictures; each file gets an even share of what is left when its turn
-    comes, so a short PDF leaves its unused share to the files after it."""
+    """Pictures the files of one message may still become: the larger of `max_pdf_pages` and `max_tiles`
+    (what one PDF or long screenshot may take alone, so one fits the context), less one per photo and
+    what each video may cost (`take_video`, before any PDF is read); each PDF and long screenshot gets an
+    even share of what is left when its turn comes (one page at least), so a short PDF leaves its unused
+    share to the files after it."""
 
     left: int
     files: int  # sharing files not read yet
+    videos: int = 0  # videos taken
 
     @classmethod
     def of(cls, kinds: Sequence[_Kind], pictures: int) -> _Budget:
-        files = sum(kind in _SHARING for kind in kinds)
-        return cls(max(files, pictures - (len(kinds) - files)), files)
+        return cls(pictures - sum(kind in ("whole", "picture") for kind in kinds), sum(kind in _SHARING for kind in kinds))
+
+    def take_video(self, cost: int) -> bool:
+        """Whether a video that may cost `cost` pictures is read. The first always is (one video fits the
+        context beside a PDF's first page: `bot.videos.video_budget` gives it half the context at most); a
+        later one only when the videos still leave each PDF and long screenshot one picture."""
+        if self.videos and cost > self.left - self.files:
+            return False
+        self.left -= cost
+        self.videos += 1
+        return True
 
     def share(self) -> int:
         return max(1, self.left // max(1, self.files))

@@ -124,6 +124,7 @@ def conversation_limits(settings: Settings) -> ConversationLimits:
         max_pixels=settings.max_pixels,
         context_tokens=settings.context_tokens,
         video=video_limits(settings),
+        video_tokens=video_budget(settings).max_tokens,
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.pictures import CheckedPicture, PictureRejected
@@ -24,9 +26,28 @@ from bot.wording import (
     VIDEO_TOO_SLOW,
     video_refused,
 )
-from engine.videos import VideoBudget, VideoLimits, VideoProblem, VideoRejected, is_video, probe_video, sample_video
+from engine.arch import ARCHS
+from engine.videos import (
+    VideoBudget,
+    VideoLimits,
+    VideoProblem,
+    VideoRejected,
+    is_video,
+    probe_video,
+    sample_video,
+)
 
-__all__ = ["REFUSAL_TEXTS", "check_video", "duration_label", "is_video", "video_budget", "video_limits", "video_seconds"]
+__all__ = [
+    "REFUSAL_TEXTS",
+    "CheckedVideo",
+    "check_video",
+    "duration_label",
+    "is_video",
+    "video_budget",
+    "video_limits",
+    "video_pictures",
+    "video_seconds",
+]
 
 _MIME = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 
@@ -44,6 +65,7 @@ def video_limits(settings: Settings) -> VideoLimits:
         max_bytes=settings.max_video_bytes,
         max_seconds=settings.max_video_seconds,
         max_frames=settings.video_max_frames,
+        timeout_s=settings.video_timeout_s,
     )
 
 
@@ -73,7 +95,14 @@ def _wording(refused: VideoRejected, name: str | None, limits: VideoLimits) -> s
     return video_refused(REFUSAL_TEXTS[refused.problem], name, limit)
 
 
-async def check_video(data: bytes, limits: VideoLimits, *, name: str | None = None) -> CheckedPicture:
+@dataclass(frozen=True)
+class CheckedVideo:
+    picture: CheckedPicture  # kept and stored like a picture
+    seconds: float  # its length, as sampled
+    frames: int  # frames the model will see
+
+
+async def check_video(data: bytes, limits: VideoLimits, *, name: str | None = None) -> CheckedVideo:
     """Decode the frames the model will see (in a worker thread) to prove the video is usable.
 
     Raises `bot.pictures.PictureRejected` with one line for the user, like a refused picture."""
@@ -82,7 +111,22 @@ async def check_video(data: bytes, limits: VideoLimits, *, name: str | None = No
     except VideoRejected as refused:
         raise PictureRejected(_wording(refused, name, limits)) from None
     info = sampled.info
-    return CheckedPicture(hashlib.sha256(data).hexdigest(), data, _mime_type(data, info.container), info.width, info.height)
+    picture = CheckedPicture(hashlib.sha256(data).hexdigest(), data, _mime_type(data, info.container), info.width, info.height)
+    return CheckedVideo(picture, info.duration_s, len(sampled.frames))
+
+
+# Visual tokens per picture side of the architecture whose pictures cost the fewest tokens (Qwen3-VL's 32 px):
+# a video's cost counted in such pictures is never less than on the model actually served.
+_LARGEST_FACTOR = max(arch.patch_factor for arch in ARCHS.values())
+
+
+def video_pictures(frames: int, max_tokens: int, max_pixels: int) -> int:
+    """The pictures (of `max_pixels` each) a video of `frames` sampled frames may cost at most, in a message's
+    pictures budget (`bot.picture_inputs`): the towers read frames in pairs and a pair is sized like one picture
+    at most, and the whole video costs at most `max_tokens` (`engine.video_prompt`)."""
+    pairs = math.ceil(frames / 2)
+    picture_tokens = max(1, max_pixels // (_LARGEST_FACTOR * _LARGEST_FACTOR))
+    return max(1, min(pairs, math.ceil(max_tokens / picture_tokens)))
 
 
 def video_seconds(data: bytes) -> float | None:

@@ -112,6 +112,11 @@ VIDEO_TOO_MANY_PIXELS = N_("{label} is too large a video to read; please record 
 VIDEO_NO_PICTURE = N_("{label} has sound but no picture; please send a screen recording or a screenshot.")
 VIDEO_DAMAGED = N_("{label} is not a video I can read or is damaged; please send an MP4, MOV, WebM or GIF.")
 VIDEO_TOO_SLOW = N_("{label} took too long to read; please send a shorter or smaller clip.")
+# A video beside others that already fill the message's pictures budget (`bot.picture_inputs`).
+VIDEO_LEFT_OUT = N_(
+    "{label} was left out: with the other files of this message it is more than I can read at once; "
+    "please send it in a message of its own."
+)
 # The web chat holds a video to the pictures' size limit (adapters/web/uploads.py keeps one ceiling per request).
 VIDEO_OVER_WEB_LIMIT = N_("{label} is over the {limit} limit for files on the web chat; please send a shorter clip.")
 DOWNLOAD_FAILED = N_("I couldn't download {name}; please send it again.")

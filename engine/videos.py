@@ -10,9 +10,11 @@ the Qwen vision towers read frames in pairs), each the decoded frame nearest its
 to at most `keep_pixels` as soon as it is picked: a 60-second 4K clip never holds more than
 `max_frames` small pictures. A phone clip stored sideways with a rotation flag (the display matrix,
 which FFmpeg attaches to every decoded frame) is turned upright, and `VideoInfo` gives its upright
-size. Decoding is bounded: at most `max_seconds x 240` frames are decoded and a decode that runs
-past `timeout_s` stops (a hostile file cannot hold a worker thread), on one codec thread,
-under the process's cap on concurrent decodes (`engine.pictures.decode_slot`).
+size. Decoding is bounded: at most `max_seconds x 240` frames are decoded, packet by packet, and a
+decode that runs past `timeout_s` stops before its next packet (`_frames`: a hostile file, even one
+whose first frame takes many packets or a slow one, cannot hold a worker thread), on one codec
+thread, under the process's cap on concurrent decodes (`engine.pictures.decode_slot`). The first
+frame decoded for a prompt's count (`probe_video(upright=True)`) is under the same limit.
 
 Every refusal is a `VideoRejected` with a closed `VideoProblem`; its `message` is one sentence for
 an API client. Torch-free: the bot and the API server import it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -219,10 +222,26 @@ def _upright(width: int, height: int, turns: int) -> tuple[int, int]:
     return (height, width) if turns % 2 else (width, height)
 
 
+def _decode_packet(packet: av.Packet) -> list[av.VideoFrame]:
+    """The frames one packet gives (the last, empty packet `demux` yields flushes the decoder)."""
+    return packet.decode()  # type: ignore[return-value]  # a video stream's packets give video frames
+
+
+def _frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream, began: float, timeout_s: float) -> Iterator[av.VideoFrame]:
+    """The stream's frames, as `container.decode` gives them, but decoded one packet at a time with the clock
+    read before each: past `timeout_s` from `began` it raises TOO_SLOW. (`container.decode` loops over the
+    packets inside PyAV: a file whose first frame needs thousands of packets would never come back to us.)"""
+    for packet in container.demux(stream):
+        if time.monotonic() - began > timeout_s:
+            raise VideoRejected(VideoProblem.TOO_SLOW, "The video took too long to decode.")
+        yield from _decode_packet(packet)
+
+
 def probe_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS, *, upright: bool = False) -> VideoInfo:
     """The container's facts: cheap, for a prompt's label. The header alone gives the stored size; with
-    `upright` the first frame is decoded for its rotation flag, so the size is the one `sample_video`
-    gives (a prompt counted from it matches the frames). Raises `VideoRejected`."""
+    `upright` the first frame is decoded for its rotation flag (within `limits.timeout_s`), so the size is
+    the one `sample_video` gives (a prompt counted from it matches the frames). Raises `VideoRejected`."""
+    began = time.monotonic()
     container, kind = _open(data, limits)
     with container:
         stream, duration = _video_stream(container, limits)
@@ -231,7 +250,9 @@ def probe_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS, *, upri
             with decode_slot():
                 stream.codec_context.thread_count = 1
                 try:
-                    first = next(container.decode(stream), None)
+                    first = next(_frames(container, stream, began, limits.timeout_s), None)
+                except VideoRejected:
+                    raise
                 except (MemoryError, RecursionError):
                     raise
                 except Exception as exc:  # FFmpeg reports damage as InvalidDataError, EOFError, ValueError...
@@ -292,14 +313,12 @@ def sample_video(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Sam
             return targets[index] if targets is not None else index * step
 
         try:
-            for frame in container.decode(stream):
+            for frame in _frames(container, stream, began, limits.timeout_s):
                 decoded += 1
                 if decoded == 1:
                     turns = _quarter_turns(frame)
                 if decoded > budget:
                     raise VideoRejected(VideoProblem.TOO_LONG, "The video has more frames than a clip that long can have.")
-                if time.monotonic() - began > limits.timeout_s:
-                    raise VideoRejected(VideoProblem.TOO_SLOW, "The video took too long to decode.")
                 ft = float(frame.time) if frame.time is not None else (decoded - 1) / rate
                 last_time = max(last_time, ft)
                 if ft > limits.max_seconds + 0.5:

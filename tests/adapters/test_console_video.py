@@ -105,3 +105,49 @@ async def test_find_on_a_video_is_refused_before_the_model_is_asked(service_fact
         assert FIND_NEEDS_A_PICTURE in out and len(chat.calls) == asked
         out = await chat.send(f"/image {red}", "/find the button")  # a picture: marked as before
         assert FIND_NEEDS_A_PICTURE not in out and len(chat.calls) == asked + 1 and "error" not in out
+
+
+async def test_a_clip_and_a_long_pdf_are_answered_within_the_context(service_factory, tmp_path: Path) -> None:
+    from engine.arch import DEFAULT_MAX_PIXELS
+    from tests.pdfs import coloured_pdf
+
+    recording, manual = tmp_path / "recording.mp4", tmp_path / "manual.pdf"
+    recording.write_bytes(clip(seconds=8.0, rate=2, size=(1280, 720)))  # 16 frames: 8 pairs of about 1,000 tokens
+    manual.write_bytes(coloured_pdf(12))
+    # The default context and pictures; a video may cost 8,192 tokens (half the context). Read beside it as
+    # before (8 pages of about 1,300 tokens), the PDF would take the prompt to about 18,700 tokens.
+    async with service_factory(max_pixels=DEFAULT_MAX_PIXELS, video_max_tokens=8192) as service:
+        context = service.settings.context_tokens
+        assert context == 16384
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {recording}", f"/image {manual}", "Does the clip match the manual?")
+        assert "'manual.pdf' has 12 pages; I read pages 1-2." in out.split("bot> ")[0]  # said before the answer
+        assert "bot> " in out and "error" not in out.lower()
+        prefill = chat.calls[-1]["input_ids"].shape[1]
+        assert 8 * 1000 + 2 * 1000 < prefill <= context  # the clip and two pages, within the context
+        assert video_in_last_prompt(chat)[0] == 8 and chat.images_in_last_prompt() == 2
+        chat = Chat(service, tmp_path, thread="two clips")
+        out = await chat.send(f"/image {recording}", f"/image {recording}", f"/image {manual}", "Compare them")
+        assert "'recording.mp4' was left out: with the other files of this message" in out
+        assert "bot> " in out and chat.calls[-1]["input_ids"].shape[1] <= context
+        assert video_in_last_prompt(chat)[0] == 8 and chat.images_in_last_prompt() == 2  # one clip and two pages, as above
+
+
+async def test_a_clip_whose_first_frame_is_slow_is_refused_in_time_and_the_rest_answered(
+    service_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.wording import VIDEO_TOO_SLOW
+    from tests.engine.videos import packet_count, slow_first_frame
+
+    hostile = clip(seconds=20.0, rate=10)  # 200 packets of 50 ms each, against a limit of 0.5 s
+    (tmp_path / "hostile.mp4").write_bytes(hostile)
+    red = write_picture(tmp_path, "red.png", (220, 0, 0))
+    decoded = slow_first_frame(monkeypatch)
+    async with service_factory(video_timeout_s=0.5) as service:
+        chat = Chat(service, tmp_path)
+        out = await chat.send(f"/image {tmp_path / 'hostile.mp4'}", f"/image {red}", "What colour is the picture?")
+        assert video_refused(VIDEO_TOO_SLOW, "hostile.mp4") in out.split("bot> ")[0]
+        assert 0 < len(decoded) < packet_count(hostile) // 2  # stopped long before the stream's end
+        assert "bot> " in out and chat.images_in_last_prompt() == 1 and chat.calls[-1].get("video_grid_thw") is None
+        turns = await session_turns(service)
+        assert [t.status for t in turns] == ["done"] and len(turns[0].image_hashes) == 1

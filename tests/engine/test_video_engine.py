@@ -15,7 +15,7 @@ from engine.interface import EngineRejected, PromptTurn
 from engine.local import LocalEngine, LocalEngineOptions
 from engine.videos import VideoBudget, VideoLimits
 from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
-from tests.engine.videos import clip, prompt_video, sound_only
+from tests.engine.videos import clip, packet_count, prompt_video, slow_first_frame, sound_only
 
 SMALL = 64 * 28 * 28
 VIDEO = VideoBudget(VideoLimits(max_seconds=10), max_tokens=96)
@@ -138,3 +138,21 @@ async def test_a_phone_clip_with_a_rotation_flag_is_read_upright(engine: LocalEn
     await turn(engine, "r1", "s", [SYSTEM, PromptTurn("user", "What is on screen?", videos=(video,))])
     grids = recorder(engine).prefill["r1"]["video_grid_thw"]
     assert int(grids[0, 1]) > int(grids[0, 2])  # more rows than columns of patches: portrait
+
+
+async def test_counting_a_clip_whose_first_frame_is_slow_is_refused_in_time(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count decodes a clip's first frame for its rotation flag: under the video's time limit, so a hostile
+    clip neither holds the counting thread nor its lock (the next count goes through)."""
+    video = VideoBudget(VideoLimits(max_seconds=30, timeout_s=0.3), max_tokens=96)
+    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, video=video))
+    await eng.start()
+    try:
+        hostile = clip(seconds=20.0, rate=10)  # 200 packets of 50 ms each
+        decoded = slow_first_frame(monkeypatch)
+        with pytest.raises(EngineRejected) as caught:
+            await eng.count_prompt_tokens([SYSTEM, PromptTurn("user", "What happens?", videos=(prompt_video(hostile),))])
+        assert caught.value.code == "invalid_video" and caught.value.user_message == "The video took too long to decode."
+        assert 0 < len(decoded) < packet_count(hostile) // 2  # stopped long before the stream's end
+        assert await eng.count_prompt_tokens([SYSTEM, PromptTurn("user", "And this?", (noisy_picture((64, 64), 1),))]) > 0
+    finally:
+        await eng.close()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from engine.videos import VideoLimits, VideoProblem, VideoRejected, container_of, frame_count, is_video, probe_video, sample_video
-from tests.engine.videos import clip, sound_only
+from tests.engine.videos import clip, packet_count, slow_first_frame, sound_only
 
 
 @pytest.mark.parametrize("container", ["mp4", "webm", "gif"])
@@ -83,3 +83,18 @@ def test_an_avif_or_heic_photo_is_a_picture_not_a_video() -> None:
             probe_video(data)
         assert caught.value.problem is VideoProblem.DAMAGED
     assert container_of(clip(seconds=1.0)) == "mp4"
+
+
+def test_a_first_frame_slow_to_come_is_refused_in_time_when_probed_and_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = clip(seconds=20.0, rate=10)  # 200 packets: 10 s of slow decoding, against a limit of 0.3 s
+    total = packet_count(data)
+    assert probe_video(data, upright=True).width == 96  # the real decoder: a first frame, at once
+    decoded = slow_first_frame(monkeypatch)
+    limits = VideoLimits(timeout_s=0.3)
+    assert probe_video(data, limits).duration_s == 20.0 and not decoded  # the header alone decodes nothing
+    for read in (lambda: probe_video(data, limits, upright=True), lambda: sample_video(data, limits)):
+        decoded.clear()
+        with pytest.raises(VideoRejected) as caught:
+            read()
+        assert caught.value.problem is VideoProblem.TOO_SLOW
+        assert 0 < len(decoded) < total // 2  # stopped between packets, long before the first frame

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
+from typing import Any
 
 import av
 import numpy as np
@@ -65,3 +67,26 @@ def sound_only(seconds: float = 1.0) -> bytes:
 
 def prompt_video(data: bytes) -> PromptVideo:
     return PromptVideo(hashlib.sha256(data).hexdigest(), data)
+
+
+def slow_first_frame(monkeypatch: Any, delay_s: float = 0.05) -> list[int]:
+    """Replays a hostile clip whose first frame is slow to come: from now on every packet of every video takes
+    `delay_s` to decode and gives no frame (as a stream of undecodable packets before its first picture does).
+    Returns the list that grows by one per packet decoded, to show the decode stopped early."""
+    import engine.videos
+
+    decoded: list[int] = []
+
+    def slow(packet: Any) -> list[Any]:
+        decoded.append(packet.size)
+        time.sleep(delay_s)
+        return []
+
+    monkeypatch.setattr(engine.videos, "_decode_packet", slow)
+    return decoded
+
+
+def packet_count(data: bytes) -> int:
+    """Packets of the clip's video stream (the flushing one included), as `engine.videos` decodes them."""
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.demux(container.streams.video[0]))
