@@ -71,3 +71,21 @@ async def test_the_notes_of_pictures_kept_for_the_next_question_come_back_too(se
             status, view = await browser.get(f"/api/threads/{thread}")
             [turn] = view["turns"]
             assert turn["status"] == "attached" and turn["notices"] == notices
+
+
+async def test_a_notice_said_after_the_answer_is_kept_too(service_factory: Any, browsers: Any) -> None:
+    """/table on an answer with no table: the core says so after the answer (the preset's presenter)."""
+    from tests.hooks import forced_answer
+
+    async with service_factory(max_new_tokens=64) as service, running_web(service) as adapter:
+        service.engine.generate_hook = forced_answer(service, "There is no table here.")
+        thread = new_thread()
+        async with browsers(adapter.url) as browser:
+            status, events = await browser.ask(thread, "/table", files=[("red.png", picture_bytes(), "image/png")])
+            assert status == 200 and isinstance(events, list)
+            names = [event for event, _data in events]
+            assert names.index("notice") > names.index("answer"), names
+            status, view = await browser.get(f"/api/threads/{thread}")
+            [turn] = view["turns"]
+            assert turn["status"] == "done" and turn["notices"] == of(events, "notice")
+            assert turn["notices"] == ["No table was found in the answer, so there is no CSV file."]
