@@ -44,6 +44,7 @@ from bot.prompt import (
     reading_status,
 )
 from bot.store import SessionInfo, Store, TurnInfo, TurnStats
+from bot.turn_notes import NoteKind, TurnNote
 from bot.videos import is_video
 from bot.votes import Vote, VoteResult
 from bot.wording import (
@@ -238,6 +239,7 @@ class Conversations:
             yield reply
         if isinstance(prepared, str) or (message.attachments and not prepared.pictures):
             return
+        notes = _noted(prepared)
         text = message.text.strip()
         if text and not message.attachments and (wanted := requested_pages(text)):
             earlier = await self._earlier_pages(message, wanted)
@@ -247,6 +249,7 @@ class Conversations:
             if earlier is not None:
                 for line in earlier.notes:
                     yield Notice(line)
+                notes += _noted(earlier)
                 prepared = earlier
         checked = prepared.pictures
         if not text and not checked:
@@ -258,7 +261,7 @@ class Conversations:
         if not text:
             await self.store.add_turn(
                 session.id, user_id=message.user_id, text="", image_hashes=hashes, status="attached",
-                image_sources=prepared.sources,
+                image_sources=prepared.sources, notes=notes,
             )
             yield Text(_(ACK_PICTURES))
             return
@@ -267,7 +270,8 @@ class Conversations:
                 yield Text(refusal, kind="error")
                 return
             turn = await self.store.add_turn(
-                session.id, user_id=message.user_id, text=text, image_hashes=hashes, image_sources=prepared.sources
+                session.id, user_id=message.user_id, text=text, image_hashes=hashes, image_sources=prepared.sources,
+                notes=notes,
             )
             async for reply in self._answer(session, turn):
                 yield reply
@@ -339,6 +343,8 @@ class Conversations:
         or picture); the stored answer stays the model's own text.
         """
         history = [t for t in await self.store.turns(session.id, in_context_only=True) if t.id < turn.id]
+        shown = list(turn.notes)  # what the user is told besides the answer, kept with the turn
+        engine_note: str | None = None
         system = SYSTEM_PROMPT
         if self.instructions is not None:
             system = await self.instructions.system_prompt(session.platform, session.thread_key)
@@ -367,13 +373,13 @@ class Conversations:
             yield Text(exc.user_message, kind="error")
             return
         if prompt.left_out:
-            yield Notice(
-                ngettext(
-                    "The oldest exchange of this conversation was left out so the question fits; /clear starts afresh.",
-                    "The {count} oldest exchanges of this conversation were left out so the question fits; /clear starts afresh.",
-                    prompt.left_out,
-                ).format(count=prompt.left_out)
-            )
+            left_out = ngettext(
+                "The oldest exchange of this conversation was left out so the question fits; /clear starts afresh.",
+                "The {count} oldest exchanges of this conversation were left out so the question fits; /clear starts afresh.",
+                prompt.left_out,
+            ).format(count=prompt.left_out)
+            shown.append(TurnNote(NoteKind.NOTICE, left_out))
+            yield Notice(left_out)
         request = GenerationRequest(
             request_id=str(uuid.uuid4()),
             session_id=session.id,
@@ -428,12 +434,16 @@ class Conversations:
             if status == "interrupted" and turn.id in self._cancelled_turns:
                 status = "cancelled"  # /clear stopped it, even if the reader went away before the end
             answer = "".join(parts)
+            if status == "done" and stats is not None and stats.note:
+                engine_note = engine_sentence(stats.note)
+                shown.append(TurnNote(NoteKind.NOTICE, engine_note))
             await self.store.finish_turn(
                 turn.id,
                 status=status,
                 answer=answer if status == "done" else (answer or None),
                 error=error,
                 stats=_turn_stats(stats),
+                notes=shown,
             )
             self._cancelled_turns.discard(turn.id)
             self.metrics.answered(status, stats)
@@ -441,8 +451,8 @@ class Conversations:
                 del self._inflight[session.id]
             inflight.done.set()
         if status == "done" and stats is not None:
-            if stats.note:
-                yield Notice(engine_sentence(stats.note))
+            if engine_note is not None:
+                yield Notice(engine_note)
             final = Answer(
                 text="".join(parts).strip(),  # the renderer words an empty answer
                 turn_id=turn.id,
@@ -454,6 +464,9 @@ class Conversations:
                 return
             try:
                 async for reply in present(final, stats):
+                    if isinstance(reply, Notice):  # e.g. "no table was found": kept like the others
+                        shown.append(TurnNote(NoteKind.NOTICE, reply.text))
+                        await self.store.set_notes(turn.id, shown)
                     yield reply
             except Exception:
                 log.exception("session %s turn %s: presenting the answer failed", session.id, turn.id)
@@ -509,6 +522,7 @@ class Conversations:
             yield reply
         if isinstance(prepared, str) or (message.attachments and not prepared.pictures):
             return
+        notes = _noted(prepared)
         checked = prepared.pictures
         if preset.name == "find" and checked and is_video(checked[-1].data):
             yield Text(_(FIND_NEEDS_A_PICTURE), kind="error")  # boxes are drawn on a still picture
@@ -522,7 +536,7 @@ class Conversations:
             if checked:  # keep the pictures, so the corrected command can use them
                 await self.store.add_turn(
                     session.id, user_id=message.user_id, text="", image_hashes=prepared.hashes, status="attached",
-                    image_sources=prepared.sources,
+                    image_sources=prepared.sources, notes=notes,
                 )
                 usage += _(" (the picture is kept)")
             yield Text(usage)
@@ -556,7 +570,7 @@ class Conversations:
                 if checked:  # keep the pictures, so the same command works once the server is back
                     await self.store.add_turn(
                         session.id, user_id=message.user_id, text="", image_hashes=prepared.hashes, status="attached",
-                        image_sources=prepared.sources,
+                        image_sources=prepared.sources, notes=notes,
                     )
                 yield Text(engine_sentence(exc.user_message), kind="error")
                 return
@@ -568,7 +582,7 @@ class Conversations:
             command = f"/{preset.name} {argument.strip()}".rstrip()
             turn = await self.store.add_turn(
                 session.id, user_id=message.user_id, text=text, image_hashes=tuple(own), command=command,
-                image_sources=(prepared.sources or tuple(retried)) if checked else (),
+                image_sources=(prepared.sources or tuple(retried)) if checked else (), notes=notes,
             )
             present = self._presenter(preset, arch, target, argument)
             async for reply in self._answer(session, turn, present):
@@ -789,6 +803,13 @@ def _received(prepared: Prepared | str, attachments: Sequence[Attachment]) -> li
     if attachments and not prepared.pictures:
         return replies  # nothing of what was sent can be read: the question was about it
     return replies + [Notice(line) for line in prepared.notes]
+
+
+def _noted(prepared: Prepared) -> tuple[TurnNote, ...]:
+    """What `_received` told the user about the files of a message that goes on, as notes of its turn."""
+    return tuple(TurnNote(NoteKind.REFUSED, line) for line in prepared.problems) + tuple(
+        TurnNote(NoteKind.NOTICE, line) for line in prepared.notes
+    )
 
 
 def _turn_stats(stats: GenerationStats | None) -> TurnStats:

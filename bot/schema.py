@@ -71,6 +71,8 @@ class TurnRow(Base):
     # The PDFs and long screenshots some of `image_hashes` were made from (bot.picture_sources), or NULL.
     image_sources: Mapped[list[dict] | None] = mapped_column(JSON, nullable=True)
     answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The notes the answer came with, as the user read them (bot.turn_notes), or NULL.
+    notes: Mapped[list[dict] | None] = mapped_column(JSON, nullable=True)
     # pending | done | failed | cancelled | interrupted | attached (pictures kept for the next question)
     status: Mapped[str] = mapped_column(String(16))
     in_context: Mapped[bool] = mapped_column(default=True)

@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from bot.migrate import upgrade_database
 from bot.picture_sources import PictureSource
 from bot.schema import Delivery, FeedbackRow, ImageRow, SessionRow, TurnRow
+from bot.turn_notes import TurnNote
 from bot.votes import Vote, VoteOutcome
 
 __all__ = ["SessionInfo", "Store", "TurnInfo", "TurnStats", "VoteInfo", "open_store"]
@@ -80,6 +81,7 @@ class TurnInfo:
     created_at: datetime
     finished_at: datetime | None
     image_sources: tuple[PictureSource, ...] = ()  # the PDFs and long screenshots `image_hashes` came from
+    notes: tuple[TurnNote, ...] = ()  # the notices and refused files the answer came with, in order
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,12 @@ def _turn(row: TurnRow) -> TurnInfo:
         created_at=_stamp(row.created_at),
         finished_at=_aware(row.finished_at),
         image_sources=tuple(PictureSource.from_json(entry) for entry in row.image_sources or ()),
+        notes=tuple(TurnNote.from_json(entry) for entry in row.notes or ()),
     )
+
+
+def _notes(notes: Sequence[TurnNote]) -> list[dict[str, Any]] | None:
+    return [note.to_json() for note in notes] or None
 
 
 def _vote(row: FeedbackRow) -> VoteInfo:
@@ -259,6 +266,7 @@ class Store:
         status: str = "pending",
         command: str | None = None,
         image_sources: Sequence[PictureSource] = (),
+        notes: Sequence[TurnNote] = (),
     ) -> TurnInfo:
         now = _now()
         async with self._sessions() as db:
@@ -270,6 +278,7 @@ class Store:
                 instance=self._instance,
                 image_hashes=list(image_hashes),
                 image_sources=[source.to_json() for source in image_sources] or None,
+                notes=_notes(notes),
                 status=status,
                 in_context=True,
                 created_at=now,
@@ -287,12 +296,16 @@ class Store:
         answer: str | None = None,
         error: str | None = None,
         stats: TurnStats = TurnStats(),
+        notes: Sequence[TurnNote] | None = None,
     ) -> None:
+        """`notes`: every note of the turn (replacing those it was added with); None keeps them."""
+        kept: dict[str, Any] = {} if notes is None else {"notes": _notes(notes)}
         async with self._sessions() as db:
             await db.execute(
                 update(TurnRow)
                 .where(TurnRow.id == turn_id)
                 .values(
+                    **kept,
                     status=status,
                     answer=answer,
                     error=error,
@@ -305,6 +318,12 @@ class Store:
                     finished_at=_now(),
                 )
             )
+            await db.commit()
+
+    async def set_notes(self, turn_id: int, notes: Sequence[TurnNote]) -> None:
+        """Every note of the turn, e.g. with those a preset's files came with after the answer."""
+        async with self._sessions() as db:
+            await db.execute(update(TurnRow).where(TurnRow.id == turn_id).values(notes=_notes(notes)))
             await db.commit()
 
     async def get_turn(self, turn_id: int) -> TurnInfo | None:

@@ -9,10 +9,11 @@ from bot.feedback import vote_entries
 from bot.i18n import N_, _
 from bot.store import SessionInfo
 
-from .api import export_response, picture_response, session_id_param, sha_param
+from .api import export_response, session_id_param, sha_param
 from .bodies import check_text
 from .errors import ApiError
 from .security import Access
+from .stored_files import picture_response
 from .views import session_view, turn_view, video_hashes
 
 __all__ = ["AdminApi"]
@@ -82,6 +83,6 @@ class AdminApi:
         session = await self._session(request)
         return export_response(session, await self._conversations.export_session(session.id))
 
-    async def image(self, request: web.Request) -> web.Response:
+    async def image(self, request: web.Request) -> web.StreamResponse:
         session = await self._session(request)
-        return await picture_response(self._conversations, session.id, sha_param(request))
+        return await picture_response(request, self._conversations, session.id, sha_param(request))

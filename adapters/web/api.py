@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 
 from bot.commands import COMMANDS
-from bot.conversations import Conversations
 from bot.i18n import N_, _, current_language
 from bot.inbox import Inbox
 from bot.incoming import Delivery, Sender
@@ -25,6 +24,7 @@ from .page_words import page_words
 from .presets import presets
 from .security import Access
 from .sse import SseTransport, stream_events
+from .stored_files import picture_response
 from .uploads import PictureChecks, PictureRef, UploadLimits, read_message_form
 from .views import image_type, session_view, turn_view, video_hashes
 
@@ -252,9 +252,9 @@ class ChatApi:
         session = await self._own_session(request, await self._user(request))
         return export_response(session, await self._conversations.export_session(session.id))
 
-    async def image(self, request: web.Request) -> web.Response:
+    async def image(self, request: web.Request) -> web.StreamResponse:
         session = await self._own_session(request, await self._user(request))
-        return await picture_response(self._conversations, session.id, sha_param(request))
+        return await picture_response(request, self._conversations, session.id, sha_param(request))
 
     # --- asking ---------------------------------------------------------------------------------
 
@@ -309,14 +309,3 @@ def _owned(session: SessionInfo | None, user_id: str) -> bool:
         and session.owner_id == user_id
         and session.thread_key.startswith(f"{user_id}/")
     )
-
-
-async def picture_response(conversations: Conversations, session_id: str, sha: str) -> web.Response:
-    """The picture, when a turn of the session carries it; 404 otherwise (whoever else's it is)."""
-    if not await conversations.store.image_in_session(sha, session_id):
-        raise ApiError(404, _("There is no such picture in this conversation."))
-    try:
-        data = await conversations.pictures.load(sha)
-    except FileNotFoundError:
-        raise ApiError(404, _("That picture is missing from storage.")) from None
-    return web.Response(body=data, content_type=image_type(data), headers={"Cache-Control": "private, max-age=86400"})

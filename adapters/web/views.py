@@ -10,6 +10,7 @@ from typing import Any
 from bot.i18n import _
 from bot.pictures import PictureFiles
 from bot.store import SessionInfo, Store, TurnInfo
+from bot.turn_notes import NoteKind
 
 __all__ = ["VIDEO_TYPES", "image_type", "session_view", "thread_of", "turn_view", "video_hashes"]
 
@@ -91,6 +92,9 @@ def turn_view(turn: TurnInfo, videos: frozenset[str] = frozenset()) -> dict[str,
         "images": list(turn.image_hashes),
         "videos": [sha for sha in turn.image_hashes if sha in videos],
         "answer": turn.answer,
+        # What the page showed beside the answer while it came: notices above it, refused files as error lines.
+        "notices": [note.text for note in turn.notes if note.kind is NoteKind.NOTICE],
+        "refused": [note.text for note in turn.notes if note.kind is NoteKind.REFUSED],
         "status": turn.status,
         "error": turn.error,
         "in_context": turn.in_context,

@@ -55,6 +55,9 @@ async def assert_budget_held(service: Any, everything: list[list[Reply]]) -> Non
     notices = [r for replies in everything for r in replies if isinstance(r, Notice)]
     assert notices and "left out" in notices[-1].text
     assert not any(isinstance(r, Notice) for r in everything[1])  # the second question still fits whole
+    # each turn keeps the notices its answer came with, as they were said (bot.turn_notes)
+    said = [[r.text for r in replies if isinstance(r, Notice)] for replies in everything]
+    assert [[note.text for note in t.notes] for t in turns] == said
     assert counts[1] > counts[0]
 
 

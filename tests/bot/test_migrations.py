@@ -19,6 +19,14 @@ async def _tables(url: str) -> set[str]:
     return names
 
 
+async def _turn_columns(url: str) -> set[str]:
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("turns")})
+    await engine.dispose()
+    return names
+
+
 async def test_upgrade_then_downgrade(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     engine = create_async_engine(url)
@@ -31,6 +39,10 @@ async def test_upgrade_then_downgrade(tmp_path: Path) -> None:
     assert "web_logins" not in await _tables(url) and "turns" in await _tables(url)
     engine = create_async_engine(url)
     await upgrade_database(engine)
+    await downgrade_database(engine, "0007")  # the turns' notes (0008) go, the turns stay
+    assert "notes" not in await _turn_columns(url) and "image_sources" in await _turn_columns(url)
+    await upgrade_database(engine)
+    assert "notes" in await _turn_columns(url)
     await downgrade_database(engine, "base")
     await engine.dispose()
     assert await _tables(url) == {"alembic_version"}

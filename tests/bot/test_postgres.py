@@ -136,6 +136,44 @@ async def test_picture_sources_are_kept_with_their_turn(database_url: str) -> No
         assert (await store.get_turn(plain.id)).image_sources == ()
 
 
+async def test_turn_notes_migration_downgrades_cleanly(database_url: str) -> None:
+    """Down to 0007 drops the notes column (the turns stay); up again brings it back, empty."""
+    engine = create_async_engine(database_url)
+
+    async def columns() -> set[str]:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("turns")})
+
+    try:
+        await upgrade_database(engine)
+        assert "notes" in await columns()
+        await downgrade_database(engine, "0007")
+        assert "notes" not in await columns() and "image_sources" in await columns()
+        await upgrade_database(engine)
+        assert "notes" in await columns()
+    finally:
+        await engine.dispose()
+
+
+async def test_notes_are_kept_with_their_turn(database_url: str) -> None:
+    from bot.turn_notes import NoteKind, TurnNote
+
+    refused = TurnNote(NoteKind.REFUSED, "'broken.pdf' cannot be read.")
+    tiles = TurnNote(NoteKind.NOTICE, "只读取了长截图的上半部分。")
+    left_out = TurnNote(NoteKind.NOTICE, "The oldest exchange was left out.")
+    async with open_store(database_url) as store:
+        session = await store.active_session("web", "t", "alice")
+        turn = await store.add_turn(session.id, user_id="alice", text="what?", image_hashes=[], notes=[refused, tiles])
+        plain = await store.add_turn(session.id, user_id="alice", text="and?", image_hashes=[])
+        assert turn.notes == (refused, tiles) and plain.notes == ()
+        await store.finish_turn(turn.id, status="done", answer="a", notes=[refused, tiles, left_out])
+        await store.finish_turn(plain.id, status="done", answer="b")  # no notes given: none written
+        assert [t.notes for t in await store.turns(session.id)] == [(refused, tiles, left_out), ()]
+        await store.set_notes(plain.id, [left_out])
+        await store.finish_turn(plain.id, status="done", answer="b")  # None keeps what is there
+        assert (await store.get_turn(plain.id)).notes == (left_out,)
+
+
 async def test_sessions_turns_and_times(database_url: str) -> None:
     async with open_store(database_url) as store:
         session = await store.active_session("console", "main", "alice")

@@ -373,18 +373,19 @@
     const body = document.createElement("div");
     body.className = "body";
     const extra = state.extras[turn.id];
+    // The notices go above the answer (`body` is appended to `bot` below, after them), as they came live;
+    // stored with the turn, so a reload shows them too. What this page saw live is shown as it came.
+    for (const text of extra ? extra.notices : turn.notices || []) bot.append(noticeElement(text));
+    const refused = extra ? [] : (turn.refused || []).map((text) => ({ kind: "error", text }));
     if (turn.status === "done") {
       bot.dataset.state = "done";
       body.innerHTML = renderMarkdown(extra ? extra.text : turn.answer || "");
-      if (extra) {
-        // The notices go above the answer: `body` is appended to `bot` below, after them.
-        for (const text of extra.notices) bot.append(noticeElement(text));
-        for (const reply of extra.replies) body.append(replyElement(reply.kind, reply.text));
-        for (const file of extra.files) body.append(...fileElements(file));
-      }
+      for (const reply of extra ? extra.replies : refused) body.append(replyElement(reply.kind, reply.text));
+      if (extra) for (const file of extra.files) body.append(...fileElements(file));
     } else if (turn.status === "attached") {
       bot.dataset.state = "done";
       body.textContent = t("Got it - what would you like to know?");
+      for (const reply of refused) body.append(replyElement(reply.kind, reply.text));
     } else if (turn.status === "pending") {
       bot.dataset.state = "waiting";
       body.textContent = t("Answering…");
@@ -394,6 +395,7 @@
         interrupted: t("The answer was interrupted.") }[turn.status] || turn.status;
       body.innerHTML = (turn.answer ? renderMarkdown(turn.answer) : "") +
         `<p class="error">${escapeHtml(why)} Ask again, or send /retry.</p>`;
+      for (const reply of refused) body.append(replyElement(reply.kind, reply.text));
     }
     bot.append(body);
     const meta = document.createElement("div");

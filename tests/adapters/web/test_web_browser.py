@@ -424,7 +424,8 @@ async def _open_chat(browser: Any) -> tuple[Any, list[str]]:
 
 async def test_a_notice_shows_above_its_answer(service_factory: Any, chromium: Path) -> None:
     """Review finding 1 replayed: a PDF longer than VLMBOT_MAX_PDF_PAGES answers with a notice ("I read
-    pages 1-2"); the page shows it above the answer, live and in every later view, with no error toast."""
+    pages 1-2"); the page shows it above the answer, live and in every later view, after a reload too (it is
+    stored with the turn), with no error toast."""
     from playwright.async_api import async_playwright, expect
 
     from tests.pdfs import coloured_pdf
@@ -455,6 +456,14 @@ async def test_a_notice_shows_above_its_answer(service_factory: Any, chromium: P
                 await page.press("#text", "Enter")
                 await expect(answered).to_have_count(2, timeout=ANSWER_TIMEOUT_MS)
                 await expect(answered.first.locator("p.notice")).to_contain_text("I read pages 1-2.")
+                # A reload draws from the stored turns alone: the notice is still there, above its answer.
+                await page.reload()
+                await expect(answered).to_have_count(2)
+                await expect(answered.first.locator("p.notice")).to_have_count(1)
+                await expect(answered.first.locator("p.notice")).to_contain_text("'guide.pdf' has 4 pages; I read pages 1-2.")
+                order = await answered.first.evaluate("bot => Array.from(bot.children, (c) => c.className)")
+                assert order[:2] == ["notice", "body"], order
+                await expect(answered.nth(1).locator("p.notice")).to_have_count(0)
                 await expect(page.locator("#toast")).to_be_hidden()
                 assert problems == [], problems
             finally:

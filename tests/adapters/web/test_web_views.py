@@ -22,7 +22,10 @@ from tests.conftest import picture_bytes
 from tests.engine.videos import clip
 
 TOKEN = "admin-token-123456"
-TURN_KEYS = {"id", "text", "images", "videos", "answer", "status", "error", "in_context", "latency_ms", "output_tokens", "created_at", "vote"}
+TURN_KEYS = {
+    "id", "text", "images", "videos", "answer", "notices", "refused", "status", "error", "in_context", "latency_ms",
+    "output_tokens", "created_at", "vote",
+}
 
 
 @dataclass(frozen=True)
