@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["escape", "to_mrkdwn", "unescape_slack"]
+__all__ = ["escape", "escape_markdown", "to_mrkdwn", "unescape_slack"]
 
 _FENCE = re.compile(r"^\s*```")
 _INLINE_CODE = re.compile(r"(`[^`\n]+`)")
@@ -28,6 +28,41 @@ _BOLD_MARK = "\x00B\x00"  # placeholder so the italic pass does not touch conver
 def escape(text: str) -> str:
     """Plain text -> mrkdwn that shows it as written (Slack's three escapes)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_markdown(text: str) -> str:
+    """The model's Markdown for `markdown_text` (chat.*Stream) and `markdown` blocks, shown as written.
+
+    Slack's escaping holds for all its text: "&, <, and > ... must be converted to HTML entities if
+    they're not going to be used for their parsing purpose", and "only the specific characters shown
+    above will be decoded for display" (https://docs.slack.dev/messaging/formatting-message-text#escaping);
+    the markdown block reference (https://docs.slack.dev/reference/block-kit/blocks/markdown-block)
+    makes no exception, and Slack does parse `<@U...>` and `<!channel>` inside a markdown block (measured
+    on a workspace in PostHog/posthog#95054). So all three are escaped, in code too: `&lt;div&gt;` is
+    shown as `<div>`, and a model's `&nbsp;` as `&nbsp;`. The one exception is a link destination
+    (`[label](url)`), where Slack decodes no entity (the same measurement: `&amp;` would break every
+    query string): there `&` stays and `<` `>` are percent-encoded, so no Slack token can start in a URL.
+
+    Each character's escape depends only on the characters before it, so the escape of a prefix is a
+    prefix of the escape: a stream sends the escape of its text piece by piece."""
+    out: list[str] = []
+    in_url = False
+    previous = ""
+    for char in text:
+        if in_url and (char == ")" or char.isspace()):
+            in_url = False
+        if char == "&":
+            out.append("&" if in_url else "&amp;")
+        elif char == "<":
+            out.append("%3C" if in_url else "&lt;")
+        elif char == ">":
+            out.append("%3E" if in_url else "&gt;")
+        else:
+            out.append(char)
+        if previous == "]" and char == "(":
+            in_url = True
+        previous = char
+    return "".join(out)
 
 
 def _link(url: str, label: str) -> str:

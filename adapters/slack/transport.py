@@ -4,7 +4,8 @@
 A reply in a thread streams natively (`chat.startStream` / `appendStream` / `stopStream`, Markdown);
 where a workspace refuses streams (an older workspace, a missing scope) it grows by `chat.update`
 instead, and `StreamGate` remembers that per workspace. Top-level DM messages are answered outside a
-thread, where streams cannot go (`thread_ts` is required), so they grow by `chat.update` too. An
+thread, where this adapter does not stream (see `SlackTransport.__init__`), so they grow by `chat.update`
+too. An
 assistant thread shows queue position and progress with `assistant.threads.setStatus`. The final
 answer carries the feedback buttons (`feedback.py`).
 """
@@ -34,7 +35,7 @@ from bot.wording import FILES_NEED_A_THREAD
 
 from .calls import Poster
 from .feedback import answer_blocks, feedback_block
-from .mrkdwn import escape, to_mrkdwn
+from .mrkdwn import escape, escape_markdown, to_mrkdwn
 
 __all__ = ["MESSAGE_LIMIT", "Recipient", "ResponseTransport", "SlackTransport", "StreamGate", "styled"]
 
@@ -47,10 +48,15 @@ MESSAGE_LIMIT = 3_500
 
 
 def as_markdown(text: str) -> str:
-    """The model's Markdown for Slack's `markdown_text` and `markdown` blocks: Slack still reads its
-    own markup there (`<!channel>`, `<@U...>`), so its three characters are escaped as in mrkdwn.
-    Escaping is per character: the escape of a prefix is a prefix of the escape."""
-    return escape(text)
+    """The model's Markdown for Slack's `markdown_text` and `markdown` blocks (`escape_markdown` says
+    what Slack's docs require there); the fallback `text` is mrkdwn (`styled`)."""
+    return escape_markdown(text)
+
+
+def _markdown_delta(sent: str, text: str) -> str:
+    """What to append to a stream that shows `sent` so that it shows `text` (`text` extends `sent`).
+    Escaped as a whole: a link's URL may begin in one piece and go on in the next."""
+    return as_markdown(text)[len(as_markdown(sent)):]
 
 
 def styled(text: str, kind: TextKind) -> str:
@@ -101,6 +107,12 @@ class SlackTransport:
     ) -> None:
         self.capabilities = Capabilities(max_text=max_text, min_interval_s=interval)
         self.edits = self
+        # Streams only in a thread. chat.startStream (https://docs.slack.dev/reference/methods/chat.startStream)
+        # lists `thread_ts` as optional but says "Streamed messages should always be replies to a user
+        # request", and slack_sdk 3.48's `chat_startStream` takes `thread_ts` as a required argument; no
+        # Slack page documents a top-level stream in a DM. The documented way would be to stream into the
+        # thread of the user's top-level DM message, which moves the answer out of the DM's one running
+        # conversation (a reply there is a new thread: events.py) - a product change, not made here.
         self.streams = self if gate is not None and thread_ts is not None else None
         self.status_line = self if assistant and thread_ts is not None else None
         self.typing = None
@@ -163,7 +175,7 @@ class SlackTransport:
             await self._poster.call(
                 "chat.appendStream",
                 lambda: self._client.chat_appendStream(
-                    channel=self._channel, ts=stream, markdown_text=as_markdown(text[len(sent):])
+                    channel=self._channel, ts=stream, markdown_text=_markdown_delta(sent, text)
                 ),
             )
         except TransportError as exc:
@@ -183,7 +195,7 @@ class SlackTransport:
                 await self._poster.call(
                     "chat.stopStream",
                     lambda: self._client.chat_stopStream(
-                        channel=self._channel, ts=stream, markdown_text=as_markdown(rest) if rest else None,
+                        channel=self._channel, ts=stream, markdown_text=_markdown_delta(sent, text) if rest else None,
                         blocks=blocks if text.startswith(sent) else None,
                     ),
                 )

@@ -28,6 +28,7 @@ from tests.adapters.slack.slack_blocks import (
     check_blocks,
     feedback_elements,
 )
+from tests.adapters.slack.slack_text import Shown, shown
 
 __all__ = ["AiAppsMethods", "Status", "Stream", "SuggestedPrompts", "Title"]
 
@@ -55,6 +56,11 @@ class Stream:
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    @property
+    def shown(self) -> Shown:
+        """What a reader sees of the streamed Markdown (slack_text.py)."""
+        return shown(self.text, markdown=True)
 
 
 @dataclass(frozen=True)

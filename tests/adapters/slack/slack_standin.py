@@ -29,6 +29,7 @@ from aiohttp import web
 
 from tests.adapters.slack.slack_ai_apps import AiAppsMethods
 from tests.adapters.slack.slack_blocks import BlocksError, check_blocks
+from tests.adapters.slack.slack_text import Shown, shown
 
 __all__ = ["Ephemeral", "EventsSender", "Failure", "Recorded", "SlackStandIn", "sign"]
 
@@ -67,6 +68,15 @@ class _Message:
     blocks: list[dict[str, Any]] | None = None
     metadata: dict[str, Any] | None = None
     subtype: str | None = None
+
+    @property
+    def shown(self) -> Shown:
+        """What a reader sees: a message with `markdown` blocks shows them (not its `text`), else its mrkdwn `text`."""
+        markdown = [str(b.get("text") or "") for b in self.blocks or () if b.get("type") == "markdown"]
+        if markdown:
+            parts = [shown(text, markdown=True) for text in markdown]
+            return Shown("\n".join(p.text for p in parts), tuple(t for p in parts for t in p.tokens))
+        return shown(self.text, markdown=False)
 
     def as_dict(self, *, with_metadata: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text, "user": self.user}

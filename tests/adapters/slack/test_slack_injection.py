@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from adapters.slack.mrkdwn import escape_markdown
 from tests.adapters.slack.slack_standin import SlackStandIn
 from tests.hooks import forced_answer
 from tests.preset_answers import FOUND, label_picture
@@ -84,7 +85,8 @@ async def test_a_streamed_answer_cannot_ping(make_bot) -> None:
         await bot.deliver(event)
         await bot.settle()
         (stream,) = slack.streams
-        assert stream.text == ATTACK.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert stream.text == escape_markdown(ATTACK) and stream.shown.pings == ()
+        assert "[docs](https://x/%3Ey%3C!channel%3E)" in stream.text  # no token can start in a URL
         texts = streamed_texts(slack)
         assert len(texts) >= 2
         assert all("<" not in text and ">" not in text for text in texts), texts
