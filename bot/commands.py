@@ -25,7 +25,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("undo", N_("Remove the last question from the conversation")),
     CommandSpec("retry", N_("Answer the last question again")),
     CommandSpec("export", N_("Download this conversation as JSON")),
-    CommandSpec("forget", N_("Erase your messages, the answers and your pictures here"), "[confirm]"),
+    CommandSpec("forget", N_("Erase your messages, the answers and the files you sent here"), "[confirm]"),
     CommandSpec("status", N_("Queue position and model state")),
     CommandSpec("good", N_("Mark the last answer as helpful")),
     CommandSpec("bad", N_("Mark the last answer as not helpful, for the helpdesk to review")),

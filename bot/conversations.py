@@ -733,6 +733,8 @@ class Conversations:
                     "user_input": t.command or t.user_text,
                     "prompt": t.user_text if t.command else None,
                     "model_output": t.answer,
+                    # the notices and refused-file lines the user was shown with it, as shown (bot.turn_notes)
+                    "notes": [note.to_json() for note in t.notes],
                     "status": t.status,
                     "in_context": t.in_context,
                     "latency_ms": t.latency_ms,

@@ -177,7 +177,7 @@ class PictureInputs:
         prepared, rendered = outcome
         missing = [n for n in wanted if n > rendered.total]  # the renderer read the first pages instead
         notes = (pdf_no_such_page(name, format_pages(missing), rendered.total),) if missing else ()
-        return replace(prepared, notes=notes + self._pdf_notes(name, rendered))
+        return replace(prepared, notes=notes + self._pdf_notes(name, rendered, max_pages))
 
     async def earlier_pages(
         self, data: bytes, filename: str | None, pages: tuple[int, ...], *, document: int | None = None
@@ -222,11 +222,14 @@ class PictureInputs:
         kept = KeptFile(sha256, data, "application/pdf")
         return Prepared(tuple(pages), (source,), files=(kept,)), rendered
 
-    def _pdf_notes(self, name: str, rendered: RenderedPdf) -> tuple[str, ...]:
+    def _pdf_notes(self, name: str, rendered: RenderedPdf, max_pages: int) -> tuple[str, ...]:
+        """`max_pages`: the PDF's share of the message's budget, which the note names (fewer than
+        `max_pdf_pages` when the message's other files took the rest)."""
         notes = []
         read = [page.number for page in rendered.pages]
         if len(read) + len(rendered.absurd) < rendered.total:
-            notes.append(pdf_pages_read(name, format_pages(read), rendered.total, self._limits.max_pdf_pages))
+            shared = max_pages < self._limits.max_pdf_pages
+            notes.append(pdf_pages_read(name, format_pages(read), rendered.total, max_pages, shared=shared))
         if rendered.absurd:
             notes.append(pdf_pages_left_out(name, format_pages(list(rendered.absurd))))
         return tuple(notes)

@@ -363,8 +363,18 @@ def page_list(spans: list[str]) -> str:
     return _("pages {spans} and {last}").format(spans=", ".join(spans[:-1]), last=spans[-1])
 
 
-def pdf_pages_read(name: str, pages: str, total: int, max_pages: int) -> str:
-    """`pages` from `page_list`; said when a PDF has more pages than were read."""
+def pdf_pages_read(name: str, pages: str, total: int, max_pages: int, *, shared: bool = False) -> str:
+    """`pages` from `page_list`; said when a PDF has more pages than were read. `max_pages`: the most this
+    message could read of it; `shared` when the message's other files left it fewer than a PDF alone gets
+    (`bot.picture_inputs`), so the next question, naming pages of the kept PDF, may read more."""
+    if shared:
+        return ngettext(
+            "{name} has {total} pages; I read {pages}. Only {max_pages} page fit beside the other files of this "
+            "message; name others in your next question (e.g. \"page 3\") to read them.",
+            "{name} has {total} pages; I read {pages}. Up to {max_pages} pages fit beside the other files of this "
+            "message; name others in your next question (e.g. \"pages 3-5\") to read them.",
+            max_pages,
+        ).format(name=name, total=total, pages=pages, max_pages=max_pages)
     return _(
         "{name} has {total} pages; I read {pages}. Name others in your question "
         "(e.g. \"pages 3-5\"; up to {max_pages} at a time) to read them."

@@ -267,6 +267,9 @@ async def test_a_preset_with_a_pdf_says_what_it_read_and_keeps_the_pdf(service_f
         [export] = list((tmp_path / "exports").glob("*.json"))
         turns = json.loads(export.read_bytes())["turns"]
         assert [t["user_input"] for t in turns] == ["/ocr", "/ocr", "What is on page 11?"]
+        said = "'manual.pdf' has 12 pages; I read pages 1-8. Name others in your question"
+        notes = [[(n["kind"], n["text"][: len(said)]) for n in t["notes"]] for t in turns]
+        assert notes == [[("notice", said)], [], []]  # what each turn showed: /retry did not say it again
         assert turns[0]["sources"] == turns[1]["sources"] and [s["sha256"] for s in turns[0]["sources"]] == [digest]
         assert [p["page"] for p in turns[0]["sources"][0]["parts"]] == list(range(1, 9))
         assert [p["page"] for p in turns[2]["sources"][0]["parts"]] == [11]

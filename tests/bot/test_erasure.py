@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from adapters.slack.commands import from_text
+from bot.commands import help_text
 from bot.erasure import DataRemoval
 from bot.i18n import speaking
 from bot.language import Language
@@ -416,6 +417,13 @@ async def test_migration_indexes_the_turns_for_erasure(database_url: str, servic
     finally:
         await engine.dispose()
     assert {"ix_turns_user_id", "ix_turns_created_at"} <= names
+
+
+def test_the_forget_command_says_it_erases_the_files_sent() -> None:
+    """/forget erases pictures, PDFs and recordings alike: its line in /help (and the command menus) says files."""
+    assert "/forget [confirm] - Erase your messages, the answers and the files you sent here\n" in help_text()
+    with speaking(Language.ZH):
+        assert "/forget [confirm] - 删除你在这里发送的消息、文件及相应回答\n" in help_text()
 
 
 async def test_forget_through_telegram_and_slack_wording(service_factory) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from bot.i18n import speaking
+from bot.language import Language
 from bot.messages import Attachment
 from bot.pdf_pages import PdfRenderer
 from bot.picture_inputs import InputLimits, PictureInputs, Prepared
@@ -55,10 +57,24 @@ async def test_a_clip_comes_off_the_budget_before_a_long_pdf() -> None:
     both = await prepare(("clip.mp4", clip(seconds=3.0)), ("manual.pdf", coloured_pdf(12)))  # 3 frame pairs
     assert pages_read(both) == 7 and len(both.pictures) == 8  # the clip and 7 pages: 10 pictures' worth
     assert both.pictures[0].mime_type == "video/mp4" and not both.problems
-    assert both.notes == ("'manual.pdf' has 12 pages; I read pages 1-7. Name others in your question "
-                          '(e.g. "pages 3-5"; up to 8 at a time) to read them.',)
+    # the note names the pages this message could read (7), not what a PDF alone may take (8)
+    assert alone.notes == ("'manual.pdf' has 12 pages; I read pages 1-8. Name others in your question "
+                           '(e.g. "pages 3-5"; up to 8 at a time) to read them.',)
+    assert both.notes == ("'manual.pdf' has 12 pages; I read pages 1-7. Up to 7 pages fit beside the other files "
+                          'of this message; name others in your next question (e.g. "pages 3-5") to read them.',)
     capped = await prepare(("clip.mp4", clip(seconds=6.0)), ("manual.pdf", coloured_pdf(12)), video_tokens=100)
     assert pages_read(capped) == 7  # 6 pairs, but 100 tokens are worth only 3 pictures
+    one = await prepare(("clip.mp4", clip(seconds=9.0)), ("manual.pdf", coloured_pdf(12)))  # 9 pairs: 1 page left
+    assert pages_read(one) == 1 and one.notes == (
+        "'manual.pdf' has 12 pages; I read page 1. Only 1 page fit beside the other files of this message; "
+        'name others in your next question (e.g. "page 3") to read them.',
+    )
+    with speaking(Language.ZH):
+        chinese = await prepare(("clip.mp4", clip(seconds=3.0)), ("manual.pdf", coloured_pdf(12)))
+    assert chinese.notes == (
+        "“manual.pdf”共有 12 页；我读了第 1-7 页。与这条消息中的其他文件一起，最多只能读 7 页；"
+        "要读其他页，请在下一个问题中写明（例如“第3-5页”）。",
+    )
 
 
 async def test_a_video_that_no_longer_fits_is_left_out_with_a_line() -> None:

@@ -62,6 +62,9 @@ async def test_the_command_menu_is_set_in_english_and_in_chinese(standin, servic
     assert [c["command"] for c in chinese] == names
     descriptions = {c["command"]: c["description"] for c in chinese}
     assert descriptions["clear"] == "重新开始此对话" and descriptions["ocr"] == "读取图片中的全部文字"
+    # /forget erases every kind of file sent (pictures, PDFs, recordings): the menu says files
+    assert standin.commands[names.index("forget")]["description"] == "Erase your messages, the answers and the files you sent here"
+    assert descriptions["forget"] == "删除你在这里发送的消息、文件及相应回答"
 
 
 async def test_vlmbot_language_en_forces_english(standin, service_factory):

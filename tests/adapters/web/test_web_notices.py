@@ -4,6 +4,7 @@ the real core on the tiny model, a SQLite file."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bot.turn_notes import NoteKind, TurnNote
@@ -44,6 +45,12 @@ async def test_a_notice_and_a_refused_file_come_back_with_their_turn(service_fac
             turns = await service.store.turns(view["session"]["id"])
             assert [t.notes for t in turns] == [
                 (TurnNote(NoteKind.NOTICE, notice),), (TurnNote(NoteKind.REFUSED, refused),), ()
+            ]
+            status, raw = await browser.get(f"/api/sessions/{view['session']['id']}/export")  # /export's file
+            assert status == 200
+            exported = json.loads(raw) if isinstance(raw, bytes) else raw
+            assert [t["notes"] for t in exported["turns"]] == [
+                [{"kind": "notice", "text": notice}], [{"kind": "refused", "text": refused}], []
             ]
 
 
