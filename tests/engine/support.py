@@ -1,4 +1,4 @@
-"""Helpers for the engine's correctness tests: noisy pictures, a recording hook, a full-recompute reference."""
+"""Helpers for the engine's tests: a started engine, noisy pictures, a recording hook, a full-recompute reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +26,21 @@ from engine.interface import (
     PromptTurn,
     TextPiece,
 )
-from engine.local import LocalEngine
+from engine.local import LocalEngine, LocalEngineOptions
 
 SYSTEM = PromptTurn("system", "You are helpful.")
+
+
+@asynccontextmanager
+async def started_engine(model_path: Path, **options: Any) -> AsyncIterator[LocalEngine]:
+    """A LocalEngine on model_path with these LocalEngineOptions, started; closed when the block ends
+    (also when start fails half-way, so its threads do not outlive the test)."""
+    engine = LocalEngine(LocalEngineOptions(model_path=model_path, **options))
+    try:
+        await engine.start()
+        yield engine
+    finally:
+        await engine.close()
 
 
 def noisy_picture(size: tuple[int, int], seed: int) -> PromptImage:

@@ -14,6 +14,7 @@ import json
 import shutil
 import threading
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
@@ -21,10 +22,10 @@ import pytest
 
 from engine.interface import PromptTurn
 from engine.loader import load_model
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.quantization import QuantizationError, plan_quantization
 from engine.server import EngineServerOptions, running_engine_server
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, started_engine
 
 pytest.importorskip("bitsandbytes")
 
@@ -42,21 +43,14 @@ def questions(prefix: str) -> list:
     ]
 
 
-async def started(path: Path, quantization: str) -> LocalEngine:
-    engine = LocalEngine(
-        LocalEngineOptions(model_path=path, max_pixels=SMALL, feature_cache_bytes=0, quantization=quantization)
-    )
-    await engine.start()
-    return engine
+def started(path: Path, quantization: str) -> AbstractAsyncContextManager[LocalEngine]:
+    return started_engine(path, max_pixels=SMALL, feature_cache_bytes=0, quantization=quantization)
 
 
 @pytest.fixture(params=["int8", "nf4"])
 async def quantized(request: pytest.FixtureRequest, tiny_model_dir: Path) -> AsyncIterator[tuple[str, LocalEngine]]:
-    engine = await started(tiny_model_dir, request.param)
-    try:
+    async with started(tiny_model_dir, request.param) as engine:
         yield request.param, engine
-    finally:
-        await engine.close()
 
 
 class HeldAtFirstStep(Recorder):
@@ -99,15 +93,12 @@ async def test_first_token_logits_stay_near_the_full_precision_model(
     quantized: tuple[str, LocalEngine], tiny_model_dir: Path
 ) -> None:
     mode, engine = quantized
-    full = await started(tiny_model_dir, "none")
-    try:
+    async with started(tiny_model_dir, "none") as full:
         full_hook, quant_hook = Recorder(), Recorder()
         full.generate_hook, engine.generate_hook = full_hook, quant_hook
         for request in questions("q"):
             await answer(full, request)
             await answer(engine, request)
-    finally:
-        await full.close()
     for request in questions("q"):
         rid = request.request_id
         diff = float((full_hook.logits[rid][0] - quant_hook.logits[rid][0]).abs().max())

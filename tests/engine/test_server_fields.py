@@ -22,10 +22,10 @@ from openai.resources.chat.completions import AsyncCompletions
 from engine import server_api
 from engine.hooks import DecodeHook
 from engine.interface import GenerationLimits, GenerationRequest, PromptTurn, TextPiece
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.remote import RemoteEngine, RemoteEngineOptions
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
-from tests.engine.support import SYSTEM, Recorder, answer
+from tests.engine.support import SYSTEM, Recorder, answer, started_engine
 
 SMALL = 64 * 28 * 28
 CAP = 16
@@ -38,12 +38,8 @@ TURNS = (SYSTEM, PromptTurn("user", "Where is the power button?"))
 
 @pytest.fixture
 async def engine(tiny_qwen25_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, queue_size=8))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, queue_size=8) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 @pytest.fixture
