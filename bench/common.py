@@ -28,6 +28,8 @@ __all__ = [
     "engine_running",
     "machine",
     "median",
+    "model_parser",
+    "model_to_run",
     "quiet",
     "request",
     "photo_jpeg",
@@ -50,6 +52,21 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default: torch's choice). On a CPU shared with other work, 1 avoids the "
         "stalls of OpenMP threads that wait for each other while the OS runs something else.",
     )
+
+
+def model_parser(description: str | None) -> argparse.ArgumentParser:
+    """The command line of a benchmark that runs a model: its module docstring as help, and the model options."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    return parser
+
+
+def model_to_run(args: argparse.Namespace) -> Path:
+    """Quiet logs, the checkpoint to run (built on first use), then the machine line every result starts with."""
+    quiet()
+    model = resolve_model(args)
+    print(machine())
+    return model
 
 
 def resolve_model(args: argparse.Namespace) -> Path:
