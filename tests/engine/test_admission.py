@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from engine.admission import (
 from engine.interface import PromptTurn, Queued
 from engine.kvstore import cache_nbytes
 from engine.local import LocalEngine
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, started_engine
+from tests.engine.support import SYSTEM, HeldAt, Recorder, answer, ask, noisy_picture, started_engine
 
 SMALL = 64 * 28 * 28
 
@@ -72,18 +70,6 @@ def test_the_vision_estimate_covers_the_measured_peak(tiny_qwen25_dir: Path, sid
     assert peak <= estimated <= 1.5 * peak, (peak, estimated)
 
 
-class HeldAtFirstStep(Recorder):
-    def __init__(self) -> None:
-        super().__init__(ignore_eos=True)
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def on_step(self, request_ids: Sequence[str]) -> None:
-        super().on_step(request_ids)
-        if len(self.batch_sizes) == 1:
-            self.reached.set()
-            self.release.wait(30)
-
-
 async def test_a_request_that_does_not_fit_waits_in_the_queue_with_its_position(tiny_qwen25_dir: Path) -> None:
     picture = (noisy_picture((96, 64), seed=5),)
     first = ask("first", "s1", [SYSTEM, PromptTurn("user", "What is this?", picture)], max_new_tokens=6)
@@ -93,7 +79,7 @@ async def test_a_request_that_does_not_fit_waits_in_the_queue_with_its_position(
         prepared = await probe._preparer.prepare(first, cached_grids={}, features=None)
         need = prompt_bytes(probe._ledger.shape, prepared, 6)
     async with started(tiny_qwen25_dir, admission_bytes=need + need // 2) as engine:  # room for one, not two
-        hook = HeldAtFirstStep()
+        hook = HeldAt(1)
         engine.generate_hook = hook
         running = asyncio.create_task(answer(engine, first))
         await asyncio.to_thread(hook.reached.wait, 30)
@@ -117,7 +103,7 @@ async def test_a_request_that_does_not_fit_waits_in_the_queue_with_its_position(
 
 async def test_without_a_budget_both_decode_together(tiny_qwen25_dir: Path) -> None:
     async with started(tiny_qwen25_dir) as engine:
-        hook = HeldAtFirstStep()
+        hook = HeldAt(1)
         engine.generate_hook = hook
         picture = (noisy_picture((96, 64), seed=5),)
         requests = [ask(n, f"s-{n}", [SYSTEM, PromptTurn("user", "What?", picture)], 6) for n in ("a", "b")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import torch
 from engine.decode import ImageBudget
 from engine.interface import GenerationRequest, PromptTurn
 from engine.local import LocalEngine
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
+from tests.engine.support import SYSTEM, HeldAt, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
 
 SMALL = 64 * 28 * 28
 ATOL = 1e-4
@@ -53,21 +52,6 @@ def assert_same(alone_hook: Recorder, batched_hook: Recorder, alone_id: str, bat
     for step in range(steps):
         diff = (solo[step] - together[step]).abs().max()
         assert diff < ATOL, (batched_id, step, float(diff))
-
-
-class HeldAt(Recorder):
-    """Holds the decoding loop at its `step`-th step until `release` is set."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def on_step(self, request_ids: Sequence[str]) -> None:
-        super().on_step(request_ids)
-        if len(self.batch_sizes) == self.step:
-            self.reached.set()
-            self.release.wait(30)
 
 
 async def test_batched_equals_alone_with_requests_joining_mid_flight(engine: LocalEngine) -> None:

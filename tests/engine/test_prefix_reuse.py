@@ -11,7 +11,7 @@ import torch
 from engine.decode import ImageBudget
 from engine.interface import PromptTurn
 from engine.local import LocalEngine
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, recorder, reference_logits, started_engine
 
 SMALL = 64 * 28 * 28
 BUDGET = ImageBudget(4 * 28 * 28, SMALL, True)
@@ -23,12 +23,6 @@ async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
     async with started_engine(tiny_model_dir, max_pixels=SMALL) as eng:
         eng.generate_hook = Recorder()
         yield eng
-
-
-def recorder(engine: LocalEngine) -> Recorder:
-    hook = engine.generate_hook
-    assert isinstance(hook, Recorder)
-    return hook
 
 
 async def turn(engine: LocalEngine, rid: str, session: str, turns: list[PromptTurn]) -> tuple[str, torch.Tensor]:

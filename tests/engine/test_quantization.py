@@ -12,8 +12,7 @@ import asyncio
 import importlib.util
 import json
 import shutil
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from engine.loader import load_model
 from engine.local import LocalEngine
 from engine.quantization import QuantizationError, plan_quantization
 from engine.server import EngineServerOptions, running_engine_server
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, started_engine
+from tests.engine.support import SYSTEM, HeldAt, Recorder, answer, ask, noisy_picture, started_engine
 
 pytest.importorskip("bitsandbytes")
 
@@ -51,20 +50,6 @@ def started(path: Path, quantization: str) -> AbstractAsyncContextManager[LocalE
 async def quantized(request: pytest.FixtureRequest, tiny_model_dir: Path) -> AsyncIterator[tuple[str, LocalEngine]]:
     async with started(tiny_model_dir, request.param) as engine:
         yield request.param, engine
-
-
-class HeldAtFirstStep(Recorder):
-    """Holds the decoding loop at its first step until `release` is set, so that the others join it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def on_step(self, request_ids: Sequence[str]) -> None:
-        super().on_step(request_ids)
-        if len(self.batch_sizes) == 1:
-            self.reached.set()
-            self.release.wait(30)
 
 
 def layer_kinds(engine: LocalEngine) -> dict[str, set[str]]:
@@ -111,7 +96,7 @@ async def test_batched_and_followed_up_through_the_decode_loop(quantized: tuple[
     solo = Recorder()
     engine.generate_hook = solo
     alone = {r.request_id.removeprefix("solo-"): await answer(engine, r) for r in questions("solo")}
-    together = HeldAtFirstStep()
+    together = HeldAt(1)
     engine.generate_hook = together
     requests = questions("batch")
     tasks = [asyncio.create_task(answer(engine, r)) for r in requests]

@@ -14,7 +14,7 @@ from engine.decode import ImageBudget
 from engine.interface import EngineRejected, PromptTurn
 from engine.local import LocalEngine
 from engine.videos import VideoBudget, VideoLimits
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, recorder, reference_logits, started_engine
 from tests.engine.videos import clip, packet_count, prompt_video, slow_first_frame, sound_only
 
 SMALL = 64 * 28 * 28
@@ -28,12 +28,6 @@ async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
     async with started_engine(tiny_model_dir, max_pixels=SMALL, video=VIDEO) as eng:
         eng.generate_hook = Recorder()
         yield eng
-
-
-def recorder(engine: LocalEngine) -> Recorder:
-    hook = engine.generate_hook
-    assert isinstance(hook, Recorder)
-    return hook
 
 
 async def turn(engine: LocalEngine, rid: str, session: str, turns: list[PromptTurn]) -> str:
