@@ -25,6 +25,7 @@ from engine.local import LocalEngine, LocalEngineOptions
 __all__ = [
     "FixedLength",
     "add_model_args",
+    "conversation_turn",
     "engine_running",
     "machine",
     "median",
@@ -164,6 +165,18 @@ async def run_request(engine: LocalEngine, request: GenerationRequest) -> tuple[
         elif isinstance(event, GenerationStats):
             return "".join(text), event
     raise RuntimeError("stream ended without stats")
+
+
+async def conversation_turn(
+    engine: LocalEngine, rid: str, session: str, turns: list[PromptTurn], max_new_tokens: int
+) -> dict[str, Any]:
+    """One turn on an `engine_running` engine: its answer is appended to `turns`; returns the turn's time to
+    first token, prompt tokens and the prompt tokens reused from the session's KV cache."""
+    text, stats = await run_request(engine, request(rid, session, turns, max_new_tokens))
+    hook = engine.generate_hook
+    assert isinstance(hook, FixedLength)
+    turns.append(PromptTurn("assistant", text))
+    return {"ttft": stats.time_to_first_token_s, "prompt": stats.prompt_tokens, "cached": hook.prefill[rid]["cached_tokens"]}
 
 
 def request(rid: str, session: str, turns: Sequence[PromptTurn], max_new_tokens: int) -> GenerationRequest:

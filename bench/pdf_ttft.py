@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import (
+    conversation_turn,
     engine_running,
     median,
     model_parser,
@@ -61,11 +62,7 @@ async def ask(engine: Any, session: str, pictures: tuple[PromptImage, ...], answ
     for k, question in enumerate(["", "And how long do I hold the button?"]):
         if question:
             turns.append(PromptTurn("user", question))
-        rid = f"{session}-{k}"
-        text, stats = await run_request(engine, request(rid, session, turns, answer_tokens))
-        seen = engine.generate_hook.prefill[rid]
-        rows.append({"ttft": stats.time_to_first_token_s, "prompt": stats.prompt_tokens, "cached": seen["cached_tokens"]})
-        turns.append(PromptTurn("assistant", text))
+        rows.append(await conversation_turn(engine, f"{session}-{k}", session, turns, answer_tokens))
     return rows
 
 

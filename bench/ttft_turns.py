@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 from bench.common import (
+    conversation_turn,
     engine_running,
     model_parser,
     model_to_run,
@@ -57,10 +58,7 @@ async def conversations(args: argparse.Namespace, model: Any) -> tuple[list[dict
             question = PromptTurn("user", QUESTIONS[(k - 1) % len(QUESTIONS)], images)
             for engine, turns, rows in zip(engines, histories, results, strict=True):
                 turns.append(question)
-                text, stats = await run_request(engine, request(f"t{k}", "bench", turns, args.answer_tokens))
-                seen = engine.generate_hook.prefill[f"t{k}"]  # type: ignore[union-attr]
-                rows.append({"ttft": stats.time_to_first_token_s, "prompt": stats.prompt_tokens, "cached": seen["cached_tokens"]})
-                turns.append(PromptTurn("assistant", text))
+                rows.append(await conversation_turn(engine, f"t{k}", "bench", turns, args.answer_tokens))
     return results
 
 
