@@ -25,9 +25,12 @@ from engine.local import LocalEngine, LocalEngineOptions
 __all__ = [
     "FixedLength",
     "add_model_args",
+    "conversation_turn",
     "engine_running",
     "machine",
     "median",
+    "model_parser",
+    "model_to_run",
     "quiet",
     "request",
     "photo_jpeg",
@@ -50,6 +53,21 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default: torch's choice). On a CPU shared with other work, 1 avoids the "
         "stalls of OpenMP threads that wait for each other while the OS runs something else.",
     )
+
+
+def model_parser(description: str | None) -> argparse.ArgumentParser:
+    """The command line of a benchmark that runs a model: its module docstring as help, and the model options."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    return parser
+
+
+def model_to_run(args: argparse.Namespace) -> Path:
+    """Quiet logs, the checkpoint to run (built on first use), then the machine line every result starts with."""
+    quiet()
+    model = resolve_model(args)
+    print(machine())
+    return model
 
 
 def resolve_model(args: argparse.Namespace) -> Path:
@@ -147,6 +165,18 @@ async def run_request(engine: LocalEngine, request: GenerationRequest) -> tuple[
         elif isinstance(event, GenerationStats):
             return "".join(text), event
     raise RuntimeError("stream ended without stats")
+
+
+async def conversation_turn(
+    engine: LocalEngine, rid: str, session: str, turns: list[PromptTurn], max_new_tokens: int
+) -> dict[str, Any]:
+    """One turn on an `engine_running` engine: its answer is appended to `turns`; returns the turn's time to
+    first token, prompt tokens and the prompt tokens reused from the session's KV cache."""
+    text, stats = await run_request(engine, request(rid, session, turns, max_new_tokens))
+    hook = engine.generate_hook
+    assert isinstance(hook, FixedLength)
+    turns.append(PromptTurn("assistant", text))
+    return {"ttft": stats.time_to_first_token_s, "prompt": stats.prompt_tokens, "cached": hook.prefill[rid]["cached_tokens"]}
 
 
 def request(rid: str, session: str, turns: Sequence[PromptTurn], max_new_tokens: int) -> GenerationRequest:

@@ -16,7 +16,6 @@ Reported: medians per part, and engine / bare.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench.common import add_model_args, engine_running, machine, photo_jpeg, prompt_image, quiet, request, resolve_model, table
+from bench.common import engine_running, model_parser, model_to_run, photo_jpeg, prompt_image, request, table
 from engine.decode import ImageBudget, build_inputs
 from engine.hooks import DecodeHook
 from engine.interface import GenerationStats, PromptTurn, TextPiece
@@ -47,15 +46,12 @@ class Marks(DecodeHook):
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--height", type=int, default=768)
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     parts: dict[str, list[float]] = {k: [] for k in ("prepare", "worker", "back", "engine", "processor", "generate", "bare")}
     async with engine_running(model, args.device) as engine:
         loaded = engine.loaded

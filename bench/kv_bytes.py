@@ -16,14 +16,12 @@ import asyncio
 from pathlib import Path
 
 from bench.common import (
-    add_model_args,
     engine_running,
-    machine,
+    model_parser,
+    model_to_run,
     photo_jpeg,
     prompt_image,
-    quiet,
     request,
-    resolve_model,
     run_request,
     table,
 )
@@ -87,17 +85,14 @@ async def at_budget(model: Path, args: argparse.Namespace, session_bytes: int) -
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--answer-tokens", type=int, default=16)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     print(f"model {model}; {args.width}x{args.height} pictures; {args.answer_tokens} tokens per answer")
     session_bytes = await one_session(model, args)
     await at_budget(model, args, session_bytes)

@@ -11,22 +11,19 @@ machine the best run is the one least disturbed by other work). Target: engine <
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
 import torch
 
 from bench.common import (
-    add_model_args,
     engine_running,
-    machine,
     median,
+    model_parser,
+    model_to_run,
     photo_jpeg,
     prompt_image,
-    quiet,
     request,
-    resolve_model,
     run_request,
     table,
 )
@@ -53,14 +50,11 @@ def bare(engine: LocalEngine, turns: list[PromptTurn], tokens: int) -> tuple[flo
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     picture = prompt_image(photo_jpeg((640, 480)))
     turns = [PromptTurn("system", "You are a helpful helpdesk assistant."), PromptTurn("user", "What is in the picture?", (picture,))]
     engine_s, bare_s, generate_s = [], [], []

@@ -11,7 +11,6 @@ to `--answer-tokens`. Medians over `--repeats` sessions.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import time
@@ -20,14 +19,13 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import (
-    add_model_args,
+    conversation_turn,
     engine_running,
-    machine,
     median,
+    model_parser,
+    model_to_run,
     prompt_image,
-    quiet,
     request,
-    resolve_model,
     run_request,
     table,
 )
@@ -64,24 +62,17 @@ async def ask(engine: Any, session: str, pictures: tuple[PromptImage, ...], answ
     for k, question in enumerate(["", "And how long do I hold the button?"]):
         if question:
             turns.append(PromptTurn("user", question))
-        rid = f"{session}-{k}"
-        text, stats = await run_request(engine, request(rid, session, turns, answer_tokens))
-        seen = engine.generate_hook.prefill[rid]
-        rows.append({"ttft": stats.time_to_first_token_s, "prompt": stats.prompt_tokens, "cached": seen["cached_tokens"]})
-        turns.append(PromptTurn("assistant", text))
+        rows.append(await conversation_turn(engine, f"{session}-{k}", session, turns, answer_tokens))
     return rows
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--pages", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--answer-tokens", type=int, default=8)
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     document = text_pdf(args.pages)
     renderer = PdfRenderer(max_pixels=DEFAULT_MAX_PIXELS, timeout_s=120)
     started = time.perf_counter()

@@ -16,10 +16,10 @@ import asyncio
 import contextlib
 
 from bench.common import (
-    add_model_args,
     engine_running,
     machine,
     median,
+    model_parser,
     quiet,
     request,
     resolve_model,
@@ -64,8 +64,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     quiet()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--answer-tokens", type=int, default=32)
     asyncio.run(main(parser.parse_args()))

@@ -50,8 +50,8 @@ import openai
 
 from bench.common import (
     CACHE_DIR,
-    add_model_args,
     machine,
+    model_parser,
     photo_jpeg,
     resolve_model,
     table,
@@ -359,8 +359,7 @@ def report(results: dict[str, dict[str, Figures]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--guidellm", help="the guidellm command (default: on PATH, or in the bench cache's venv)")
     parser.add_argument("--no-guidellm", action="store_true", help="single requests from the openai client")
     parser.add_argument("--requests", type=int, default=8, help="single requests per profile")

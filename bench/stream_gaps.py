@@ -31,15 +31,13 @@ from typing import Any
 import engine.batch as batch_module
 from bench.common import (
     FixedLength,
-    add_model_args,
     engine_running,
-    machine,
     median,
+    model_parser,
+    model_to_run,
     photo_jpeg,
     prompt_image,
-    quiet,
     request,
-    resolve_model,
     run_request,
     table,
 )
@@ -130,10 +128,7 @@ async def one_run(args: argparse.Namespace, model: Path, mode: str) -> dict[str,
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--history-words", type=int, default=1500)
     parser.add_argument("--answer-tokens", type=int, default=400)
     parser.add_argument(
@@ -143,9 +138,7 @@ async def main() -> None:
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--modes", default="pieces,adaptive,fixed")
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     print(
         f"model {model}; running answer {args.answer_tokens} tokens; newcomer: {args.history_words} words of "
         f"history + a {args.width}x{args.height} JPEG; prefill_chunk_tokens {args.chunk_tokens}"

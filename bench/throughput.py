@@ -10,12 +10,11 @@ off alternating). Target: at 8 sessions, on >= 3 x off.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from pathlib import Path
 
-from bench.common import add_model_args, engine_running, machine, quiet, request, resolve_model, run_request, table
+from bench.common import engine_running, machine, model_parser, quiet, request, resolve_model, run_request, table
 from engine.interface import PromptTurn
 from engine.local import LocalEngine
 
@@ -44,8 +43,7 @@ async def burst(engine: LocalEngine, sessions: int, tokens: int, tag: str) -> tu
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--sessions", default="1,4,8,16")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=1)

@@ -14,14 +14,13 @@ import asyncio
 from typing import Any
 
 from bench.common import (
-    add_model_args,
+    conversation_turn,
     engine_running,
-    machine,
+    model_parser,
+    model_to_run,
     photo_jpeg,
     prompt_image,
-    quiet,
     request,
-    resolve_model,
     run_request,
     table,
 )
@@ -59,24 +58,18 @@ async def conversations(args: argparse.Namespace, model: Any) -> tuple[list[dict
             question = PromptTurn("user", QUESTIONS[(k - 1) % len(QUESTIONS)], images)
             for engine, turns, rows in zip(engines, histories, results, strict=True):
                 turns.append(question)
-                text, stats = await run_request(engine, request(f"t{k}", "bench", turns, args.answer_tokens))
-                seen = engine.generate_hook.prefill[f"t{k}"]  # type: ignore[union-attr]
-                rows.append({"ttft": stats.time_to_first_token_s, "prompt": stats.prompt_tokens, "cached": seen["cached_tokens"]})
-                turns.append(PromptTurn("assistant", text))
+                rows.append(await conversation_turn(engine, f"t{k}", "bench", turns, args.answer_tokens))
     return results
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--answer-tokens", type=int, default=24)
     parser.add_argument("--width", type=int, default=1280, help="picture size (within the default budget)")
     parser.add_argument("--height", type=int, default=960)
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     print(f"model {model}; picture {args.width}x{args.height} JPEG in turn 1; {args.answer_tokens} tokens per answer")
     on, off = await conversations(args, model)
     rows = []

@@ -23,7 +23,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bench.common import CACHE_DIR, add_model_args, engine_running, machine, median, quiet, request, resolve_model, run_request, table
+from bench.common import CACHE_DIR, engine_running, median, model_parser, model_to_run, request, run_request, table
 from engine.interface import PromptImage, PromptTurn, PromptVideo
 from engine.videos import DEFAULT_VIDEO_LIMITS, sample_video
 
@@ -99,14 +99,11 @@ async def measure(args: argparse.Namespace, model: Any, clip: bytes, picture: by
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    parser = model_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--answer-tokens", type=int, default=8)
     args = parser.parse_args()
-    quiet()
-    model = resolve_model(args)
-    print(machine())
+    model = model_to_run(args)
     clip, picture = recording(), screenshot()
     began = time.perf_counter()
     sampled = sample_video(clip, DEFAULT_VIDEO_LIMITS)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot.messages import Answer, Attachment, IncomingMessage, Notice, Reply, Text
-from engine.local import LocalEngine, LocalEngineOptions
 from engine.server import EngineServerOptions, running_engine_server
 from tests.conftest import picture_bytes
+from tests.engine.support import started_engine
 
 BUDGET = 640
 QUESTIONS = [
@@ -68,13 +68,9 @@ async def test_long_chinese_conversation_in_process(service_factory, tiny_model_
 
 @asynccontextmanager
 async def model_server(model: Path, max_pixels: int) -> AsyncIterator[str]:
-    engine = LocalEngine(LocalEngineOptions(model_path=model, max_pixels=max_pixels, device="cpu"))
-    await engine.start()
-    try:
+    async with started_engine(model, max_pixels=max_pixels, device="cpu") as engine:
         async with running_engine_server(engine, EngineServerOptions(port=0, max_new_tokens=64)) as server:
             yield server.url
-    finally:
-        await engine.close()
 
 
 async def test_long_chinese_conversation_through_a_model_server(service_factory, tiny_model_dir: Path) -> None:

@@ -50,6 +50,13 @@ class OpenAIStandIn:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    async def __aenter__(self) -> OpenAIStandIn:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def _models(self, request: web.Request) -> web.Response:
         if self.models_status != 200:
             return web.json_response({"error": {"message": "Not Found"}}, status=self.models_status)

@@ -1,4 +1,4 @@
-"""Helpers for the engine's correctness tests: noisy pictures, a recording hook, a full-recompute reference."""
+"""Helpers for the engine's tests: started engines, noisy pictures, recording and holding hooks, a full-recompute reference."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import torch
 from PIL import Image
@@ -24,9 +26,40 @@ from engine.interface import (
     PromptTurn,
     TextPiece,
 )
-from engine.local import LocalEngine
+from engine.local import LocalEngine, LocalEngineOptions
+from engine.remote import RemoteEngine, RemoteEngineOptions
 
 SYSTEM = PromptTurn("system", "You are helpful.")
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+E = TypeVar("E", bound=Startable)
+
+
+@asynccontextmanager
+async def running(engine: E) -> AsyncIterator[E]:
+    """The engine, started; closed when the block ends (also when start fails half-way, so its threads
+    and sessions do not outlive the test)."""
+    try:
+        await engine.start()
+        yield engine
+    finally:
+        await engine.close()
+
+
+def started_engine(model_path: Path, **options: Any) -> AbstractAsyncContextManager[LocalEngine]:
+    """A LocalEngine on model_path with these LocalEngineOptions, running for the block."""
+    return running(LocalEngine(LocalEngineOptions(model_path=model_path, **options)))
+
+
+def started_remote(base_url: str, **options: Any) -> AbstractAsyncContextManager[RemoteEngine]:
+    """A RemoteEngine on base_url with these RemoteEngineOptions, running for the block."""
+    return running(RemoteEngine(RemoteEngineOptions(base_url=base_url, **options)))
 
 
 def noisy_picture(size: tuple[int, int], seed: int) -> PromptImage:
@@ -87,6 +120,27 @@ class RealisticScores(Recorder):
             if self.logits.get(rid):
                 logits[row].mul_(1e4)
         super().on_logits(request_ids, logits)
+
+
+class HeldAt(Recorder):
+    """Holds the decoding loop at its `step`-th step until `release` is set (at step 1: so that the others join it)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def on_step(self, request_ids: Sequence[str]) -> None:
+        super().on_step(request_ids)
+        if len(self.batch_sizes) == self.step:
+            self.reached.set()
+            self.release.wait(30)
+
+
+def recorder(engine: LocalEngine) -> Recorder:
+    hook = engine.generate_hook
+    assert isinstance(hook, Recorder)
+    return hook
 
 
 async def answer(engine: LocalEngine, request: GenerationRequest) -> tuple[str, GenerationStats]:

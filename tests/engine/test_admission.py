@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,23 +20,20 @@ from engine.admission import (
 )
 from engine.interface import PromptTurn, Queued
 from engine.kvstore import cache_nbytes
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture
+from engine.local import LocalEngine
+from tests.engine.support import SYSTEM, HeldAt, Recorder, answer, ask, noisy_picture, started_engine
 
 SMALL = 64 * 28 * 28
 
 
-async def started(path: Path, **options: object) -> LocalEngine:
-    engine = LocalEngine(LocalEngineOptions(model_path=path, max_pixels=SMALL, feature_cache_bytes=0, **options))  # type: ignore[arg-type]
-    await engine.start()
-    return engine
+def started(path: Path, **options: Any) -> AbstractAsyncContextManager[LocalEngine]:
+    return started_engine(path, max_pixels=SMALL, feature_cache_bytes=0, **options)
 
 
 @pytest.mark.parametrize("words", [1, 40, 200])
 @pytest.mark.parametrize("picture", [False, True])
 async def test_the_kv_estimate_matches_the_cache_the_loop_built(tiny_model_dir: Path, words: int, picture: bool) -> None:
-    engine = await started(tiny_model_dir)
-    try:
+    async with started(tiny_model_dir) as engine:
         engine.generate_hook = Recorder(ignore_eos=True)  # every answer runs to its limit
         images = (noisy_picture((96, 64), seed=3),) if picture else ()
         turns = [SYSTEM, PromptTurn("user", " ".join(["word"] * words), images)]
@@ -44,8 +41,6 @@ async def test_the_kv_estimate_matches_the_cache_the_loop_built(tiny_model_dir: 
         entry = engine._kv.take(("", "s"))
         assert entry is not None
         measured = cache_nbytes(entry.cache)
-    finally:
-        await engine.close()
     shape = MemoryShape.of(engine.loaded.model.config, engine.loaded.dtype)
     prompt_tokens = len(engine.generate_hook.prefill["r"]["input_ids"][0])
     estimated = kv_bytes(shape, prompt_tokens, 7)
@@ -75,32 +70,16 @@ def test_the_vision_estimate_covers_the_measured_peak(tiny_qwen25_dir: Path, sid
     assert peak <= estimated <= 1.5 * peak, (peak, estimated)
 
 
-class HeldAtFirstStep(Recorder):
-    def __init__(self) -> None:
-        super().__init__(ignore_eos=True)
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def on_step(self, request_ids: Sequence[str]) -> None:
-        super().on_step(request_ids)
-        if len(self.batch_sizes) == 1:
-            self.reached.set()
-            self.release.wait(30)
-
-
 async def test_a_request_that_does_not_fit_waits_in_the_queue_with_its_position(tiny_qwen25_dir: Path) -> None:
     picture = (noisy_picture((96, 64), seed=5),)
     first = ask("first", "s1", [SYSTEM, PromptTurn("user", "What is this?", picture)], max_new_tokens=6)
     second = ask("second", "s2", [SYSTEM, PromptTurn("user", "And this?", picture)], max_new_tokens=6)
-    probe = await started(tiny_qwen25_dir)
-    try:
+    async with started(tiny_qwen25_dir) as probe:
         assert probe._ledger is not None and probe._preparer is not None
         prepared = await probe._preparer.prepare(first, cached_grids={}, features=None)
         need = prompt_bytes(probe._ledger.shape, prepared, 6)
-    finally:
-        await probe.close()
-    engine = await started(tiny_qwen25_dir, admission_bytes=need + need // 2)  # room for one, not two
-    try:
-        hook = HeldAtFirstStep()
+    async with started(tiny_qwen25_dir, admission_bytes=need + need // 2) as engine:  # room for one, not two
+        hook = HeldAt(1)
         engine.generate_hook = hook
         running = asyncio.create_task(answer(engine, first))
         await asyncio.to_thread(hook.reached.wait, 30)
@@ -120,14 +99,11 @@ async def test_a_request_that_does_not_fit_waits_in_the_queue_with_its_position(
         assert max(hook.batch_sizes) == 1  # never decoded together
         assert Queued(1) in events  # it was told its place in the queue
         assert hook.logits["second"]  # and it ran once the first had left
-    finally:
-        await engine.close()
 
 
 async def test_without_a_budget_both_decode_together(tiny_qwen25_dir: Path) -> None:
-    engine = await started(tiny_qwen25_dir)
-    try:
-        hook = HeldAtFirstStep()
+    async with started(tiny_qwen25_dir) as engine:
+        hook = HeldAt(1)
         engine.generate_hook = hook
         picture = (noisy_picture((96, 64), seed=5),)
         requests = [ask(n, f"s-{n}", [SYSTEM, PromptTurn("user", "What?", picture)], 6) for n in ("a", "b")]
@@ -138,8 +114,6 @@ async def test_without_a_budget_both_decode_together(tiny_qwen25_dir: Path) -> N
         hook.release.set()
         await asyncio.gather(*tasks)
         assert max(hook.batch_sizes) == 2
-    finally:
-        await engine.close()
 
 
 def test_cuda_budgets_split_what_the_weights_leave() -> None:

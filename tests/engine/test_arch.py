@@ -34,6 +34,7 @@ from engine.local import LocalEngine, LocalEngineOptions
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
 from tests.bot.test_presets import square_picture
 from tests.engine.openai_standin import OpenAIStandIn
+from tests.engine.support import running
 from tests.engine.test_remote_service import UNAVAILABLE, EngineHost
 from tests.hooks import ForcedAnswer
 
@@ -102,11 +103,8 @@ def renamed_qwen3(tiny_qwen3_dir: Path, tmp_path: Path) -> Path:
 async def qwen3_engine(renamed_qwen3: Path) -> AsyncIterator[LocalEngine]:
     engine = LocalEngine(LocalEngineOptions(model_path=renamed_qwen3, max_pixels=SMALL, queue_size=4))
     assert engine.arch is None  # not loaded yet
-    await engine.start()
-    try:
+    async with running(engine):
         yield engine
-    finally:
-        await engine.close()
 
 
 @pytest.fixture
@@ -193,15 +191,11 @@ async def test_find_through_this_projects_server_under_another_name(
 async def test_find_through_a_server_that_says_nothing(
     service_factory, model: str, setting: str, models_status: int, factor: int, located: bool
 ) -> None:
-    standin = OpenAIStandIn(model=model, pieces=(RELATIVE_ANSWER,), models_status=models_status)
-    await standin.start()
-    try:
+    async with OpenAIStandIn(model=model, pieces=(RELATIVE_ANSWER,), models_status=models_status) as standin:
         async with service_factory(
             engine_url=standin.url, engine_model=model, engine_arch=setting, max_new_tokens=256
         ) as service:
             replies = await ask(service, "/find square", square_picture())
-    finally:
-        await standin.stop()
     [body] = [received.body for received in standin.received]
     parts = body["messages"][-1]["content"]
     [url] = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import torch
 
 from engine.decode import ImageBudget
 from engine.interface import GenerationRequest, PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from engine.local import LocalEngine
+from tests.engine.support import SYSTEM, HeldAt, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
 
 SMALL = 64 * 28 * 28
 ATOL = 1e-4
@@ -33,12 +32,8 @@ def mixed_requests(prefix: str) -> list[GenerationRequest]:
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
     # No feature cache: every request reads its pictures itself, alone or batched.
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, feature_cache_bytes=0))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, feature_cache_bytes=0) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 async def alone(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[Recorder, dict[str, str]]:
@@ -57,21 +52,6 @@ def assert_same(alone_hook: Recorder, batched_hook: Recorder, alone_id: str, bat
     for step in range(steps):
         diff = (solo[step] - together[step]).abs().max()
         assert diff < ATOL, (batched_id, step, float(diff))
-
-
-class HeldAt(Recorder):
-    """Holds the decoding loop at its `step`-th step until `release` is set."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def on_step(self, request_ids: Sequence[str]) -> None:
-        super().on_step(request_ids)
-        if len(self.batch_sizes) == self.step:
-            self.reached.set()
-            self.release.wait(30)
 
 
 async def test_batched_equals_alone_with_requests_joining_mid_flight(engine: LocalEngine) -> None:
@@ -157,9 +137,7 @@ async def test_same_session_requests_are_not_batched_together(engine: LocalEngin
 
 
 async def test_batch_size_limits_the_batch(tiny_model_dir: Path) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, batch_size=2))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, batch_size=2) as eng:
         hook = Recorder()
         eng.generate_hook = hook
         turns = [SYSTEM, PromptTurn("user", "Where is the power button?")]
@@ -168,14 +146,10 @@ async def test_batch_size_limits_the_batch(tiny_model_dir: Path) -> None:
         logits = [hook.logits[f"r{i}"] for i in range(5)]
         for other in logits[1:]:  # the same prompt gives the same logits in any batch
             assert all(torch.allclose(a, b, atol=ATOL) for a, b in zip(logits[0], other, strict=True))
-    finally:
-        await eng.close()
 
 
 async def test_queue_positions_when_the_batch_is_full(tiny_model_dir: Path) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, batch_size=2))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, batch_size=2) as eng:
         hook = Recorder(delay=0.02)
         eng.generate_hook = hook
         turns = [SYSTEM, PromptTurn("user", "Where is the power button?")]
@@ -193,5 +167,3 @@ async def test_queue_positions_when_the_batch_is_full(tiny_model_dir: Path) -> N
         waits = [stats.queue_wait_s for _, stats in results]
         assert min(waits[2:]) > max(waits[:2])  # the last two waited for a place in the batch
         assert max(hook.batch_sizes) == 2
-    finally:
-        await eng.close()

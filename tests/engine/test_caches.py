@@ -10,8 +10,7 @@ from transformers import DynamicCache
 from engine.features import FeatureCache, ImageFeatures, ImageKey
 from engine.interface import PromptTurn
 from engine.kvstore import KVEntry, KVStore, cache_nbytes
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, started_engine
 
 SMALL = 64 * 28 * 28
 
@@ -93,12 +92,8 @@ def test_feature_cache_budget_and_lru() -> None:
 
 async def test_engine_stores_stay_within_budget_and_release_frees(tiny_qwen25_dir: Path) -> None:
     budget = 100_000  # three of the tiny model's sessions (about 29 kB each)
-    eng = LocalEngine(
-        LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, kv_cache_bytes=budget, feature_cache_bytes=4_000)
-    )
-    await eng.start()
-    eng.generate_hook = Recorder()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, kv_cache_bytes=budget, feature_cache_bytes=4_000) as eng:
+        eng.generate_hook = Recorder()
         sizes = []
         for i in range(6):
             picture = noisy_picture((96, 64), seed=20 + i)
@@ -113,31 +108,23 @@ async def test_engine_stores_stay_within_budget_and_release_frees(tiny_qwen25_di
         for tenant, session in held:
             await eng.release_session(session, tenant)
         assert eng.cache_stats().kv.bytes == 0 and eng.cache_stats().kv.entries == 0
-    finally:
-        await eng.close()
 
 
 async def test_idle_session_caches_expire_without_traffic(tiny_qwen25_dir: Path) -> None:
     import asyncio
 
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, kv_idle_s=0.3))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, kv_idle_s=0.3) as eng:
         await answer(eng, ask("r", "s", [SYSTEM, PromptTurn("user", "Where is the power button?")]))
         assert eng.cache_stats().kv.entries == 1
         await asyncio.sleep(0.8)
         stats = eng.cache_stats().kv
         assert stats.entries == 0 and stats.bytes == 0 and stats.expirations == 1
-    finally:
-        await eng.close()
 
 
 async def test_prefix_cache_without_feature_cache_does_not_decode_cached_pictures(tiny_qwen25_dir: Path) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, feature_cache_bytes=0))
-    await eng.start()
-    hook = Recorder()
-    eng.generate_hook = hook
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, feature_cache_bytes=0) as eng:
+        hook = Recorder()
+        eng.generate_hook = hook
         import engine.prompt as prompt_module
 
         prepared: list[str] = []
@@ -156,5 +143,3 @@ async def test_prefix_cache_without_feature_cache_does_not_decode_cached_picture
             prompt_module.prepare_picture = original
         assert len(prepared) == 1  # the follow-up took the grid from the session's cache entry
         assert hook.prefill["p2"]["cached_tokens"] > 0
-    finally:
-        await eng.close()

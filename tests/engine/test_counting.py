@@ -20,11 +20,10 @@ from engine.counting import PromptCounter
 from engine.decode import ImageBudget, messages_for
 from engine.interface import GenerationStats, PromptImage, PromptTurn
 from engine.loader import LoadedModel, load_model
-from engine.local import LocalEngine, LocalEngineOptions
 from engine.prompt import build_prompt
 from engine.prompt_bound import picture_token_bound, prompt_token_bound
 from engine.tiny import CHAT_TEMPLATE
-from tests.engine.support import ask
+from tests.engine.support import ask, started_engine
 
 BUDGET = ImageBudget(min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28)
 SPECIAL = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -80,15 +79,11 @@ def test_count_is_the_engines_prompt_length(loaded_models: dict[str, LoadedModel
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
 async def test_local_engine_counts_what_it_then_reports(tiny_qwen25_dir: Path, tiny_qwen3_dir: Path, arch: str) -> None:
     path = tiny_qwen25_dir if arch == "qwen2_5_vl" else tiny_qwen3_dir
-    engine = LocalEngine(LocalEngineOptions(model_path=path, max_pixels=BUDGET.max_pixels, device="cpu"))
-    await engine.start()
-    try:
+    async with started_engine(path, max_pixels=BUDGET.max_pixels, device="cpu") as engine:
         turns = conversation()
         counted = await engine.count_prompt_tokens(turns)
         stats = [event async for event in engine.generate(ask("r1", "s1", turns, max_new_tokens=2))][-1]
         assert isinstance(stats, GenerationStats) and stats.prompt_tokens == counted
-    finally:
-        await engine.close()
 
 
 # --- the remote bound ----------------------------------------------------------------------------

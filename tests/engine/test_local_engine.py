@@ -29,8 +29,9 @@ from engine.interface import (
     Started,
     TextPiece,
 )
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from tests.conftest import picture_bytes
+from tests.engine.support import started_engine
 from tests.hooks import ForcedAnswer
 
 SMALL = 64 * 28 * 28
@@ -111,23 +112,15 @@ def record_hook(log: list) -> RecordHook:
 
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, queue_size=6))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, queue_size=6) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 @pytest.fixture
 async def serial_engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
     """Batching off: one request decodes at a time, so the queue order is observable."""
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, queue_size=6, batch_size=1))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, queue_size=6, batch_size=1) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 async def test_generates_with_one_image_and_streams(engine: LocalEngine) -> None:
@@ -334,16 +327,12 @@ async def test_out_of_memory_twice_is_a_clear_error(engine: LocalEngine) -> None
 
 
 async def test_flash_attention_request_falls_back_to_sdpa(tiny_qwen25_dir: Path) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, attention="flash_attention_2", max_pixels=SMALL))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, attention="flash_attention_2", max_pixels=SMALL) as eng:
         health = eng.health()
         assert health.attention == "sdpa"
         assert "flash_attention_2 unavailable" in health.attention_reason
         events = await collect(eng, request("fa", max_new_tokens=2))
         assert isinstance(events[-1], GenerationStats)
-    finally:
-        await eng.close()
 
 
 async def test_failure_mid_batch_fails_that_batch_and_the_worker_goes_on(engine: LocalEngine) -> None:

@@ -16,10 +16,9 @@ from transformers import AutoProcessor
 from engine import pixels as pixels_module
 from engine.images import prepare_image
 from engine.interface import PromptImage, PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
 from engine.pixels import COPY_AT_MOST, PreparedPixels, model_input, prepare_pixels
 from tests.engine.pictures import encoded, jpeg, noise, photo, thin_png
-from tests.engine.support import SYSTEM, answer, ask
+from tests.engine.support import SYSTEM, answer, ask, started_engine
 
 BUDGET = {"min_pixels": 4 * 28 * 28, "max_pixels": 256 * 28 * 28}  # a 1600x1200 photo drafts at 1/2
 
@@ -142,12 +141,8 @@ async def test_a_picture_at_the_aspect_limit_gets_an_answer(tiny_model_dir: Path
     """A 20000x100 picture passes the checks (200:1) and is resized to 6328x28 for 256 tokens (226:1).
     The processor's own resize refuses more than 200:1 with a ValueError, and it used to be asked
     again: the request failed. It only normalises now."""
-    engine = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=256 * 28 * 28))
-    await engine.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=256 * 28 * 28) as engine:
         data = thin_png(20000, 100)
         turns = [SYSTEM, PromptTurn("user", "What is this?", (PromptImage(hashlib.sha256(data).hexdigest(), data),))]
         _, stats = await answer(engine, ask("thin", "s", turns, max_new_tokens=2))
-    finally:
-        await engine.close()
     assert stats.finish_reason == "length" and stats.prompt_tokens > 6328 * 28 // 1024

@@ -12,8 +12,8 @@ import torch
 
 from engine.decode import ImageBudget
 from engine.interface import GenerationRequest, PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from engine.local import LocalEngine
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
 
 SMALL = 64 * 28 * 28
 BUDGET = ImageBudget(4 * 28 * 28, SMALL, True)
@@ -60,9 +60,7 @@ async def conversation_start(engine: LocalEngine, session: str) -> list[PromptTu
 
 @pytest.mark.parametrize("chunk", [2048, 24])
 async def test_prompts_read_together_match_alone_and_a_full_recompute(tiny_model_dir: Path, chunk: int) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=chunk))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=chunk) as eng:
         solo = Recorder()
         eng.generate_hook = solo
         follow = await conversation_start(eng, "solo-s0")
@@ -96,5 +94,3 @@ async def test_prompts_read_together_match_alone_and_a_full_recompute(tiny_model
             # The cache each row kept (padding cut out) decodes on as if read alone.
             for step, (a, b) in enumerate(zip(hook.logits[request.request_id], solo.logits[solo_request.request_id], strict=True)):
                 assert (a - b).abs().max() < ATOL, (request.request_id, step)
-    finally:
-        await eng.close()

@@ -10,8 +10,8 @@ import torch
 
 from engine.decode import ImageBudget
 from engine.interface import PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from engine.local import LocalEngine
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, recorder, reference_logits, started_engine
 
 SMALL = 64 * 28 * 28
 BUDGET = ImageBudget(4 * 28 * 28, SMALL, True)
@@ -20,19 +20,9 @@ ATOL = 1e-4
 
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL))
-    await eng.start()
-    eng.generate_hook = Recorder()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL) as eng:
+        eng.generate_hook = Recorder()
         yield eng
-    finally:
-        await eng.close()
-
-
-def recorder(engine: LocalEngine) -> Recorder:
-    hook = engine.generate_hook
-    assert isinstance(hook, Recorder)
-    return hook
 
 
 async def turn(engine: LocalEngine, rid: str, session: str, turns: list[PromptTurn]) -> tuple[str, torch.Tensor]:
@@ -123,18 +113,15 @@ async def test_same_picture_in_another_session_and_after_release_uses_feature_ca
 
 
 async def test_everything_switched_off_gives_the_same_logits(tiny_model_dir: Path) -> None:
-    options = LocalEngineOptions(
-        model_path=tiny_model_dir,
+    async with started_engine(
+        tiny_model_dir,
         max_pixels=SMALL,
         batch_size=1,
         prefix_cache=False,
         feature_cache_bytes=0,
         jpeg_draft=False,
-    )
-    eng = LocalEngine(options)
-    await eng.start()
-    eng.generate_hook = Recorder()
-    try:
+    ) as eng:
+        eng.generate_hook = Recorder()
         picture = noisy_picture((96, 64), seed=9)
         history = [SYSTEM, PromptTurn("user", "What is in the picture?", (picture,))]
         reply, _ = await answer(eng, ask("o1", "s", history))
@@ -146,5 +133,3 @@ async def test_everything_switched_off_gives_the_same_logits(tiny_model_dir: Pat
         assert torch.allclose(recorder(eng).logits["o2"][0], expected, atol=ATOL)
         stats = eng.cache_stats()
         assert stats.kv.entries == 0 and stats.features.entries == 0
-    finally:
-        await eng.close()

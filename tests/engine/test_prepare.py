@@ -19,7 +19,7 @@ import torch
 import engine.prompt as prompt_module
 from engine.decode import ImageBudget
 from engine.interface import EngineRejected, EngineTimeout, PromptImage, PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from tests.engine.pictures import truncated_jpeg
 from tests.engine.support import (
     SYSTEM,
@@ -28,6 +28,7 @@ from tests.engine.support import (
     ask,
     noisy_picture,
     reference_logits,
+    started_engine,
 )
 
 SMALL = 64 * 28 * 28
@@ -62,22 +63,14 @@ class Timeline(Recorder):
 
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=32))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=32) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 @pytest.fixture
 async def engine25(tiny_qwen25_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, prefill_chunk_tokens=16))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, prefill_chunk_tokens=16) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 async def test_pictures_are_prepared_off_the_worker_while_others_answer(
@@ -128,11 +121,9 @@ async def test_a_picture_that_does_not_decode_is_refused_before_the_queue(engine
 
 
 async def test_a_prompt_over_the_context_is_refused_before_the_queue(tiny_qwen25_dir: Path) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, context_tokens=120))
-    await eng.start()
-    hook = Recorder()
-    eng.generate_hook = hook
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, context_tokens=120) as eng:
+        hook = Recorder()
+        eng.generate_hook = hook
         long = [SYSTEM, PromptTurn("user", LONG_TEXT)]
         with pytest.raises(EngineRejected) as caught:
             await answer(eng, ask("long", "s", long, 8))
@@ -142,8 +133,6 @@ async def test_a_prompt_over_the_context_is_refused_before_the_queue(tiny_qwen25
         assert hook.prefill == {}
         _, stats = await answer(eng, ask("fits", "s", QUESTION, 8))
         assert stats.output_tokens == 8
-    finally:
-        await eng.close()
 
 
 async def test_a_long_prompt_is_read_in_chunks_between_the_steps_of_a_running_answer(engine: LocalEngine) -> None:
@@ -171,11 +160,9 @@ async def test_a_long_prompt_is_read_in_chunks_between_the_steps_of_a_running_an
 
 @pytest.mark.parametrize("chunk", [1, 5])
 async def test_a_picture_split_across_chunks_gives_the_same_first_token_scores(tiny_model_dir: Path, chunk: int) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=chunk))
-    await eng.start()
-    hook = Timeline()
-    eng.generate_hook = hook
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, prefill_chunk_tokens=chunk) as eng:
+        hook = Timeline()
+        eng.generate_hook = hook
         pictures = (noisy_picture((96, 64), seed=44), noisy_picture((56, 112), seed=45))
         turns = [SYSTEM, PromptTurn("user", "Compare these two.", pictures)]
         await answer(eng, ask("pics", "s", turns, 2))
@@ -187,8 +174,6 @@ async def test_a_picture_split_across_chunks_gives_the_same_first_token_scores(t
         assert sum(bool((ids[s:e] == image_token).any()) for s, e in spans) > 2
         assert eng.cache_stats().encoded_images == 2
         assert torch.allclose(hook.logits["pics"][0], reference_logits(eng, turns, BUDGET), atol=1e-4)
-    finally:
-        await eng.close()
 
 
 async def test_cancel_while_a_prompt_is_read_takes_effect_at_the_next_chunk(engine25: LocalEngine) -> None:

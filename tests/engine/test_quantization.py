@@ -12,8 +12,8 @@ import asyncio
 import importlib.util
 import json
 import shutil
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
@@ -21,10 +21,10 @@ import pytest
 
 from engine.interface import PromptTurn
 from engine.loader import load_model
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.quantization import QuantizationError, plan_quantization
 from engine.server import EngineServerOptions, running_engine_server
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture
+from tests.engine.support import SYSTEM, HeldAt, Recorder, answer, ask, noisy_picture, started_engine
 
 pytest.importorskip("bitsandbytes")
 
@@ -42,35 +42,14 @@ def questions(prefix: str) -> list:
     ]
 
 
-async def started(path: Path, quantization: str) -> LocalEngine:
-    engine = LocalEngine(
-        LocalEngineOptions(model_path=path, max_pixels=SMALL, feature_cache_bytes=0, quantization=quantization)
-    )
-    await engine.start()
-    return engine
+def started(path: Path, quantization: str) -> AbstractAsyncContextManager[LocalEngine]:
+    return started_engine(path, max_pixels=SMALL, feature_cache_bytes=0, quantization=quantization)
 
 
 @pytest.fixture(params=["int8", "nf4"])
 async def quantized(request: pytest.FixtureRequest, tiny_model_dir: Path) -> AsyncIterator[tuple[str, LocalEngine]]:
-    engine = await started(tiny_model_dir, request.param)
-    try:
+    async with started(tiny_model_dir, request.param) as engine:
         yield request.param, engine
-    finally:
-        await engine.close()
-
-
-class HeldAtFirstStep(Recorder):
-    """Holds the decoding loop at its first step until `release` is set, so that the others join it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def on_step(self, request_ids: Sequence[str]) -> None:
-        super().on_step(request_ids)
-        if len(self.batch_sizes) == 1:
-            self.reached.set()
-            self.release.wait(30)
 
 
 def layer_kinds(engine: LocalEngine) -> dict[str, set[str]]:
@@ -99,15 +78,12 @@ async def test_first_token_logits_stay_near_the_full_precision_model(
     quantized: tuple[str, LocalEngine], tiny_model_dir: Path
 ) -> None:
     mode, engine = quantized
-    full = await started(tiny_model_dir, "none")
-    try:
+    async with started(tiny_model_dir, "none") as full:
         full_hook, quant_hook = Recorder(), Recorder()
         full.generate_hook, engine.generate_hook = full_hook, quant_hook
         for request in questions("q"):
             await answer(full, request)
             await answer(engine, request)
-    finally:
-        await full.close()
     for request in questions("q"):
         rid = request.request_id
         diff = float((full_hook.logits[rid][0] - quant_hook.logits[rid][0]).abs().max())
@@ -120,7 +96,7 @@ async def test_batched_and_followed_up_through_the_decode_loop(quantized: tuple[
     solo = Recorder()
     engine.generate_hook = solo
     alone = {r.request_id.removeprefix("solo-"): await answer(engine, r) for r in questions("solo")}
-    together = HeldAtFirstStep()
+    together = HeldAt(1)
     engine.generate_hook = together
     requests = questions("batch")
     tasks = [asyncio.create_task(answer(engine, r)) for r in requests]

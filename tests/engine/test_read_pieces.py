@@ -13,8 +13,7 @@ import torch
 
 from engine.decode import ImageBudget
 from engine.interface import PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits, started_engine
 
 BUDGET = ImageBudget(4 * 28 * 28, 256 * 28 * 28, True)
 QUESTION = [SYSTEM, PromptTurn("user", "Where is the power button?")]
@@ -34,13 +33,7 @@ class Timeline(Recorder):
 
 
 async def test_a_newcomer_is_read_in_pieces_between_the_steps_of_a_running_answer(tiny_model_dir: Path) -> None:
-    eng = LocalEngine(
-        LocalEngineOptions(
-            model_path=tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True
-        )
-    )
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True) as eng:
         hook = Timeline()
         eng.generate_hook = hook
         running = asyncio.create_task(answer(eng, ask("running", "a", QUESTION, 2000)))
@@ -71,8 +64,6 @@ async def test_a_newcomer_is_read_in_pieces_between_the_steps_of_a_running_answe
         for mine_layer, their_layer in zip(pieces.cache.layers, whole.cache.layers, strict=True):
             assert torch.allclose(mine_layer.keys, their_layer.keys, atol=1e-5)
             assert torch.allclose(mine_layer.values, their_layer.values, atol=1e-5)
-    finally:
-        await eng.close()
 
 
 class HeldInPieces(Timeline):
@@ -114,13 +105,7 @@ async def test_a_short_question_is_read_whole_before_the_rest_of_a_newcomer_begu
     """A follow-up question arriving while a picture is read in pieces does not wait for the rest of
     it (its own read costs a few steps): it is read in one forward, first; the picture then goes on
     in pieces."""
-    eng = LocalEngine(
-        LocalEngineOptions(
-            model_path=tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True
-        )
-    )
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels, read_in_pieces=True) as eng:
         hook = HeldInPieces()
         hook.runner = eng._runner
         eng.generate_hook = hook
@@ -146,5 +131,3 @@ async def test_a_short_question_is_read_whole_before_the_rest_of_a_newcomer_begu
         for rid, their_turns in (("follow", QUESTION), ("newcomer", turns)):
             expected = reference_logits(eng, their_turns, BUDGET)
             assert torch.allclose(hook.logits[rid][0], expected, atol=1e-4), rid
-    finally:
-        await eng.close()

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.interface import PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
-from tests.engine.support import SYSTEM, answer, ask
+from tests.engine.support import SYSTEM, answer, ask, started_engine
 from tests.engine.test_prefill_batch import Gate
 
 LONG_TEXT = "Where is the power button on the left side of the grey printer in room four? " * 24
@@ -27,9 +26,7 @@ class Order(Gate):
 
 
 async def test_an_older_long_prompt_is_read_before_newer_slightly_shorter_ones(tiny_qwen25_dir: Path) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, prefill_chunk_tokens=64, batch_size=8))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, prefill_chunk_tokens=64, batch_size=8) as eng:
         hook = Order()
         eng.generate_hook = hook
         gate = asyncio.create_task(answer(eng, ask("gate", "gate", [SYSTEM, PromptTurn("user", "Hi")], 1)))
@@ -50,8 +47,6 @@ async def test_an_older_long_prompt_is_read_before_newer_slightly_shorter_ones(t
         chunks = [rid for rid in hook.order if rid != "gate"]
         old_chunks = chunks.count("old")
         assert old_chunks > 2 and chunks[:old_chunks] == ["old"] * old_chunks  # read first, to its end
-    finally:
-        await eng.close()
 
 
 class Timeline(Order):
@@ -74,9 +69,7 @@ async def test_on_a_cpu_long_newcomers_are_read_whole_one_after_another_while_an
     """Several long prompts waiting: each in one forward (the cheapest way to read it), alone (on a
     CPU a forward over several costs their sum: reading them together only holds back the first
     one's first token), oldest first, and the running answers step between them."""
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, prefill_chunk_tokens=2048, batch_size=8))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, prefill_chunk_tokens=2048, batch_size=8) as eng:
         hook = Timeline()
         eng.generate_hook = hook
         gate = asyncio.create_task(answer(eng, ask("gate", "gate", [SYSTEM, PromptTurn("user", "Hi")], 40)))
@@ -102,5 +95,3 @@ async def test_on_a_cpu_long_newcomers_are_read_whole_one_after_another_while_an
         for before, after in itertools.pairwise(places[:3]):
             steps = [rid for kind, rid in hook.events[before:after] if kind == "step"]
             assert any("gate" in step.split(",") for step in steps)
-    finally:
-        await eng.close()

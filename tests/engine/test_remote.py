@@ -27,10 +27,11 @@ from engine.interface import (
     TextPiece,
 )
 from engine.local import LocalEngine
-from engine.remote import LOST_MID_ANSWER, RemoteEngine, RemoteEngineOptions, api_base
+from engine.remote import LOST_MID_ANSWER, RemoteEngine, api_base
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
 from tests.conftest import picture_bytes
 from tests.engine.openai_standin import OpenAIStandIn
+from tests.engine.support import started_remote
 from tests.engine.test_local_engine import slow_hook
 from tests.engine.test_server import local_engine, server, server_options  # noqa: F401  (fixtures)
 
@@ -55,22 +56,14 @@ def request(
 
 @pytest.fixture
 async def remote(server: RunningServer) -> AsyncIterator[RemoteEngine]:  # noqa: F811
-    engine = RemoteEngine(RemoteEngineOptions(base_url=server.url, max_pixels=TINY_BUDGET, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(server.url, max_pixels=TINY_BUDGET, retry_backoff_s=0.01) as engine:
         yield engine
-    finally:
-        await engine.close()
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[OpenAIStandIn]:
-    stand_in = OpenAIStandIn()
-    await stand_in.start()
-    try:
+    async with OpenAIStandIn() as stand_in:
         yield stand_in
-    finally:
-        await stand_in.stop()
 
 
 async def collect(engine: RemoteEngine, req: GenerationRequest) -> list[Any]:
@@ -115,12 +108,8 @@ async def test_local_queue_positions_with_one_request_in_flight(
     server: RunningServer, local_engine: LocalEngine  # noqa: F811
 ) -> None:
     local_engine.generate_hook = slow_hook(local_engine, delay=0.02)
-    engine = RemoteEngine(RemoteEngineOptions(base_url=server.url, concurrency=1, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(server.url, concurrency=1, retry_backoff_s=0.01) as engine:
         results = await asyncio.gather(*[collect(engine, request(f"r{i}", session=f"s{i}")) for i in range(3)])
-    finally:
-        await engine.close()
     positions = [[e.position for e in events if isinstance(e, Queued)] for events in results]
     assert positions[1][:1] == [1] and positions[2][:2] == [2, 1]
     assert all(isinstance(events[-1], GenerationStats) for events in results)
@@ -156,45 +145,30 @@ async def test_closing_the_iterator_frees_the_server(
 async def test_wrong_api_key_is_an_unavailable_server(local_engine: LocalEngine) -> None:  # noqa: F811
     options = EngineServerOptions(port=0, api_keys=("right",), shutdown_timeout_s=1)
     async with running_engine_server(local_engine, options) as running:
-        engine = RemoteEngine(RemoteEngineOptions(base_url=running.url, api_key="wrong", model="tiny-qwen2_5_vl"))
-        await engine.start()
-        try:
+        async with started_remote(running.url, api_key="wrong", model="tiny-qwen2_5_vl") as engine:
             with pytest.raises(EngineUnavailable):
                 await collect(engine, request("k1"))
             assert not engine.health().ok and "401" in engine.health().detail
-        finally:
-            await engine.close()
-        engine = RemoteEngine(RemoteEngineOptions(base_url=running.url, api_key="right"))
-        await engine.start()
-        try:
+        async with started_remote(running.url, api_key="right") as engine:
             assert isinstance((await collect(engine, request("k2", max_new_tokens=2)))[-1], GenerationStats)
-        finally:
-            await engine.close()
 
 
 async def test_server_down_gives_the_unavailable_message() -> None:
-    engine = RemoteEngine(RemoteEngineOptions(base_url="http://127.0.0.1:9/v1", connect_attempts=3, retry_backoff_s=0.01))
-    await engine.start()  # does not fail: the server may come up later
-    try:
+    # Starting does not fail: the server may come up later.
+    async with started_remote("http://127.0.0.1:9/v1", connect_attempts=3, retry_backoff_s=0.01) as engine:
         assert not engine.health().ok
         with pytest.raises(EngineUnavailable) as caught:
             await collect(engine, request("d1"))
         assert caught.value.user_message == "The model server is unavailable; please try again shortly."
         assert engine.health().queue_depth == 0 and engine.health().running == 0
-    finally:
-        await engine.close()
 
 
 # --- against a vLLM-like stand-in ----------------------------------------------------------------
 
 
 async def test_request_on_the_wire(standin: OpenAIStandIn) -> None:
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url.removesuffix("/v1"), api_key="sk-test", max_pixels=TINY_BUDGET))
-    await engine.start()
-    try:
+    async with started_remote(standin.url.removesuffix("/v1"), api_key="sk-test", max_pixels=TINY_BUDGET) as engine:
         events = await collect(engine, request("w1", image((900, 600), fmt="JPEG"), image((300, 500)), session="sess-9"))
-    finally:
-        await engine.close()
     assert "".join(e.text for e in events if isinstance(e, TextPiece)) == "The printer is out of toner."
     stats = events[-1]
     assert stats.prompt_tokens == 321 and stats.output_tokens == 4 and stats.finish_reason == "stop"
@@ -215,35 +189,25 @@ async def test_request_on_the_wire(standin: OpenAIStandIn) -> None:
 
 async def test_gateway_errors_are_retried_with_backoff(standin: OpenAIStandIn) -> None:
     standin.statuses = [503, 502]
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.05))
-    await engine.start()
-    try:
+    async with started_remote(standin.url, retry_backoff_s=0.05) as engine:
         begin = time.monotonic()
         events = await collect(engine, request("g1"))
-    finally:
-        await engine.close()
     assert isinstance(events[-1], GenerationStats) and len(standin.received) == 3
     assert time.monotonic() - begin >= 0.05 + 0.1  # 0.05 s, then 0.1 s
 
 
 async def test_bad_request_is_not_retried(standin: OpenAIStandIn) -> None:
     standin.statuses = [400]
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(standin.url, retry_backoff_s=0.01) as engine:
         with pytest.raises(EngineError) as caught:
             await collect(engine, request("b1"))
-    finally:
-        await engine.close()
     assert not isinstance(caught.value, EngineUnavailable) and len(standin.received) == 1
     assert "HTTP 400" in str(caught.value)
 
 
 async def test_connection_lost_mid_answer(standin: OpenAIStandIn) -> None:
     standin.drop_after = 2
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(standin.url, retry_backoff_s=0.01) as engine:
         events: list[Any] = []
         with pytest.raises(EngineError) as caught:
             async for event in engine.generate(request("m1")):
@@ -253,8 +217,6 @@ async def test_connection_lost_mid_answer(standin: OpenAIStandIn) -> None:
         assert len(standin.received) == 1  # a half answer is not silently restarted
         again = await collect(engine, request("m2"))  # the next request goes through
         assert isinstance(again[-1], GenerationStats)
-    finally:
-        await engine.close()
 
 
 def test_base_url() -> None:
@@ -262,16 +224,12 @@ def test_base_url() -> None:
 
 
 async def test_cancel_during_retry_backoff_is_immediate() -> None:
-    engine = RemoteEngine(RemoteEngineOptions(base_url="http://127.0.0.1:9", model="m", retry_backoff_s=5))
-    await engine.start()
-    try:
+    async with started_remote("http://127.0.0.1:9", model="m", retry_backoff_s=5) as engine:
         task = asyncio.create_task(collect(engine, request("x1")))
         await asyncio.sleep(0.2)  # the first attempt failed; waiting 5 s before the next
         assert await engine.cancel("x1")
         events = await asyncio.wait_for(task, 2)
         assert events[-1].finish_reason == "cancelled"
-    finally:
-        await engine.close()
 
 
 @pytest.mark.parametrize(
@@ -286,13 +244,9 @@ async def test_error_chunks_end_the_answer(standin: OpenAIStandIn, chunk: dict, 
 
     standin.pieces = ()
     standin.error_chunk = chunk
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url))
-    await engine.start()
-    try:
+    async with started_remote(standin.url) as engine:
         with pytest.raises(EngineError) as caught:
             await collect(engine, request("e1"))
-    finally:
-        await engine.close()
     assert isinstance(caught.value, EngineBusy) == busy and len(standin.received) == 1
 
 
@@ -304,12 +258,8 @@ async def test_a_finished_choice_completes_the_answer_with_or_without_done(
     standin: OpenAIStandIn, send_done: bool, send_usage: bool
 ) -> None:
     standin.send_done, standin.send_usage = send_done, send_usage
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(standin.url, retry_backoff_s=0.01) as engine:
         events = await collect(engine, request("d1"))
-    finally:
-        await engine.close()
     assert "".join(e.text for e in events if isinstance(e, TextPiece)) == "The printer is out of toner."
     stats = events[-1]
     assert isinstance(stats, GenerationStats) and stats.finish_reason == "stop"
@@ -319,12 +269,8 @@ async def test_a_finished_choice_completes_the_answer_with_or_without_done(
 
 async def test_an_empty_answer_is_an_empty_answer_not_unavailable(standin: OpenAIStandIn) -> None:
     standin.pieces, standin.send_done = (), False
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(standin.url, retry_backoff_s=0.01) as engine:
         events = await collect(engine, request("d2"))
-    finally:
-        await engine.close()
     assert [e for e in events if isinstance(e, TextPiece)] == []
     assert isinstance(events[-1], GenerationStats) and events[-1].finish_reason == "stop"
     assert len(standin.received) == 1
@@ -332,12 +278,8 @@ async def test_an_empty_answer_is_an_empty_answer_not_unavailable(standin: OpenA
 
 async def test_a_stream_that_ends_before_any_finish_reason_is_an_interrupted_answer(standin: OpenAIStandIn) -> None:
     standin.cut_before_finish = True
-    engine = RemoteEngine(RemoteEngineOptions(base_url=standin.url, retry_backoff_s=0.01))
-    await engine.start()
-    try:
+    async with started_remote(standin.url, retry_backoff_s=0.01) as engine:
         with pytest.raises(EngineError) as caught:
             await collect(engine, request("d3"))
-    finally:
-        await engine.close()
     assert caught.value.user_message == LOST_MID_ANSWER
     assert len(standin.received) == 1

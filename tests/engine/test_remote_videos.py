@@ -19,6 +19,7 @@ from engine.remote import RemoteEngine, RemoteEngineOptions
 from engine.server import RunningServer
 from engine.videos import VideoBudget, VideoLimits
 from tests.engine.openai_standin import OpenAIStandIn
+from tests.engine.support import running
 from tests.engine.test_local_engine import slow_hook
 from tests.engine.test_server import local_engine, server, server_options  # noqa: F401  (fixtures)
 from tests.engine.videos import clip, prompt_video
@@ -33,22 +34,14 @@ def request(rid: str, data: bytes = CLIP) -> GenerationRequest:
 
 
 async def run(options: RemoteEngineOptions, req: GenerationRequest) -> list[Any]:
-    engine = RemoteEngine(options)
-    await engine.start()
-    try:
+    async with running(RemoteEngine(options)) as engine:
         return [event async for event in engine.generate(req)]
-    finally:
-        await engine.close()
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[OpenAIStandIn]:
-    stand_in = OpenAIStandIn()
-    await stand_in.start()
-    try:
+    async with OpenAIStandIn() as stand_in:
         yield stand_in
-    finally:
-        await stand_in.stop()
 
 
 async def test_a_server_that_reads_videos_gets_a_video_url(standin: OpenAIStandIn) -> None:

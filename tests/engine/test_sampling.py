@@ -16,9 +16,9 @@ from engine.interface import (
     GenerationRequest,
     PromptTurn,
 )
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.sampling import MIN_TEMPERATURE, generator_for, penalize, pick
-from tests.engine.support import SYSTEM, RealisticScores, Recorder, answer, ask
+from tests.engine.support import SYSTEM, RealisticScores, Recorder, answer, ask, started_engine
 
 SMALL = 64 * 28 * 28
 TURNS = [SYSTEM, PromptTurn("user", "Where is the power button?")]
@@ -26,12 +26,8 @@ TURNS = [SYSTEM, PromptTurn("user", "Where is the power button?")]
 
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 class Poison(Recorder):

@@ -15,9 +15,10 @@ import aiohttp
 import openai
 import pytest
 
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
 from tests.conftest import picture_bytes
+from tests.engine.support import started_engine
 from tests.engine.test_local_engine import slow_hook
 
 SMALL = 64 * 28 * 28
@@ -40,12 +41,8 @@ def question(text: str, *images: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def local_engine(tiny_qwen25_dir: Path) -> AsyncIterator[LocalEngine]:
-    engine = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, queue_size=4))
-    await engine.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, queue_size=4) as engine:
         yield engine
-    finally:
-        await engine.close()
 
 
 @pytest.fixture

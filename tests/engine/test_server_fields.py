@@ -22,10 +22,9 @@ from openai.resources.chat.completions import AsyncCompletions
 from engine import server_api
 from engine.hooks import DecodeHook
 from engine.interface import GenerationLimits, GenerationRequest, PromptTurn, TextPiece
-from engine.local import LocalEngine, LocalEngineOptions
-from engine.remote import RemoteEngine, RemoteEngineOptions
+from engine.local import LocalEngine
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
-from tests.engine.support import SYSTEM, Recorder, answer
+from tests.engine.support import SYSTEM, Recorder, answer, started_engine, started_remote
 
 SMALL = 64 * 28 * 28
 CAP = 16
@@ -38,12 +37,8 @@ TURNS = (SYSTEM, PromptTurn("user", "Where is the power button?"))
 
 @pytest.fixture
 async def engine(tiny_qwen25_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, queue_size=8))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, queue_size=8) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 @pytest.fixture
@@ -252,32 +247,23 @@ async def test_a_model_is_retrieved_by_id_and_an_unknown_id_is_404(
 
 
 async def test_the_remote_engine_asks_for_no_more_than_the_server_gives(server: RunningServer) -> None:
-    remote = RemoteEngine(RemoteEngineOptions(base_url=server.url))
-    await remote.start()
-    try:
+    async with started_remote(server.url) as remote:
         request = GenerationRequest("r1", "s1", TURNS, GenerationLimits(max_new_tokens=CAP * 10, timeout_s=60))
         events = [event async for event in remote.generate(request)]
-    finally:
-        await remote.close()
     stats = events[-1]
     assert type(stats).__name__ == "GenerationStats"
     assert stats.finish_reason in ("stop", "length") and 1 <= stats.output_tokens <= CAP  # type: ignore[union-attr]
 
 
 async def test_the_remote_engine_passes_stop_and_vllm_fields_on(server: RunningServer) -> None:
-    remote = RemoteEngine(RemoteEngineOptions(base_url=server.url))
-    await remote.start()
-
     async def text_of(rid: str, **limits: Any) -> str:
         request = GenerationRequest(rid, rid, TURNS, GenerationLimits(max_new_tokens=CAP, timeout_s=60, **limits))
         return "".join([event.text async for event in remote.generate(request) if isinstance(event, TextPiece)])
 
-    try:
+    async with started_remote(server.url) as remote:
         full = await text_of("full", ignore_eos=True)
         stop = full[len(full) // 2 : len(full) // 2 + 2]
         cut = await text_of("cut", ignore_eos=True, stop=(stop,))
-    finally:
-        await remote.close()
     assert len(full) > 4 and cut == full[: full.find(stop)]
 
 

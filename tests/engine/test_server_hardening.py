@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.server import EngineServerOptions, RunningServer, running_engine_server
 from tests.engine.pictures import EPS, SVG, bomb_header, huge_png, noise, thin_png, truncated_jpeg
-from tests.engine.support import RealisticScores, Recorder
+from tests.engine.support import RealisticScores, Recorder, started_engine
 from tests.engine.test_prepare import LONG_TEXT, Timeline
 
 SMALL = 64 * 28 * 28
@@ -41,14 +41,8 @@ def chat(text: str, *parts: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def engine(tiny_qwen25_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(
-        LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, queue_size=8, prefill_chunk_tokens=16)
-    )
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, queue_size=8, prefill_chunk_tokens=16) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 @pytest.fixture
@@ -229,17 +223,13 @@ async def test_bad_pictures_are_400_with_a_clear_message(
 
 
 async def test_a_prompt_over_the_context_is_400(tiny_qwen25_dir: Path, http: aiohttp.ClientSession) -> None:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_qwen25_dir, max_pixels=SMALL, context_tokens=150))
-    await eng.start()
-    try:
+    async with started_engine(tiny_qwen25_dir, max_pixels=SMALL, context_tokens=150) as eng:
         async with running_engine_server(eng, EngineServerOptions(port=0, max_new_tokens=16, shutdown_timeout_s=1)) as running:
             status, body = await call(http, running, chat(LONG_TEXT * 4))
             assert_refused(status, body, "context_length_exceeded", "messages")
             assert "150 tokens" in body["error"]["message"]
             status, body = await call(http, running, chat("hi", max_tokens=4))
             assert status == 200
-    finally:
-        await eng.close()
 
 
 async def test_a_client_that_goes_away_while_its_prompt_is_read_frees_the_worker(

@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.interface import GenerationStats, PromptTurn, TextPiece
-from engine.local import LocalEngine, LocalEngineOptions
 from engine.tiny import write_tiny_checkpoint
-from tests.engine.support import SYSTEM, ask, noisy_picture
+from tests.engine.support import SYSTEM, ask, noisy_picture, started_engine
 
 
 async def answer_pieces(model: Path, count: int, tokens: int) -> list[tuple[list[str], str, int]]:
-    engine = LocalEngine(LocalEngineOptions(model_path=model, max_pixels=64 * 28 * 28))
-    await engine.start()
-    try:
+    async with started_engine(model, max_pixels=64 * 28 * 28) as engine:
         results: list[tuple[list[str], str, int]] = []
         for i in range(count):
             turns = [SYSTEM, PromptTurn("user", f"What is in picture {i}?", (noisy_picture((96, 64), seed=i),))]
@@ -25,8 +22,6 @@ async def answer_pieces(model: Path, count: int, tokens: int) -> list[tuple[list
                 elif isinstance(event, GenerationStats):
                     results.append((pieces, event.finish_reason, event.output_tokens))
         return results
-    finally:
-        await engine.close()
 
 
 async def test_answers_are_printable_and_stream_token_by_token(tiny_model_dir: Path) -> None:

@@ -12,9 +12,9 @@ import torch
 
 from engine.decode import ImageBudget
 from engine.interface import EngineRejected, PromptTurn
-from engine.local import LocalEngine, LocalEngineOptions
+from engine.local import LocalEngine
 from engine.videos import VideoBudget, VideoLimits
-from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, reference_logits
+from tests.engine.support import SYSTEM, Recorder, answer, ask, noisy_picture, recorder, reference_logits, started_engine
 from tests.engine.videos import clip, packet_count, prompt_video, slow_first_frame, sound_only
 
 SMALL = 64 * 28 * 28
@@ -25,19 +25,9 @@ ATOL = 1e-4
 
 @pytest.fixture
 async def engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, video=VIDEO))
-    await eng.start()
-    eng.generate_hook = Recorder()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, video=VIDEO) as eng:
+        eng.generate_hook = Recorder()
         yield eng
-    finally:
-        await eng.close()
-
-
-def recorder(engine: LocalEngine) -> Recorder:
-    hook = engine.generate_hook
-    assert isinstance(hook, Recorder)
-    return hook
 
 
 async def turn(engine: LocalEngine, rid: str, session: str, turns: list[PromptTurn]) -> str:
@@ -110,27 +100,19 @@ async def test_a_checkpoint_whose_template_has_no_video_parts_still_reads_videos
     lines = template.read_text().replace("{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>", "")
     assert "video" not in lines
     template.write_text(lines)
-    eng = LocalEngine(LocalEngineOptions(model_path=old, max_pixels=SMALL, video=VIDEO))
-    await eng.start()
-    eng.generate_hook = Recorder()
-    try:
+    async with started_engine(old, max_pixels=SMALL, video=VIDEO) as eng:
+        eng.generate_hook = Recorder()
         await turn(eng, "o1", "s", [SYSTEM, PromptTurn("user", "What happens?", videos=(prompt_video(clip(2.0)),))])
         assert recorder(eng).prefill["o1"]["video_grid_thw"] is not None
-    finally:
-        await eng.close()
 
 
 async def test_a_clip_read_in_small_chunks_gives_the_same_logits(tiny_model_dir: Path) -> None:
     """Chunks that end inside a frame pair's tokens are fed the slice of its features they cover."""
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, video=VIDEO, prefill_chunk_tokens=7))
-    await eng.start()
-    eng.generate_hook = Recorder()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, video=VIDEO, prefill_chunk_tokens=7) as eng:
+        eng.generate_hook = Recorder()
         picture = noisy_picture((64, 96), 5)
         await turn(eng, "c1", "s", [SYSTEM, PromptTurn("user", "Compare them.", (picture,), (prompt_video(clip(3.0)),))])
         assert eng.cache_stats().prefill_chunks > 5
-    finally:
-        await eng.close()
 
 
 async def test_a_phone_clip_with_a_rotation_flag_is_read_upright(engine: LocalEngine) -> None:
@@ -144,9 +126,7 @@ async def test_counting_a_clip_whose_first_frame_is_slow_is_refused_in_time(tiny
     """The count decodes a clip's first frame for its rotation flag: under the video's time limit, so a hostile
     clip neither holds the counting thread nor its lock (the next count goes through)."""
     video = VideoBudget(VideoLimits(max_seconds=30, timeout_s=0.3), max_tokens=96)
-    eng = LocalEngine(LocalEngineOptions(model_path=tiny_model_dir, max_pixels=SMALL, video=video))
-    await eng.start()
-    try:
+    async with started_engine(tiny_model_dir, max_pixels=SMALL, video=video) as eng:
         hostile = clip(seconds=20.0, rate=10)  # 200 packets of 50 ms each
         decoded = slow_first_frame(monkeypatch)
         with pytest.raises(EngineRejected) as caught:
@@ -154,5 +134,3 @@ async def test_counting_a_clip_whose_first_frame_is_slow_is_refused_in_time(tiny
         assert caught.value.code == "invalid_video" and caught.value.user_message == "The video took too long to decode."
         assert 0 < len(decoded) < packet_count(hostile) // 2  # stopped long before the stream's end
         assert await eng.count_prompt_tokens([SYSTEM, PromptTurn("user", "And this?", (noisy_picture((64, 64), 1),))]) > 0
-    finally:
-        await eng.close()
