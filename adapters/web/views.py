@@ -10,9 +10,10 @@ from typing import Any
 from bot.i18n import _
 from bot.pictures import PictureFiles
 from bot.store import SessionInfo, Store, TurnInfo
+from bot.stored_files import FileKind, kind_of
 from bot.turn_notes import NoteKind
 
-__all__ = ["VIDEO_TYPES", "image_type", "session_view", "thread_of", "turn_view", "video_hashes"]
+__all__ = ["image_type", "session_view", "thread_of", "turn_view", "video_hashes"]
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -26,7 +27,6 @@ _MAGIC = (
 
 
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free")  # what an MP4/MOV file starts with, after its size
-VIDEO_TYPES = frozenset({"video/mp4", "video/webm", "video/quicktime"})
 HEAD_BYTES = 12  # enough of a file for `image_type`
 
 
@@ -63,7 +63,7 @@ async def video_hashes(store: Store, pictures: PictureFiles, turns: Iterable[Tur
     if unrecorded := hashes - types.keys():
         heads = await asyncio.to_thread(lambda: {sha: _head(pictures.path(sha)) for sha in unrecorded})
         types |= {sha: image_type(head) for sha, head in heads.items()}
-    return frozenset(sha for sha, mime in types.items() if mime in VIDEO_TYPES)
+    return frozenset(sha for sha, mime in types.items() if kind_of(mime) is FileKind.VIDEO)
 
 
 def thread_of(session: SessionInfo) -> str:
