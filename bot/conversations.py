@@ -81,7 +81,7 @@ from engine.interface import (
     Started,
     TextPiece,
 )
-from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
+from engine.videos import DEFAULT_VIDEO_BUDGET, DEFAULT_VIDEO_LIMITS, VideoLimits
 
 __all__ = ["ConversationLimits", "Conversations"]
 
@@ -106,7 +106,7 @@ class ConversationLimits:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
-    video_tokens: int = 2560  # the visual tokens one video costs at most (the engine's `VideoBudget.max_tokens`)
+    video_tokens: int = DEFAULT_VIDEO_BUDGET.max_tokens  # the visual tokens one video costs at most
     max_pdf_pages: int = 8
     max_tiles: int = 10
     pdf_timeout_s: float = 30.0

@@ -51,7 +51,7 @@ from bot.wording import (
     video_refused,
 )
 from engine.pictures import ALLOWED_FORMATS, decode_slot
-from engine.videos import DEFAULT_VIDEO_LIMITS, VideoLimits
+from engine.videos import DEFAULT_VIDEO_BUDGET, DEFAULT_VIDEO_LIMITS, VideoLimits
 
 __all__ = ["InputLimits", "KeptFile", "PictureInputs", "Prepared"]
 
@@ -64,7 +64,7 @@ class InputLimits:
     max_pdf_pages: int
     max_tiles: int
     video: VideoLimits = DEFAULT_VIDEO_LIMITS  # screen recordings and GIFs (bot.videos)
-    video_tokens: int = 2560  # the visual tokens one video costs at most (`bot.videos.video_budget`)
+    video_tokens: int = DEFAULT_VIDEO_BUDGET.max_tokens  # the visual tokens one video costs at most (`bot.videos.video_budget`)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from PIL import Image
 from engine.pictures import decode_slot
 
 __all__ = [
+    "DEFAULT_VIDEO_BUDGET",
     "DEFAULT_VIDEO_LIMITS",
     "SampledVideo",
     "VideoBudget",
@@ -91,6 +92,9 @@ class VideoBudget:
         """What changes the frames and their size, for cache keys."""
         limits = self.limits
         return f"fps={limits.fps:g} frames={limits.max_frames} keep={limits.keep_pixels} tokens={self.max_tokens}"
+
+
+DEFAULT_VIDEO_BUDGET = VideoBudget()
 
 
 @dataclass(frozen=True)
