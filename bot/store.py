@@ -389,11 +389,11 @@ class Store:
             return {sha256: mime_type for sha256, mime_type in (await db.execute(query)).all()}
 
     async def image_in_session(self, sha256: str, session_id: str) -> bool:
-        """Whether any turn of the session carries the picture (for serving images to owners only)."""
-        for turn in await self.turns(session_id):
-            if sha256 in turn.image_hashes:
-                return True
-        return False
+        """Whether any turn of the session carries the picture (for serving images to owners only).
+        Reads only the turns' hash lists (a page with many pictures asks once per picture)."""
+        query = select(TurnRow.image_hashes).where(TurnRow.session_id == session_id)
+        async with self._sessions() as db:
+            return any(sha256 in (hashes or ()) for hashes in await db.scalars(query))
 
     async def prune_deliveries(self, *, older_than_s: float) -> int:
         """Forget claimed deliveries older than any platform redelivers (Telegram keeps updates 24 h)."""
